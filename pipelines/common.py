@@ -1,0 +1,35 @@
+"""Shared start-up for the stage scripts: logging, params validation, clean error exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from repro.config import ConfigError, Params, load_params
+from repro.tracking import repo_root
+
+
+def stage(description: str, add_args: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Parse the stage's arguments and validate ``params.yaml`` before any work starts."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    if add_args:
+        add_args(parser)
+    args = parser.parse_args()
+    try:
+        params: Params = load_params(args.params)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    return args, params, repo_root(Path(args.params).resolve().parent)
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Turn the library's user-facing errors into one clear line and a non-zero exit."""
+    try:
+        main()
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")

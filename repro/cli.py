@@ -1,0 +1,72 @@
+"""The ``repro`` command: validate params, switch profiles, open the MLflow UI.
+
+The pipeline stages themselves are ``pipelines/*.py`` scripts that ``dvc repro`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+
+from repro.config import PROFILES, ConfigError, load_params
+from repro.tracking import repo_root, tracking_uri
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        p = load_params(args.path)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    runs = len(p.data.datasets) * len(p.train.methods) * len(p.model.nz) * len(p.train.seeds)
+    print(f"{args.path}: valid (profile {p.profile!r}, {runs} training runs)")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Copy ``profiles/<name>.yaml`` over ``params.yaml`` after validating it."""
+    root = repo_root()
+    src = root / "profiles" / f"{args.name}.yaml"
+    try:
+        p = load_params(src)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if p.profile != args.name:
+        print(f"error: {src}: its `profile` key says {p.profile!r}, expected {args.name!r}", file=sys.stderr)
+        return 2
+    shutil.copyfile(src, root / "params.yaml")
+    print(f"params.yaml is now the {args.name!r} profile; run `dvc repro`")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``mlflow ui`` on the study's store, bound to 127.0.0.1 unless told otherwise."""
+    root = repo_root()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(root),
+           "--host", args.host, "--port", str(args.port)]
+    print("running:", " ".join(cmd))
+    return subprocess.call(cmd, cwd=root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="repro", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="check a params file; non-zero exit on error")
+    v.add_argument("path", nargs="?", default="params.yaml")
+    v.set_defaults(func=cmd_validate)
+    pr = sub.add_parser("profile", help="make params.yaml the named profile (profiles/<name>.yaml)")
+    pr.add_argument("name", choices=[n for n in PROFILES if n != "tiny"])
+    pr.set_defaults(func=cmd_profile)
+    ui = sub.add_parser("ui", help="browse the MLflow runs (127.0.0.1 by default)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

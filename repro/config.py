@@ -1,0 +1,327 @@
+"""Typed, validated configuration: ``params.yaml`` is the single place every knob lives.
+
+Each section of ``params.yaml`` maps to a frozen dataclass below. :func:`load_params` parses the
+file and rejects, before any work starts, an unknown (or misspelt) key, a value of the wrong type
+and an out-of-range value, naming the key by its dotted path and listing the allowed values.
+DVC reads the same file (``params:`` in ``dvc.yaml``), so ``dvc exp run -S train.epochs=3`` and a
+stage run by hand see the same, validated, configuration.
+
+Profiles: ``profiles/<name>.yaml`` are complete parameter files; ``repro profile <name>`` copies
+one (after validating it) over ``params.yaml``. ``params.yaml`` as committed is the ``quick``
+profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+# Registries whose names params may use. models/encoders import these names too, so a new
+# activation or method is added in exactly one place.
+ACTIVATIONS = ("elu", "relu", "leaky_relu", "tanh", "softplus", "silu", "gelu")
+METHODS = ("gon", "ae")
+DATASETS = ("mnist", "fashion_mnist", "synthetic")
+SOURCES = ("torchvision", "mirror", "registry")
+BN_MODES = ("running", "batch")
+DEVICES = ("auto", "cpu", "cuda")
+PROFILES = ("quick", "paper", "tiny")
+
+SPLIT_SIZES = {"train": 50_000, "val": 10_000, "test": 10_000}
+
+
+class ConfigError(ValueError):
+    """A params file that must not be run; the message names the dotted key and the fix."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    datasets: list[str] = field(default_factory=lambda: ["mnist", "fashion_mnist"])
+    sources: list[str] = field(default_factory=lambda: list(SOURCES))
+    mirror_dir: str | None = None
+    raw_dir: str = "data/raw"
+    image_size: int = 32
+    synthetic_sizes: dict[str, int] = field(
+        default_factory=lambda: {"train": 512, "val": 128, "test": 128}
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    ngf: int = 16
+    activation: str = "elu"
+    nz: list[int] = field(default_factory=lambda: [32])
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    methods: list[str] = field(default_factory=lambda: ["gon", "ae"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    device: str = "auto"
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    train_images: int = 50_000
+    val_images: int = 2_000
+    gon_steps: int = 1
+    gon_step_size: float = 1.0
+    num_threads: int = 2
+    max_loss: float = 1e3
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int = 64
+    headline_bn: str = "batch"
+    order_shuffles: int = 3
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = True
+    experiment: str = "gon-repro"
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str = "quick"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {list(get_args(tp))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp,) = get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        _, val_tp = get_args(tp)
+        return {str(k): _coerce(v, val_tp, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {_type_name(tp)} for {key}")  # a bug in this file
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'params'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{dotted}: unknown key.{hint} Allowed keys here: {names}")
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        dotted = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], dotted)
+        else:
+            kwargs[name] = _coerce(data[name], tp, dotted)
+    return cls(**kwargs)
+
+
+def _require(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def _one_of(values: list[str] | str, allowed: tuple[str, ...], key: str) -> None:
+    for v in [values] if isinstance(values, str) else values:
+        _require(v in allowed, key, f"{v!r} is not allowed; allowed: {list(allowed)}")
+
+
+def _non_empty_unique(values: list[Any], key: str) -> None:
+    _require(len(values) > 0, key, "must not be empty")
+    _require(len(set(values)) == len(values), key, f"has duplicates: {values}")
+
+
+def validate(p: Params) -> Params:
+    """Range and membership checks that types alone cannot express."""
+    _one_of(p.profile, PROFILES, "profile")
+    d, m, t, e = p.data, p.model, p.train, p.evaluate
+    _non_empty_unique(d.datasets, "data.datasets")
+    _one_of(d.datasets, DATASETS, "data.datasets")
+    _non_empty_unique(d.sources, "data.sources")
+    _one_of(d.sources, SOURCES, "data.sources")
+    _require(d.image_size in (28, 32), "data.image_size", f"{d.image_size}; allowed: [28, 32]")
+    _require(
+        set(d.synthetic_sizes) == set(SPLIT_SIZES),
+        "data.synthetic_sizes",
+        f"needs exactly the keys {list(SPLIT_SIZES)}, got {list(d.synthetic_sizes)}",
+    )
+    for split, n in d.synthetic_sizes.items():
+        _require(n > 0, f"data.synthetic_sizes.{split}", f"must be > 0, got {n}")
+
+    _require(m.ngf > 0, "model.ngf", f"must be > 0, got {m.ngf}")
+    _one_of(m.activation, ACTIVATIONS, "model.activation")
+    _non_empty_unique(m.nz, "model.nz")
+    for i, nz in enumerate(m.nz):
+        _require(nz > 0, f"model.nz[{i}]", f"must be > 0, got {nz}")
+
+    _non_empty_unique(t.methods, "train.methods")
+    _one_of(t.methods, METHODS, "train.methods")
+    _non_empty_unique(t.seeds, "train.seeds")
+    for i, s in enumerate(t.seeds):
+        _require(s >= 0, f"train.seeds[{i}]", f"must be >= 0, got {s}")
+    _one_of(t.device, DEVICES, "train.device")
+    _require(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}")
+    _require(t.batch_size > 0, "train.batch_size", f"must be > 0, got {t.batch_size}")
+    _require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    _require(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas",
+             f"must be two numbers in [0, 1), got {t.betas}")
+    train_split = SPLIT_SIZES["train"]
+    for name in d.datasets:
+        n_train = d.synthetic_sizes["train"] if name == "synthetic" else train_split
+        n_val = d.synthetic_sizes["val"] if name == "synthetic" else SPLIT_SIZES["val"]
+        _require(0 < t.train_images <= n_train, "train.train_images",
+                 f"{t.train_images} must be in 1..{n_train} (the {name} train split)")
+        _require(0 < t.val_images <= n_val, "train.val_images",
+                 f"{t.val_images} must be in 1..{n_val} (the {name} val split)")
+        _require(t.batch_size <= t.train_images, "train.batch_size",
+                 f"{t.batch_size} is larger than train.train_images={t.train_images}")
+    _require(t.gon_steps >= 1, "train.gon_steps", f"must be >= 1, got {t.gon_steps}")
+    _require(t.gon_step_size > 0, "train.gon_step_size", f"must be > 0, got {t.gon_step_size}")
+    _require(t.num_threads >= 0, "train.num_threads", f"must be >= 0 (0 = torch default), got {t.num_threads}")
+    _require(t.max_loss > 0, "train.max_loss", f"must be > 0, got {t.max_loss}")
+
+    _require(e.batch_size > 0, "evaluate.batch_size", f"must be > 0, got {e.batch_size}")
+    _one_of(e.headline_bn, BN_MODES, "evaluate.headline_bn")
+    _require(e.order_shuffles >= 1, "evaluate.order_shuffles", f"must be >= 1, got {e.order_shuffles}")
+    _require(0 < p.report.confidence < 1, "report.confidence",
+             f"must be in (0, 1), got {p.report.confidence}")
+    _require(bool(p.tracking.experiment), "tracking.experiment", "must not be empty")
+    return p
+
+
+def params_from_dict(data: Any, source: str = "params") -> Params:
+    """Build and validate :class:`Params`; errors are prefixed with ``source``."""
+    try:
+        return validate(_build(Params, data if data is not None else {}, ""))
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (run from the repository root, or pass the path)")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: YAML syntax error: {err}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Parse and validate a params file; raise :class:`ConfigError` naming the bad key."""
+    return params_from_dict(read_yaml(path), source=str(path))
+
+
+def params_sha256(p: Params) -> str:
+    """A stable hash of the effective configuration (tags MLflow runs, printed in the report)."""
+    blob = json.dumps(p.to_dict(), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1e-4}}`` → ``{"train.lr": 1e-4}`` (MLflow params are flat)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One trained model: a cell of the dataset × method × nz × seed matrix in ``dvc.yaml``."""
+
+    dataset: str
+    method: str
+    nz: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.method}-nz{self.nz}-s{self.seed}"
+
+    def run_dir(self, root: str | Path = "runs") -> Path:
+        return Path(root) / self.dataset / f"{self.method}-nz{self.nz}-s{self.seed}"
+
+
+def run_spec(p: Params, dataset: str, method: str, nz: int, seed: int) -> RunSpec:
+    """Check that a stage's matrix cell is one that ``params.yaml`` lists."""
+    for key, value, allowed in (
+        ("data.datasets", dataset, p.data.datasets),
+        ("train.methods", method, p.train.methods),
+        ("model.nz", nz, p.model.nz),
+        ("train.seeds", seed, p.train.seeds),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"{key}: run asks for {value!r}, which params.yaml does not list ({allowed})")
+    return RunSpec(dataset, method, nz, seed)

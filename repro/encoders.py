@@ -1,0 +1,122 @@
+"""Ways to find a latent for an image: one registry, one small class per way.
+
+Every entry maps ``(x, decoder)`` to a latent ``z`` of shape (B, nz, 1, 1). The decoder is shared;
+what differs is how ``z`` is obtained:
+
+* ``gon`` — Gradient Origin Networks (protocol §1): ``k`` gradient steps on the inner loss from
+  the origin, ``z_{i+1} = z_i − η ∇_z L(x, D(z_i))`` with ``z_0 = 0``. With ``k = 1, η = 1`` this
+  is ``z = −∇_{z0} L`` of the paper. During training the steps are built with
+  ``create_graph=True`` so the outer loss back-propagates into D *through* the gradient
+  (second-order gradients).
+* ``ae`` — the autoencoder baseline: an amortised conv encoder E with ``z = E(x)``.
+
+Later issues add entries (GFE gradient flows) to :data:`ENCODERS` without touching callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from repro.models import ConvDecoder, ConvEncoder
+
+
+def sse_per_image(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Sum of squared errors over channels and pixels, one value per image: shape (B,)."""
+    return (x_hat - x).pow(2).flatten(1).sum(1)
+
+
+def gon_training_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The loss exactly as coded in GON.py: ``((x̂ − x)**2).sum(1).mean()``.
+
+    Sum over channels, mean over batch *and pixels*: per-pixel MSE for one channel, i.e. the
+    per-image SSE divided by H·W (1024 at 32×32). Used as the outer (training) loss for every
+    method so that GON and AE optimise the same objective.
+    """
+    return (x_hat - x).pow(2).sum(1).mean()
+
+
+class GradientOriginEncoder(nn.Module):
+    """``steps`` differentiable gradient steps on the inner loss, starting at the origin.
+
+    The inner loss of one image is its SSE divided by ``inner_norm · H · W``. With
+    ``inner_norm`` equal to the training batch size this reproduces GON.py's batch-mean MSE
+    gradient exactly for a full batch, while making an image's gradient independent of how many
+    images share its batch (protocol §5, "batch dependence": a batch-mean would rescale the
+    latent of every image in a smaller last batch).
+    """
+
+    has_parameters = False
+
+    def __init__(self, nz: int, steps: int = 1, step_size: float = 1.0, inner_norm: int = 64):
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.nz, self.steps, self.step_size, self.inner_norm = nz, steps, step_size, inner_norm
+
+    def inner_loss(self, decoder: nn.Module, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        pixels = x.shape[-1] * x.shape[-2]
+        return sse_per_image(decoder(z), x).sum() / (self.inner_norm * pixels)
+
+    def forward(self, x: torch.Tensor, decoder: nn.Module, create_graph: bool) -> torch.Tensor:
+        z = torch.zeros(x.shape[0], self.nz, 1, 1, device=x.device, dtype=x.dtype, requires_grad=True)
+        with torch.enable_grad():  # the latent is a gradient, even inside torch.no_grad()
+            for _ in range(self.steps):
+                (grad,) = torch.autograd.grad(self.inner_loss(decoder, z, x), z, create_graph=create_graph)
+                z = z - self.step_size * grad
+        return z if create_graph else z.detach()
+
+
+class AmortisedEncoder(nn.Module):
+    """The autoencoder's latent: one pass of a learned conv encoder, ``z = E(x)``."""
+
+    has_parameters = True
+
+    def __init__(self, nz: int, ngf: int, channels: int, activation: str):
+        super().__init__()
+        self.net = ConvEncoder(nz=nz, ngf=ngf, channels=channels, activation=activation)
+
+    def forward(self, x: torch.Tensor, decoder: nn.Module, create_graph: bool) -> torch.Tensor:
+        return self.net(x)
+
+
+class LatentModel(nn.Module):
+    """A decoder plus a way to find latents: ``x ↦ (z, D(z))``."""
+
+    def __init__(self, encoder: nn.Module, decoder: ConvDecoder):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The graph through the latent step is only needed when gradients will flow back into D.
+        create_graph = self.training and torch.is_grad_enabled()
+        z = self.encoder(x, self.decoder, create_graph=create_graph)
+        return z, self.decoder(z)
+
+
+def _gon(nz: int, ngf: int, channels: int, activation: str, **opts: Any) -> nn.Module:
+    return GradientOriginEncoder(
+        nz, steps=opts.get("steps", 1), step_size=opts.get("step_size", 1.0),
+        inner_norm=opts.get("inner_norm", 64),
+    )
+
+
+def _ae(nz: int, ngf: int, channels: int, activation: str, **opts: Any) -> nn.Module:
+    return AmortisedEncoder(nz, ngf, channels, activation)
+
+
+ENCODERS: dict[str, Callable[..., nn.Module]] = {"gon": _gon, "ae": _ae}
+
+
+def build_model(
+    method: str, *, nz: int, ngf: int = 16, channels: int = 1, activation: str = "elu", **opts: Any
+) -> LatentModel:
+    """Decoder + the latent finder named ``method`` (a key of :data:`ENCODERS`)."""
+    if method not in ENCODERS:
+        raise ValueError(f"unknown method {method!r}; allowed: {list(ENCODERS)}")
+    decoder = ConvDecoder(nz=nz, ngf=ngf, channels=channels, activation=activation)
+    encoder = ENCODERS[method](nz, ngf, channels, activation, **opts)
+    return LatentModel(encoder, decoder)

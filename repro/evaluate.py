@@ -1,0 +1,192 @@
+"""Held-out evaluation: the test code the public GON repository does not have.
+
+Protocol §5 decides whether a test number means anything; here is how each trap is handled.
+
+* **BatchNorm mode.** Every loss is measured twice. ``running``: ``model.eval()``, BatchNorm uses
+  its running statistics, so an image's score depends on that image alone. ``batch``: BatchNorm
+  normalises with the statistics of the evaluation batch, exactly as during training (GON.py
+  never calls ``eval()``); measured on a throw-away copy so the running statistics are untouched.
+  In GON's inner pass the first BatchNorm sees a batch-constant input (z₀ = 0 gives the bias
+  alone), zero variance: with batch statistics its backward pass scales by 1/√eps, while with
+  running statistics (which average those degenerate passes with the real ones) it does not, so
+  the latent, and the loss, can differ a lot between the modes.
+* **Batch dependence.** The evaluation batch size is fixed (``evaluate.batch_size``) and the
+  inner loss is normalised by the *training* batch size, not by the current batch's size (see
+  :class:`repro.encoders.GradientOriginEncoder`). Under running statistics an image's score is
+  then independent of the order of the test set; under batch statistics it cannot be, and
+  :func:`order_spread` measures by how much over random orderings.
+* **Reductions.** Losses are reported as SSE per image (sum over the 32×32 pixels) and MSE per
+  pixel (SSE / 1024 at 32×32): the published numbers use an unstated one.
+* **Reference losses.** All-zero image, mean training image and PCA with nz components, so a
+  reader can tell "learned" from "collapsed".
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.utils import make_grid, save_image
+
+from repro.encoders import sse_per_image
+from repro.io import atomic_write
+
+BN_MODES = ("running", "batch")
+
+
+def evaluation_copy(model: nn.Module, bn_mode: str) -> nn.Module:
+    """A frozen copy of ``model`` whose BatchNorm uses running (``eval``) or batch (``train``) stats.
+
+    A copy, so that evaluating with batch statistics cannot move the trained model's running
+    averages, and so no parameter gradient is ever built.
+    """
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"unknown BatchNorm mode {bn_mode!r}; allowed: {list(BN_MODES)}")
+    frozen = copy.deepcopy(model)
+    frozen.train(bn_mode == "batch")
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen
+
+
+@torch.no_grad()
+def per_image_sse(
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    *,
+    batch_size: int,
+    bn_mode: str,
+    order: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """SSE of every image's reconstruction, shape (N,), in the images' own order.
+
+    ``order`` (a permutation) changes which images share an evaluation batch; the result is
+    mapped back so that entry i always belongs to image i.
+    """
+    frozen = evaluation_copy(model, bn_mode)
+    device = next(model.parameters()).device
+    n = images_uint8.shape[0]
+    order = torch.arange(n) if order is None else order
+    out = torch.empty(n, dtype=torch.float64)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        x = images_uint8[idx.to(images_uint8.device)].to(device).float().div_(255.0)
+        _, x_hat = frozen(x)
+        out[idx] = sse_per_image(x_hat, x).double().cpu()
+    return out
+
+
+def mean_mse_per_pixel(model: nn.Module, images_uint8: torch.Tensor, *, batch_size: int, bn_mode: str) -> float:
+    """Mean per-pixel MSE over ``images_uint8`` (the unit of the training loss)."""
+    pixels = images_uint8.shape[-1] * images_uint8.shape[-2]
+    sse = per_image_sse(model, images_uint8, batch_size=batch_size, bn_mode=bn_mode)
+    return float(sse.mean()) / pixels
+
+
+def loss_summary(sse: torch.Tensor, pixels: int) -> dict[str, float]:
+    """Both reductions of one set of per-image SSEs."""
+    mean = float(sse.mean())
+    return {"sse_per_image": mean, "mse_per_pixel": mean / pixels}
+
+
+def order_spread(
+    model: nn.Module, images_uint8: torch.Tensor, *, batch_size: int, bn_mode: str, shuffles: int, seed: int = 0
+) -> dict[str, float]:
+    """How much the scores move when the test set is evaluated in other random orders.
+
+    Returns the standard deviation of the mean SSE per image across orderings (the first
+    ordering is the canonical one) and the largest change of any single image's SSE.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    base = per_image_sse(model, images_uint8, batch_size=batch_size, bn_mode=bn_mode)
+    means, max_diff = [float(base.mean())], 0.0
+    for _ in range(shuffles):
+        perm = torch.randperm(images_uint8.shape[0], generator=gen)
+        sse = per_image_sse(model, images_uint8, batch_size=batch_size, bn_mode=bn_mode, order=perm)
+        means.append(float(sse.mean()))
+        max_diff = max(max_diff, float((sse - base).abs().max()))
+    return {
+        "shuffles": shuffles,
+        "test_sse_per_image_std": float(torch.tensor(means).std(unbiased=True)),
+        "test_sse_per_image_max_abs_diff": max_diff,
+    }
+
+
+def evaluate_model(
+    model: nn.Module,
+    splits: dict[str, torch.Tensor],
+    *,
+    batch_size: int,
+    order_shuffles: int,
+) -> dict[str, Any]:
+    """Val and test losses in both BN modes and both reductions, plus the batch-order spread.
+
+    ``splits`` maps split name → uint8 images (N, C, H, W); it must contain ``test``.
+    """
+    pixels = splits["test"].shape[-1] * splits["test"].shape[-2]
+    losses = {
+        mode: {
+            split: loss_summary(per_image_sse(model, imgs, batch_size=batch_size, bn_mode=mode), pixels)
+            for split, imgs in splits.items()
+        }
+        for mode in BN_MODES
+    }
+    spread = {
+        mode: order_spread(model, splits["test"], batch_size=batch_size, bn_mode=mode, shuffles=order_shuffles)
+        for mode in BN_MODES
+    }
+    return {"losses": losses, "batch_order_spread": spread["batch"], "running_order_spread": spread["running"]}
+
+
+def reference_losses(
+    train_uint8: torch.Tensor, test_uint8: torch.Tensor, nz_values: list[int]
+) -> dict[str, Any]:
+    """Test losses of models that learn nothing or only linear structure.
+
+    * ``zero_image``: predict black everywhere;
+    * ``mean_train_image``: predict the mean training image;
+    * ``pca``: project onto the top-``nz`` principal components of the training images (the
+      best rank-nz affine reconstruction in squared error, a natural yardstick for a
+      one-step GON, whose encoder is affine: protocol §5).
+    """
+    x_train = train_uint8.flatten(1).double() / 255.0
+    x_test = test_uint8.flatten(1).double() / 255.0
+    pixels = test_uint8.shape[-1] * test_uint8.shape[-2]
+    mean = x_train.mean(0, keepdim=True)
+    centred = x_train - mean
+    _, eigvecs = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    out: dict[str, Any] = {
+        "zero_image": loss_summary(x_test.pow(2).sum(1), pixels),
+        "mean_train_image": loss_summary((x_test - mean).pow(2).sum(1), pixels),
+        "pca": {},
+    }
+    for nz in nz_values:
+        basis = eigvecs[:, -nz:]
+        recon = mean + ((x_test - mean) @ basis) @ basis.T
+        out["pca"][str(nz)] = loss_summary((x_test - recon).pow(2).sum(1), pixels)
+    return out
+
+
+@torch.no_grad()
+def save_reconstruction_grid(
+    model: nn.Module, images_uint8: torch.Tensor, path: Any, *, bn_mode: str, n: int = 32, batch_size: int = 64
+) -> None:
+    """Originals and reconstructions in alternating rows of 8 (PNG, written atomically).
+
+    The images are reconstructed inside one evaluation batch of the fixed evaluation size so
+    that, under batch statistics, they see the same kind of batch as the test numbers.
+    """
+    frozen = evaluation_copy(model, bn_mode)
+    device = next(model.parameters()).device
+    x = images_uint8[:batch_size].to(device).float() / 255.0
+    _, x_hat = frozen(x)
+    x, x_hat = x[:n].cpu(), x_hat[:n].cpu()
+    rows = [t for i in range(0, n, 8) for t in (x[i : i + 8], x_hat[i : i + 8])]
+    grid = make_grid(torch.cat(rows), nrow=8, padding=2, pad_value=1.0)
+    buf = io.BytesIO()
+    save_image(grid, buf, format="png")
+    with atomic_write(path, "wb") as fh:
+        fh.write(buf.getvalue())

@@ -1,0 +1,91 @@
+"""The GON convolutional decoder, its mirrored encoder, and the activation registry.
+
+Architecture as in ``GON.py`` of the public GON code (protocol §1): a DCGAN-style stack of
+``ConvTranspose2d`` with kernel 4, strides 1, 2, 2, 2 (padding 0, 1, 1, 1), channels
+nz → 4·ngf → 2·ngf → ngf → C, BatchNorm + activation after the first three, Sigmoid at the end.
+At nz = 32, ngf = 16, C = 1 the decoder has 74,321 parameters and the autoencoder (decoder plus
+the mirrored encoder below) 148,673: the "half the parameters" claim of the GON abstract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from repro.config import ACTIVATIONS
+
+ACTIVATION_REGISTRY: dict[str, Callable[[], nn.Module]] = {
+    "elu": nn.ELU,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+}
+assert tuple(ACTIVATION_REGISTRY) == ACTIVATIONS, "config.ACTIVATIONS and the registry must agree"
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by its params name; unknown names are refused with the list."""
+    try:
+        return ACTIVATION_REGISTRY[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; allowed: {list(ACTIVATION_REGISTRY)}") from None
+
+
+class ConvDecoder(nn.Module):
+    """GON decoder D: latent (B, nz, 1, 1) → image (B, C, 32, 32) in [0, 1]."""
+
+    def __init__(self, nz: int = 32, ngf: int = 16, channels: int = 1, activation: str = "elu"):
+        super().__init__()
+        self.nz, self.ngf, self.channels = nz, ngf, channels
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0),
+            nn.BatchNorm2d(ngf * 4),
+            make_activation(activation),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1),
+            nn.BatchNorm2d(ngf * 2),
+            make_activation(activation),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1),
+            nn.BatchNorm2d(ngf),
+            make_activation(activation),
+            nn.ConvTranspose2d(ngf, channels, 4, 2, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class ConvEncoder(nn.Module):
+    """The decoder mirrored (Conv2d k=4, strides 2, 2, 2, 1; BN + activation; linear last layer).
+
+    Image (B, C, 32, 32) → latent (B, nz, 1, 1). Used by the autoencoder baseline, which the
+    public GON code does not include.
+    """
+
+    def __init__(self, nz: int = 32, ngf: int = 16, channels: int = 1, activation: str = "elu"):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, ngf, 4, 2, 1),
+            nn.BatchNorm2d(ngf),
+            make_activation(activation),
+            nn.Conv2d(ngf, ngf * 2, 4, 2, 1),
+            nn.BatchNorm2d(ngf * 2),
+            make_activation(activation),
+            nn.Conv2d(ngf * 2, ngf * 4, 4, 2, 1),
+            nn.BatchNorm2d(ngf * 4),
+            make_activation(activation),
+            nn.Conv2d(ngf * 4, nz, 4, 1, 0),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters (BatchNorm affine weights included, running statistics not)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,261 @@
+"""The training loop, readable top to bottom: :func:`fit` trains one run of the study.
+
+What it guarantees (and why):
+
+* **Data resident on the device** as one uint8 tensor; a batch is an index into it, converted to
+  float in [0, 1] on the fly. No per-image Python loading (GON.py used a DataLoader over PIL).
+* **Seeds and determinism.** The seed fixes the initialisation and the data order (its own
+  ``torch.Generator``); on CPU, deterministic algorithms are enforced, so the same seed gives
+  bitwise the same weights.
+* **Resume.** After every epoch a checkpoint carries the configuration, model, optimizer and RNG
+  states and the history, written atomically. A re-run after a crash continues from the last
+  complete epoch and ends with exactly the weights of an uninterrupted run (tested on CPU).
+  A checkpoint made with a different configuration is not resumed from.
+* **Divergence guard.** A non-finite loss, or an epoch loss above ``train.max_loss``, stops the
+  run with :class:`DivergenceError` naming the run, epoch and step; the last good checkpoint
+  stays intact.
+* Adam with the protocol's defaults (lr 1e-4, betas 0.9/0.999), batch 64, the GON.py loss
+  (:func:`repro.encoders.gon_training_loss`). The last incomplete batch of an epoch is dropped so
+  every step sees a full batch (GON.py's inner loss is a batch mean; see encoders).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from repro.config import Params, RunSpec
+from repro.data import load_split
+from repro.encoders import LatentModel, build_model, gon_training_loss
+from repro.evaluate import mean_mse_per_pixel
+from repro.io import atomic_write, load_torch, save_torch
+from repro.models import count_parameters
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+HISTORY = "history.csv"
+HISTORY_FIELDS = ("epoch", "train_mse_per_pixel", "val_mse_per_pixel", "seconds", "images_seen")
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite or exploding loss; the last good checkpoint is kept."""
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error, not a fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device: 'cuda' was asked for but no CUDA device is visible; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def configure_torch(device: torch.device, num_threads: int) -> None:
+    """Thread count and determinism, set deliberately rather than left to the machine."""
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+
+
+def model_options(params: Params) -> dict[str, Any]:
+    """Keyword options of :func:`repro.encoders.build_model` from params (one place)."""
+    return {
+        "ngf": params.model.ngf,
+        "activation": params.model.activation,
+        "steps": params.train.gon_steps,
+        "step_size": params.train.gon_step_size,
+        "inner_norm": params.train.batch_size,
+    }
+
+
+def build_run_model(spec: RunSpec, params: Params, channels: int) -> LatentModel:
+    return build_model(spec.method, nz=spec.nz, channels=channels, **model_options(params))
+
+
+def run_config(spec: RunSpec, params: Params) -> dict[str, Any]:
+    """Everything that determines a run's result; stored in checkpoints and the final model."""
+    # The matrix lists (methods, seeds, nz) are left out: adding a seed must not invalidate the
+    # runs that already exist. dvc.yaml declares the same keys as this stage's params.
+    train = {k: v for k, v in asdict(params.train).items() if k not in ("methods", "seeds")}
+    return {
+        "run": asdict(spec),
+        "model": {"ngf": params.model.ngf, "activation": params.model.activation, "nz": spec.nz},
+        "train": train,
+        "val_loss": {"batch_size": params.evaluate.batch_size, "bn_mode": params.evaluate.headline_bn},
+        "image_size": params.data.image_size,
+    }
+
+
+def config_key(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def to_unit_float(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] → float32 [0, 1], as ``ToTensor()`` does."""
+    return images_uint8.float().div_(255.0)
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    with atomic_write(path, "w") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None when there is none or it belongs to other params."""
+    if not path.exists():
+        return None
+    ckpt = load_torch(path)
+    if ckpt.get("config_key") != key:
+        log.warning("%s was written with a different configuration; starting from scratch", path)
+        return None
+    return ckpt
+
+
+def fit(
+    spec: RunSpec,
+    params: Params,
+    *,
+    data_dir: Path,
+    run_dir: Path,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    stop_after_epochs: int | None = None,
+) -> dict[str, Any]:
+    """Train one run; write ``model.pt``, ``history.csv`` and the resume ``checkpoint.pt``.
+
+    ``on_epoch`` receives each epoch's history row (for MLflow). ``stop_after_epochs`` ends the
+    process-local loop early (used by tests to simulate a crash between epochs).
+    Returns a summary (final losses, seconds, parameter count).
+    """
+    cfg = params.train
+    device = select_device(cfg.device)
+    configure_torch(device, cfg.num_threads)
+    config = run_config(spec, params)
+    key = config_key(config)
+
+    train_x, _ = load_split(data_dir, "train")
+    val_x, _ = load_split(data_dir, "val")
+    # The first `train_images` of the train split: every seed sees the same images, in its own order.
+    train_x = train_x[: cfg.train_images].to(device)
+    val_x = val_x[: cfg.val_images].to(device)
+    channels = train_x.shape[1]
+
+    torch.manual_seed(spec.seed)
+    model = build_run_model(spec, params, channels).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    data_order = torch.Generator().manual_seed(spec.seed)
+    history: list[dict[str, float]] = []
+    start_epoch = 1
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / CHECKPOINT
+    ckpt = _load_checkpoint(ckpt_path, key)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        data_order.set_state(ckpt["data_rng"])
+        history = list(ckpt["history"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        log.info("%s: resuming after epoch %d from %s", spec.name, start_epoch - 1, ckpt_path)
+
+    n_batches = train_x.shape[0] // cfg.batch_size
+    images_seen = history[-1]["images_seen"] if history else 0
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if stop_after_epochs is not None and epoch > stop_after_epochs:
+            break
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(train_x.shape[0], generator=data_order).to(device)
+        loss_sum = torch.zeros((), device=device)
+        bar = tqdm(range(n_batches), desc=f"{spec.name} epoch {epoch}/{cfg.epochs}", leave=False,
+                   mininterval=2.0)
+        for step in bar:
+            x = to_unit_float(train_x[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]])
+            _, x_hat = model(x)
+            loss = gon_training_loss(x_hat, x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            if step % 50 == 0 or step == n_batches - 1:
+                value = loss.item()
+                if not torch.isfinite(loss_sum) or value != value or abs(value) == float("inf"):
+                    raise DivergenceError(
+                        f"{spec.name}: non-finite training loss at epoch {epoch}, step {step} "
+                        f"(lr={cfg.lr}); the last good checkpoint {ckpt_path} is kept"
+                    )
+                bar.set_postfix(mse_per_pixel=f"{value:.5f}")
+        train_loss = loss_sum.item() / n_batches
+        if train_loss > cfg.max_loss:
+            raise DivergenceError(
+                f"{spec.name}: epoch {epoch} mean loss {train_loss:.4g} exceeds train.max_loss="
+                f"{cfg.max_loss}; the last good checkpoint {ckpt_path} is kept"
+            )
+        val_loss = mean_mse_per_pixel(model, val_x, batch_size=params.evaluate.batch_size,
+                                      bn_mode=params.evaluate.headline_bn)
+        images_seen += n_batches * cfg.batch_size
+        row = {
+            "epoch": epoch,
+            "train_mse_per_pixel": train_loss,
+            "val_mse_per_pixel": val_loss,
+            "seconds": time.perf_counter() - t0,
+            "images_seen": images_seen,
+        }
+        history.append(row)
+        log.info("%s epoch %d: train %.5f val %.5f (%.1fs)", spec.name, epoch, train_loss, val_loss,
+                 row["seconds"])
+        save_torch(ckpt_path, {
+            "config": config, "config_key": key, "epoch": epoch,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(), "data_rng": data_order.get_state(),
+            "history": history,
+        })
+        if on_epoch is not None:
+            on_epoch(row)
+
+    _write_history(run_dir / HISTORY, history)
+    summary = {
+        "epochs_completed": len(history),
+        "train_seconds": sum(r["seconds"] for r in history),
+        "n_params": count_parameters(model),
+        "final_train_mse_per_pixel": history[-1]["train_mse_per_pixel"] if history else float("nan"),
+        "final_val_mse_per_pixel": history[-1]["val_mse_per_pixel"] if history else float("nan"),
+        "device": str(device),
+    }
+    if len(history) == cfg.epochs:
+        save_torch(run_dir / MODEL, {"config": config, "state_dict": model.state_dict(), "summary": summary})
+    return summary
+
+
+def load_trained(run_dir: Path, spec: RunSpec, params: Params, channels: int) -> tuple[LatentModel, dict]:
+    """Rebuild a trained model from ``model.pt``; the file carries its own config and summary."""
+    blob = load_torch(run_dir / MODEL)
+    if blob.get("config") != run_config(spec, params):
+        raise ValueError(
+            f"{run_dir / MODEL}: was trained with a different configuration than params.yaml now "
+            f"describes; re-run its training stage (dvc repro)"
+        )
+    model = build_run_model(spec, params, channels)
+    model.load_state_dict(blob["state_dict"])
+    return model, blob["summary"]
+
+
+def history_rows(path: Path) -> list[dict[str, float]]:
+    """Read ``history.csv`` back (floats)."""
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(path.read_text()))]

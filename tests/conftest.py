@@ -1,0 +1,52 @@
+"""Shared fixtures: the real params.yaml shrunk to a tiny profile, and tiny data made here."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from repro.config import Params, load_params
+from repro.io import save_torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shrink(params: Params, **train_overrides) -> Params:
+    """The real params.yaml, shrunk (lightning-hydra style) instead of a second hand-kept config."""
+    data = dataclasses.replace(params.data, datasets=["synthetic"],
+                               synthetic_sizes={"train": 256, "val": 64, "test": 64})
+    train = dataclasses.replace(params.train, seeds=[0], epochs=3, batch_size=32, train_images=128,
+                                val_images=32, num_threads=1, **train_overrides)
+    evaluate = dataclasses.replace(params.evaluate, batch_size=32, order_shuffles=2)
+    model = dataclasses.replace(params.model, nz=[8], ngf=4)
+    tracking = dataclasses.replace(params.tracking, enabled=False)
+    return dataclasses.replace(params, profile="tiny", data=data, train=train, evaluate=evaluate,
+                               model=model, tracking=tracking)
+
+
+@pytest.fixture
+def tiny_params() -> Params:
+    return shrink(load_params(ROOT / "params.yaml"))
+
+
+def blob_images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """Smooth random blobs as uint8 (N, 1, size, size): image-like, cheap, deterministic."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centre = torch.rand(n, 2, generator=g) * (size - 8) + 4
+    radius = torch.rand(n, 1, 1, generator=g) * 5 + 3
+    d2 = (yy - centre[:, 0, None, None]) ** 2 + (xx - centre[:, 1, None, None]) ** 2
+    img = torch.exp(-d2 / (2 * radius**2))
+    return (img * 255).round().to(torch.uint8).unsqueeze(1)
+
+
+@pytest.fixture
+def tiny_data_dir(tmp_path: Path) -> Path:
+    """A data directory in the data stage's format: {train,val,test}.pt with uint8 images."""
+    out = tmp_path / "data" / "synthetic"
+    for i, (split, n) in enumerate({"train": 256, "val": 64, "test": 64}.items()):
+        save_torch(out / f"{split}.pt", {"images": blob_images(n, seed=i), "labels": torch.zeros(n, dtype=torch.int64)})
+    return out

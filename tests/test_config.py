@@ -1,0 +1,77 @@
+"""Bad params are refused before any work, naming the dotted key and the allowed values."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from repro.config import ConfigError, load_params, params_from_dict
+from tests.conftest import ROOT
+
+
+def base() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_(path: str, value):
+    d = base()
+    *parents, leaf = path.split(".")
+    node = d
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    return d
+
+
+def test_committed_params_is_the_quick_profile_and_both_profiles_are_valid():
+    assert (ROOT / "params.yaml").read_text() == (ROOT / "profiles" / "quick.yaml").read_text()
+    assert load_params(ROOT / "params.yaml").profile == "quick"
+    paper = load_params(ROOT / "profiles" / "paper.yaml")
+    assert paper.profile == "paper" and paper.train.epochs == 500 and paper.model.nz == [64, 128, 256]
+
+
+BAD = [
+    (with_("train.epochs", 0), "train.epochs", "must be > 0"),
+    (with_("train.lr", -1e-4), "train.lr", "must be > 0"),
+    (with_("train.batch_size", "64"), "train.batch_size", "expected an integer"),
+    (with_("model.activation", "swish"), "model.activation", "allowed: \\['elu'"),
+    (with_("model.nz", [0]), "model.nz\\[0\\]", "must be > 0"),
+    (with_("train.seeds", []), "train.seeds", "must not be empty"),
+    (with_("train.methods", ["gon", "vae"]), "train.methods", "allowed: \\['gon', 'ae'\\]"),
+    (with_("data.datasets", ["cifar100"]), "data.datasets", "allowed"),
+    (with_("train.train_images", 60000), "train.train_images", "1..50000"),
+    (with_("profile", "fast"), "profile", "allowed: \\['quick', 'paper'"),
+    (with_("evaluate.headline_bn", "eval"), "evaluate.headline_bn", "allowed: \\['running', 'batch'\\]"),
+    (with_("train.device", "tpu"), "train.device", "allowed"),
+]
+
+
+@pytest.mark.parametrize(("params", "key", "why"), BAD, ids=[b[1] for b in BAD])
+def test_bad_value_is_refused_with_its_key(params, key, why):
+    with pytest.raises(ConfigError, match=f"{key}: .*{why}"):
+        params_from_dict(params)
+
+
+def test_misspelt_key_is_refused_with_a_suggestion():
+    d = base()
+    d["train"]["epocs"] = d["train"].pop("epochs")
+    with pytest.raises(ConfigError, match="train.epocs: unknown key. Did you mean 'epochs'"):
+        params_from_dict(d)
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: {epochs: 3\n")
+    with pytest.raises(ConfigError, match="params.yaml: YAML syntax error"):
+        load_params(bad)
+
+
+def test_repro_validate_exits_non_zero_on_a_bad_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(with_("train.lr", 0)))
+    proc = subprocess.run([sys.executable, "-m", "repro.cli", "validate", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "train.lr" in proc.stderr
+    ok = subprocess.run([sys.executable, "-m", "repro.cli", "validate", str(ROOT / "params.yaml")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr

@@ -1,0 +1,88 @@
+"""Training: seeds, determinism, resume after a crash, the divergence guard."""
+
+import csv
+
+import pytest
+import torch
+
+from repro import train as train_mod
+from repro.config import RunSpec
+from repro.io import load_torch
+from repro.train import DivergenceError, fit
+
+SPEC = RunSpec("synthetic", "gon", 8, 0)
+
+
+def final_state(run_dir):
+    return load_torch(run_dir / "model.pt")["state_dict"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_training_writes_model_history_and_checkpoint(tiny_params, tiny_data_dir, tmp_path):
+    summary = fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "run")
+    rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert int(rows[-1]["images_seen"]) == 3 * 128  # 4 full batches of 32 per epoch
+    assert summary["n_params"] > 0 and (tmp_path / "run" / "checkpoint.pt").exists()
+    assert float(rows[-1]["train_mse_per_pixel"]) < float(rows[0]["train_mse_per_pixel"])
+
+
+def test_same_seed_gives_identical_weights_and_other_seeds_differ(tiny_params, tiny_data_dir, tmp_path):
+    fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "a")
+    fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "b")
+    fit(RunSpec("synthetic", "gon", 8, 1), tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "c")
+    assert_same_weights(final_state(tmp_path / "a"), final_state(tmp_path / "b"))
+    w_a, w_c = final_state(tmp_path / "a"), final_state(tmp_path / "c")
+    assert any(not torch.equal(w_a[k], w_c[k]) for k in w_a)
+
+
+@pytest.mark.parametrize("method", ["gon", "ae"])
+def test_killed_after_an_epoch_and_resumed_ends_with_exactly_the_uninterrupted_weights(
+    method, tiny_params, tiny_data_dir, tmp_path
+):
+    spec = RunSpec("synthetic", method, 8, 0)
+    fit(spec, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "straight")
+    # "crash" after epoch 1: the process ends, only the checkpoint remains
+    fit(spec, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "resumed", stop_after_epochs=1)
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    assert load_torch(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
+    fit(spec, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "resumed")
+    assert_same_weights(final_state(tmp_path / "straight"), final_state(tmp_path / "resumed"))
+    assert (tmp_path / "straight" / "history.csv").read_text().count("\n") == \
+        (tmp_path / "resumed" / "history.csv").read_text().count("\n")
+
+
+def test_a_checkpoint_from_other_params_is_not_resumed(tiny_params, tiny_data_dir, tmp_path):
+    fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "r", stop_after_epochs=1)
+    import dataclasses
+
+    other = dataclasses.replace(tiny_params, train=dataclasses.replace(tiny_params.train, lr=5e-4))
+    fit(SPEC, other, data_dir=tiny_data_dir, run_dir=tmp_path / "r")
+    rows = list(csv.DictReader((tmp_path / "r" / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]  # started over, did not continue at 2
+    assert load_torch(tmp_path / "r" / "model.pt")["config"]["train"]["lr"] == 5e-4
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
+    tiny_params, tiny_data_dir, tmp_path, monkeypatch
+):
+    fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "r", stop_after_epochs=1)
+    good = load_torch(tmp_path / "r" / "checkpoint.pt")
+    monkeypatch.setattr(train_mod, "gon_training_loss", lambda x_hat, x: (x_hat - x).sum() * float("nan"))
+    with pytest.raises(DivergenceError, match=r"synthetic/gon-nz8-s0: non-finite training loss at epoch 2"):
+        fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "r")
+    kept = load_torch(tmp_path / "r" / "checkpoint.pt")
+    assert kept["epoch"] == 1
+    assert_same_weights(kept["model"], good["model"])
+
+
+def test_cuda_requested_without_a_gpu_is_an_error_not_a_silent_fallback():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="train.device"):
+        train_mod.select_device("cuda")
