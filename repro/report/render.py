@@ -1,0 +1,1063 @@
+"""Build the Markdown report from the runs directory.
+
+Nothing here knows a result: every number in the report is read from the runs' ``metrics.json``
+and ``history.csv``, the reference losses, the data manifests, the params and ``claims.yaml``
+(the published numbers). The document itself is a Jinja2 template; this module only gathers
+and summarises the inputs into plain structures the template lays out.
+
+Layout read (written by the pipeline)::
+
+    runs/<dataset>/<method>-nz<nz>-s<seed>/{metrics.json, history.csv, recon.png}
+    runs/<dataset>/reference.json
+    data/<dataset>.manifest.json
+
+Layout written::
+
+    out_dir/report.md, out_dir/results.csv, out_dir/figures/*.png
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+import yaml
+
+from repro.io import atomic_write, read_json
+from repro.report import figures
+from repro.report.figures import bn_label, dataset_label, method_label
+from repro.stats import MeanCI, mean_ci
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CLAIMS_PATH = PACKAGE_DIR / "claims.yaml"
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+TEMPLATE_NAME = "report.md.j2"
+
+SPLITS = ("val", "test")
+UNITS = ("sse_per_image", "mse_per_pixel")
+UNIT_LABELS = {"sse_per_image": "SSE per image", "mse_per_pixel": "MSE per pixel"}
+REFERENCE_LABELS = {"zero_image": "all-zero image", "mean_train_image": "mean training image"}
+
+RESULTS_COLUMNS = [
+    "dataset",
+    "method",
+    "nz",
+    "bn_mode",
+    "split",
+    "headline",
+    "n",
+    "confidence",
+    "unit",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "std",
+    "mse_per_pixel_mean",
+    "mse_per_pixel_ci_low",
+    "mse_per_pixel_ci_high",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained model: its held-out metrics and (when present) its training history."""
+
+    dataset: str
+    method: str
+    nz: int
+    seed: int
+    path: Path
+    metrics: dict[str, Any]
+    history: pd.DataFrame | None
+
+    @property
+    def name(self) -> str:
+        return str(self.metrics.get("run", f"{self.dataset}/{self.path.name}"))
+
+    @property
+    def recon(self) -> Path | None:
+        png = self.path / "recon.png"
+        return png if png.is_file() else None
+
+
+def load_claims(path: Path = CLAIMS_PATH) -> dict[str, Any]:
+    """Published claims, sources and protocol constants (see claims.yaml)."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _read_history(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
+    """All runs with a ``metrics.json``; directories without one are reported, not fatal.
+
+    A run killed before evaluation has a history but no metrics; the report says so instead of
+    averaging it in or crashing, so a partial pipeline still yields a readable report.
+    """
+    runs: list[Run] = []
+    warnings: list[str] = []
+    if not runs_dir.is_dir():
+        return runs, [f"runs directory {runs_dir} does not exist"]
+    for run_dir in sorted(p for p in runs_dir.glob("*/*") if p.is_dir()):
+        metrics_path = run_dir / "metrics.json"
+        if not metrics_path.is_file():
+            warnings.append(
+                f"`{run_dir.relative_to(runs_dir)}` has no metrics.json (incomplete run): left out"
+            )
+            continue
+        m = read_json(metrics_path)
+        history = _read_history(run_dir / "history.csv")
+        if history is None:
+            warnings.append(f"`{m.get('run', run_dir.name)}` has no history.csv: no training curve")
+        runs.append(
+            Run(
+                dataset=str(m["dataset"]),
+                method=str(m["method"]),
+                nz=int(m["nz"]),
+                seed=int(m["seed"]),
+                path=run_dir,
+                metrics=m,
+                history=history,
+            )
+        )
+    return runs, warnings
+
+
+def load_reference(runs_dir: Path, dataset: str) -> dict[str, Any] | None:
+    """The dataset's reference losses (zero image, mean image, PCA), or None if not computed."""
+    path = runs_dir / dataset / "reference.json"
+    return read_json(path) if path.is_file() else None
+
+
+def load_manifest(data_dir: Path, dataset: str) -> dict[str, Any] | None:
+    path = data_dir / f"{dataset}.manifest.json"
+    return read_json(path) if path.is_file() else None
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries
+# --------------------------------------------------------------------------------------------
+
+
+def _ordered(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
+    """Unique values, those in ``preferred`` first in its order, the rest sorted."""
+    seen = set(values)
+    return [v for v in preferred if v in seen] + sorted(seen - set(preferred))
+
+
+def _loss(run: Run, bn_mode: str, split: str, unit: str) -> float | None:
+    try:
+        return float(run.metrics["losses"][bn_mode][split][unit])
+    except (KeyError, TypeError):
+        return None
+
+
+def _bn_modes(runs: Sequence[Run]) -> list[str]:
+    modes = {mode for r in runs for mode in r.metrics.get("losses", {})}
+    return _ordered(modes, ("batch", "running"))
+
+
+def summarise(
+    runs: Sequence[Run],
+    *,
+    confidence: float,
+    headline_bn: str,
+    methods: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+) -> pd.DataFrame:
+    """results.csv: one row per dataset × method × nz × bn_mode × split.
+
+    ``mean``/``ci_*`` are in SSE per image (the unit Table 1 is compared in); the per-pixel
+    columns are summarised from the per-pixel values in metrics.json, not rescaled, so the CSV
+    also exposes any inconsistency between the two.
+    """
+    rows: list[dict[str, Any]] = []
+    groups: dict[tuple[str, str, int], list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.dataset, r.method, r.nz), []).append(r)
+    for (dataset, method, nz), group in groups.items():
+        for mode in _bn_modes(group):
+            for split in SPLITS:
+                sse = [
+                    v for r in group if (v := _loss(r, mode, split, "sse_per_image")) is not None
+                ]
+                mse = [
+                    v for r in group if (v := _loss(r, mode, split, "mse_per_pixel")) is not None
+                ]
+                if not sse:
+                    continue
+                ci = mean_ci(sse, confidence)
+                ci_px = mean_ci(mse, confidence) if mse else None
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "method": method,
+                        "nz": nz,
+                        "bn_mode": mode,
+                        "split": split,
+                        "headline": mode == headline_bn,
+                        "n": ci.n,
+                        "confidence": confidence,
+                        "unit": "sse_per_image",
+                        "mean": ci.mean,
+                        "ci_low": ci.low,
+                        "ci_high": ci.high,
+                        "std": ci.std,
+                        "mse_per_pixel_mean": ci_px.mean if ci_px else math.nan,
+                        "mse_per_pixel_ci_low": ci_px.low if ci_px else math.nan,
+                        "mse_per_pixel_ci_high": ci_px.high if ci_px else math.nan,
+                    }
+                )
+    frame = pd.DataFrame(rows, columns=RESULTS_COLUMNS)
+    if frame.empty:
+        return frame
+    method_order = {m: i for i, m in enumerate(_ordered(frame["method"], methods))}
+    dataset_order = {d: i for i, d in enumerate(_ordered(frame["dataset"], datasets))}
+    frame = frame.assign(
+        _d=frame["dataset"].map(dataset_order), _m=frame["method"].map(method_order)
+    ).sort_values(["_d", "_m", "nz", "bn_mode", "split"], kind="stable")
+    return frame.drop(columns=["_d", "_m"]).reset_index(drop=True)
+
+
+def histories_long(runs: Sequence[Run]) -> pd.DataFrame:
+    """Training histories in long format for :func:`figures.plot_training_curves`."""
+    frames = []
+    for r in runs:
+        h = r.history
+        if h is None or h.empty:
+            continue
+        base = pd.DataFrame(
+            {
+                "dataset": r.dataset,
+                "method": r.method,
+                "nz": r.nz,
+                "seed": r.seed,
+                "epoch": h["epoch"].astype(int),
+                "images_seen": h["images_seen"] if "images_seen" in h else math.nan,
+                "wall_seconds": h["seconds"].cumsum() if "seconds" in h else math.nan,
+            }
+        )
+        for split in ("train", "val"):
+            col = f"{split}_mse_per_pixel"
+            if col in h:
+                frames.append(base.assign(split=split, mse_per_pixel=h[col].astype(float)))
+    if not frames:
+        return pd.DataFrame(columns=[*figures.HISTORY_COLUMNS, "images_seen", "wall_seconds"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def references_frame(references: Mapping[str, dict[str, Any] | None]) -> pd.DataFrame:
+    """Reference losses as rows (dataset, name, nz, sse_per_image, mse_per_pixel)."""
+    rows = []
+    for dataset, ref in references.items():
+        if not ref:
+            continue
+        for key, label in REFERENCE_LABELS.items():
+            if key in ref:
+                rows.append({"dataset": dataset, "name": label, "nz": math.nan, **_units(ref[key])})
+        for nz, vals in sorted(ref.get("pca", {}).items(), key=lambda kv: int(kv[0])):
+            rows.append(
+                {"dataset": dataset, "name": f"PCA, {nz} components", "nz": int(nz), **_units(vals)}
+            )
+    cols = ["dataset", "name", "nz", *UNITS]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _units(vals: Mapping[str, Any]) -> dict[str, float]:
+    return {u: float(vals[u]) if u in vals else math.nan for u in UNITS}
+
+
+def _ci_of(results: pd.DataFrame, unit: str, **where: Any) -> MeanCI | None:
+    """The summarised interval for one results row, or None when it was not measured."""
+    sel = results
+    for key, value in where.items():
+        sel = sel[sel[key] == value]
+    if sel.empty:
+        return None
+    r = sel.iloc[0]
+    if unit == "sse_per_image":
+        return MeanCI(
+            mean=r["mean"], low=r["ci_low"], high=r["ci_high"], n=int(r["n"]), std=r["std"]
+        )
+    return MeanCI(
+        mean=r["mse_per_pixel_mean"],
+        low=r["mse_per_pixel_ci_low"],
+        high=r["mse_per_pixel_ci_high"],
+        n=int(r["n"]),
+        std=math.nan,
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Which of two methods had the lower mean held-out loss, and whether the CIs overlap."""
+
+    nz: int
+    lower: str
+    higher: str
+    lower_ci: MeanCI
+    higher_ci: MeanCI
+    overlap: bool | None  # None: undefined interval (one seed)
+    tie: bool
+
+    @property
+    def ratio(self) -> float:
+        """higher / lower mean: how many times larger the worse method's loss is."""
+        return self.higher_ci.mean / self.lower_ci.mean if self.lower_ci.mean else math.inf
+
+
+def compare_methods(cis: Mapping[str, MeanCI], nz: int) -> Comparison | None:
+    """Best vs runner-up by mean loss; None with fewer than two methods measured."""
+    if len(cis) < 2:
+        return None
+    (best, best_ci), (second, second_ci) = sorted(cis.items(), key=lambda kv: kv[1].mean)[:2]
+    return Comparison(
+        nz=nz,
+        lower=method_label(best),
+        higher=method_label(second),
+        lower_ci=best_ci,
+        higher_ci=second_ci,
+        overlap=best_ci.overlaps(second_ci),
+        tie=best_ci.mean == second_ci.mean,
+    )
+
+
+@dataclass
+class DatasetSection:
+    """Everything the template shows for one dataset."""
+
+    name: str
+    label: str
+    status: str  # "run" | "not run"
+    nzs: list[int] = field(default_factory=list)
+    headline_rows: list[dict[str, Any]] = field(default_factory=list)
+    reference_rows: list[dict[str, Any]] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    missing_methods: list[str] = field(default_factory=list)
+    bn_rows: list[dict[str, Any]] = field(default_factory=list)
+    bn_ratios: list[dict[str, Any]] = field(default_factory=list)
+    spread_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _headline_rows(
+    results: pd.DataFrame, dataset: str, methods: Sequence[str], nzs: Sequence[int], bn: str
+) -> tuple[list[dict[str, Any]], list[Comparison]]:
+    rows, comparisons = [], []
+    for nz in nzs:
+        cis: dict[str, MeanCI] = {}
+        for method in methods:
+            key = {"dataset": dataset, "method": method, "nz": nz, "bn_mode": bn, "split": "test"}
+            sse = _ci_of(results, "sse_per_image", **key)
+            if sse is None:
+                continue
+            cis[method] = sse
+            rows.append(
+                {
+                    "method": method_label(method),
+                    "nz": nz,
+                    "n": sse.n,
+                    "sse": sse,
+                    "mse": _ci_of(results, "mse_per_pixel", **key),
+                }
+            )
+        comparison = compare_methods(cis, nz)
+        if comparison is not None:
+            comparisons.append(comparison)
+    return rows, comparisons
+
+
+def _reference_rows(refs: pd.DataFrame, dataset: str, nzs: Sequence[int]) -> list[dict[str, Any]]:
+    sel = refs[refs["dataset"] == dataset]
+    sel = sel[sel["nz"].isna() | sel["nz"].isin(list(nzs))]
+    return [
+        {"name": r["name"], "sse": r["sse_per_image"], "mse": r["mse_per_pixel"]}
+        for _, r in sel.iterrows()
+    ]
+
+
+def _bn_rows(
+    results: pd.DataFrame,
+    dataset: str,
+    methods: Sequence[str],
+    nzs: Sequence[int],
+    modes: Sequence[str],
+) -> list[dict[str, Any]]:
+    rows = []
+    for nz in nzs:
+        for method in methods:
+            for mode in modes:
+                key = {"dataset": dataset, "method": method, "nz": nz, "bn_mode": mode}
+                cells = {
+                    f"{split}_{unit}": _ci_of(results, unit, split=split, **key)
+                    for split in SPLITS
+                    for unit in UNITS
+                }
+                if all(v is None for v in cells.values()):
+                    continue
+                n = max((c.n for c in cells.values() if c is not None), default=0)
+                rows.append(
+                    {
+                        "method": method_label(method),
+                        "nz": nz,
+                        "bn": bn_label(mode),
+                        "n": n,
+                        **cells,
+                    }
+                )
+    return rows
+
+
+def _bn_ratios(
+    runs: Sequence[Run], methods: Sequence[str], nzs: Sequence[int]
+) -> list[dict[str, Any]]:
+    """running / batch test loss per method: ratio of means and per-seed range."""
+    out = []
+    for nz in nzs:
+        for method in methods:
+            group = [r for r in runs if r.method == method and r.nz == nz]
+            pairs = [
+                (run_v, batch_v)
+                for r in group
+                if (run_v := _loss(r, "running", "test", "sse_per_image")) is not None
+                and (batch_v := _loss(r, "batch", "test", "sse_per_image")) is not None
+            ]
+            if not pairs:
+                continue
+            running_mean = sum(p[0] for p in pairs) / len(pairs)
+            batch_mean = sum(p[1] for p in pairs) / len(pairs)
+            per_seed = [a / b for a, b in pairs if b > 0]
+            out.append(
+                {
+                    "method": method_label(method),
+                    "nz": nz,
+                    "n": len(pairs),
+                    "running": running_mean,
+                    "batch": batch_mean,
+                    "ratio": running_mean / batch_mean if batch_mean > 0 else math.inf,
+                    "ratio_min": min(per_seed) if per_seed else math.nan,
+                    "ratio_max": max(per_seed) if per_seed else math.nan,
+                }
+            )
+    return out
+
+
+def _spread_rows(
+    runs: Sequence[Run], methods: Sequence[str], nzs: Sequence[int], bn: str
+) -> list[dict[str, Any]]:
+    """Batch-order spread of the test loss, relative to the loss itself, per configuration."""
+    out = []
+    for nz in nzs:
+        for method in methods:
+            group = [r for r in runs if r.method == method and r.nz == nz]
+            spreads = [
+                r.metrics["batch_order_spread"]
+                for r in group
+                if r.metrics.get("batch_order_spread")
+            ]
+            if not spreads:
+                continue
+            stds = [float(s["test_sse_per_image_std"]) for s in spreads]
+            diffs = [float(s["test_sse_per_image_max_abs_diff"]) for s in spreads]
+            losses = [v for r in group if (v := _loss(r, bn, "test", "sse_per_image")) is not None]
+            mean_loss = sum(losses) / len(losses) if losses else math.nan
+            out.append(
+                {
+                    "method": method_label(method),
+                    "nz": nz,
+                    "n": len(spreads),
+                    "shuffles": sorted({int(s.get("shuffles", 0)) for s in spreads}),
+                    "std_mean": sum(stds) / len(stds),
+                    "max_abs_diff": max(diffs),
+                    "relative": max(diffs) / mean_loss if mean_loss > 0 else math.nan,
+                }
+            )
+    return out
+
+
+def dataset_sections(
+    datasets: Sequence[str],
+    runs: Sequence[Run],
+    results: pd.DataFrame,
+    refs: pd.DataFrame,
+    *,
+    methods: Sequence[str],
+    headline_bn: str,
+) -> list[DatasetSection]:
+    """One section per dataset listed in params (plus any found on disk); absent ones 'not run'."""
+    sections = []
+    for dataset in datasets:
+        ds_runs = [r for r in runs if r.dataset == dataset]
+        section = DatasetSection(
+            name=dataset, label=dataset_label(dataset), status="run" if ds_runs else "not run"
+        )
+        if ds_runs:
+            ds_methods = _ordered((r.method for r in ds_runs), methods)
+            section.nzs = sorted({r.nz for r in ds_runs})
+            section.missing_methods = [method_label(m) for m in methods if m not in ds_methods]
+            section.headline_rows, section.comparisons = _headline_rows(
+                results, dataset, ds_methods, section.nzs, headline_bn
+            )
+            section.reference_rows = _reference_rows(refs, dataset, section.nzs)
+            section.bn_rows = _bn_rows(
+                results, dataset, ds_methods, section.nzs, _bn_modes(ds_runs)
+            )
+            section.bn_ratios = _bn_ratios(ds_runs, ds_methods, section.nzs)
+            section.spread_rows = _spread_rows(ds_runs, ds_methods, section.nzs, headline_bn)
+        sections.append(section)
+    return sections
+
+
+# --------------------------------------------------------------------------------------------
+# Published numbers
+# --------------------------------------------------------------------------------------------
+
+
+def _published_text(claim: Mapping[str, Any]) -> str:
+    """Published value as printed in the source (2.40 stays "2.40")."""
+    value = claim["value"]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:,.{int(claim.get('decimals', 2))}f}"
+    return str(value)
+
+
+def _ours_cell(
+    results: pd.DataFrame,
+    datasets_run: set[str],
+    datasets_listed: set[str],
+    dataset: str,
+    nz: int,
+    method: str,
+    split: str,
+    bn: str,
+) -> dict[str, Any]:
+    """Our matching number, or an explicit reason why there is none."""
+    if dataset not in datasets_listed and dataset not in datasets_run:
+        return {"ci": None, "reason": "dataset not in this study"}
+    if dataset not in datasets_run:
+        return {"ci": None, "reason": "dataset not run in this profile"}
+    ci = _ci_of(
+        results, "sse_per_image", dataset=dataset, method=method, nz=nz, bn_mode=bn, split=split
+    )
+    if ci is None:
+        return {"ci": None, "reason": "not measured at this nz in this profile"}
+    return {"ci": ci, "reason": None}
+
+
+def published_section(
+    claims: Mapping[str, Any],
+    results: pd.DataFrame,
+    *,
+    datasets_run: set[str],
+    datasets_listed: set[str],
+    bn_modes: Sequence[str],
+) -> dict[str, Any]:
+    """Table 1 and the Julia reproduction next to our numbers at matching (dataset, nz)."""
+    items = claims["claims"]
+    sources = claims["sources"]
+
+    def ours(dataset: str, nz: int, method: str, split: str) -> dict[str, dict[str, Any]]:
+        return {
+            mode: _ours_cell(
+                results, datasets_run, datasets_listed, dataset, nz, method, split, mode
+            )
+            for mode in bn_modes
+        }
+
+    table1 = [
+        {
+            "claim": c,
+            "dataset": dataset_label(c["dataset"]),
+            "published": _published_text(c),
+            "ours": ours(c["dataset"], int(c["nz"]), "gon", c["split"]),
+        }
+        for c in items
+        if c["id"].startswith("repro-table1-")
+    ]
+    julia = []
+    for c in items:
+        if not c["id"].startswith("julia-test-"):
+            continue
+        ae_id = c["id"].replace("julia-test-", "julia-ae-test-")
+        ae = next((a for a in items if a["id"] == ae_id), None)
+        julia.append(
+            {
+                "claim": c,
+                "dataset": dataset_label(c["dataset"]),
+                "nz": c["nz"],
+                "gon_published": _published_text(c),
+                "ae_published": _published_text(ae) if ae else "not available",
+                "ours_gon": ours(c["dataset"], int(c["nz"]), "gon", "test"),
+                "ours_ae": ours(c["dataset"], int(c["nz"]), "ae", "test"),
+            }
+        )
+    other = [
+        c
+        for c in items
+        if not c["id"].startswith(("repro-table1-", "julia-test-", "julia-ae-test-"))
+    ]
+    return {
+        "table1": table1,
+        "table1_source": sources["repro_report"]["cite"],
+        "table1_unit": next(
+            (c["unit"] for c in items if c["id"].startswith("repro-table1-")), None
+        ),
+        "julia": julia,
+        "julia_source": sources["julia_repro"],
+        "other_claims": [
+            {**c, "published": _published_text(c), "cite": sources[c["source"]]["cite"]}
+            for c in other
+        ],
+        "sources": sources,
+    }
+
+
+def parameters_section(
+    runs: Sequence[Run], claims: Mapping[str, Any], methods: Sequence[str]
+) -> dict[str, Any]:
+    """n_params per method and nz (from metrics), the GON/AE ratio, and the published counts."""
+    counts: dict[tuple[str, int], set[int]] = {}
+    for r in runs:
+        if "n_params" in r.metrics:
+            counts.setdefault((r.method, r.nz), set()).add(int(r.metrics["n_params"]))
+    order = {m: i for i, m in enumerate(methods)}
+    rows = [
+        {"method": method_label(m), "method_id": m, "nz": nz, "n_params": sorted(v)}
+        for (m, nz), v in sorted(
+            counts.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0])
+        )
+    ]
+    ratios = []
+    for nz in sorted({nz for _, nz in counts}):
+        gon, ae = counts.get(("gon", nz)), counts.get(("ae", nz))
+        if gon and ae and len(gon) == 1 and len(ae) == 1:
+            g, a = next(iter(gon)), next(iter(ae))
+            ratios.append({"nz": nz, "gon": g, "ae": a, "ratio": g / a})
+    published = {c["id"]: c for c in claims["claims"] if c["id"].startswith("gon-half-parameters-")}
+    pub_g, pub_a = published.get("gon-half-parameters-gon"), published.get("gon-half-parameters-ae")
+    pub = None
+    if pub_g and pub_a:
+        pub = {
+            "nz": pub_g.get("nz"),
+            "gon": pub_g["value"],
+            "ae": pub_a["value"],
+            "ratio": pub_g["value"] / pub_a["value"],
+            "where": pub_g["where"],
+        }
+    inconsistent = [row for row in rows if len(row["n_params"]) > 1]
+    return {"rows": rows, "ratios": ratios, "published": pub, "inconsistent": inconsistent}
+
+
+# --------------------------------------------------------------------------------------------
+# Protocol differences, provenance
+# --------------------------------------------------------------------------------------------
+
+
+def _protocol_values(claims: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    claims = claims if claims is not None else load_claims()
+    return {k: v["value"] for k, v in claims["protocol"].items()}
+
+
+def _fmt_list(values: Iterable[Any]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def protocol_differences(
+    params: Mapping[str, Any],
+    claims: Mapping[str, Any] | None = None,
+    *,
+    resize_methods: Sequence[str] = (),
+) -> list[str]:
+    """How this run's protocol differs from the published one, one sentence per difference.
+
+    Derived from params and the published protocol in claims.yaml, never typed, so a change of
+    profile changes the list. Items about evaluation are always present: the original code has
+    no held-out evaluation at all, so anything we measure on test data is a difference.
+    ``resize_methods`` are the resize descriptions recorded in the data manifests.
+    """
+    pub = _protocol_values(claims)
+    train, data, model = params.get("train", {}), params.get("data", {}), params.get("model", {})
+    evaluate = params.get("evaluate", {})
+    out: list[str] = []
+
+    epochs, train_images = train.get("epochs"), train.get("train_images")
+    batch_size = train.get("batch_size")
+    steps_images = pub["gon_py_steps"] * pub["batch_size"]
+    out.append(
+        f"Training length: {epochs} epochs here; Table 1 of the reproducibility report used "
+        f"{pub['table1_epochs']} epochs, and GON.py runs {pub['gon_py_steps']:,} optimiser steps "
+        f"(not epochs): {steps_images:,} images at batch {pub['batch_size']}, about "
+        f"{steps_images / pub['train_images']:.2f} passes over {pub['train_images']:,} images."
+    )
+    if train_images != pub["train_images"]:
+        out.append(
+            f"Training images: {train_images:,} per epoch here vs {pub['train_images']:,} in the "
+            "published training split."
+        )
+    nz = list(model.get("nz", []))
+    missing_t1 = [v for v in pub["nz_table1"] if v not in nz]
+    if sorted(nz) != sorted(pub["nz_gon_py"]) or missing_t1:
+        out.append(
+            f"Latent size: nz = {_fmt_list(nz)} here; GON.py uses nz = {_fmt_list(pub['nz_gon_py'])}, "
+            f"Table 1 reports nz = {_fmt_list(pub['nz_table1'])}"
+            + (f" (not trained here: {_fmt_list(missing_t1)})." if missing_t1 else ".")
+        )
+    seeds = list(train.get("seeds", []))
+    out.append(
+        f"Seeds: {len(seeds)} per configuration here (seeds {_fmt_list(seeds)}), summarised as mean "
+        f"and confidence interval; the published numbers are {pub['seeds']} run each, without error bars."
+    )
+    out.append(
+        "Held-out evaluation: losses are measured on the held-out test split (and validation), with "
+        "BatchNorm in both running-statistics and batch-statistics mode. The original code never "
+        "evaluated on held-out data (GON.py has no validation or test code; the reproducibility "
+        "report's test code is not public), so neither mode is known to match theirs."
+    )
+    out.append(
+        f"Evaluation batching: fixed evaluation batch size {evaluate.get('batch_size')} and the GON "
+        f"inner loss normalised by the training batch size ({batch_size}), so an image's latent "
+        "does not depend on how many images share its batch."
+    )
+    if batch_size and train_images:
+        dropped = train_images % batch_size
+        effect = (
+            f"{dropped} images left out per epoch"
+            if dropped
+            else "here it divides evenly, so no image is left out"
+        )
+        out.append(
+            "Incomplete batches: the last incomplete training batch is dropped, so every step "
+            f"sees the batch size GON.py's inner loss assumes ({train_images:,} images at batch "
+            f"{batch_size}: {train_images // batch_size:,} full batches; {effect})."
+        )
+    size = data.get("image_size")
+    methods = sorted(set(resize_methods))
+    how = f" with {'; '.join(methods)}" if methods else " (resize method not recorded)"
+    out.append(f"Resize: images are resized to {size}×{size}{how}; GON.py used {pub['resize']}.")
+    optional = (
+        ("Learning rate", train.get("lr"), pub["lr"]),
+        ("Activation", model.get("activation"), pub["activation"]),
+        ("Batch size", batch_size, pub["batch_size"]),
+        ("GON latent gradient steps", train.get("gon_steps"), pub["gon_steps"]),
+    )
+    out.extend(
+        f"{label}: {ours} here vs {published} in GON.py."
+        for label, ours, published in optional
+        if ours is not None and ours != published
+    )
+    return out
+
+
+def _keys_containing(obj: Any, word: str, prefix: str = "") -> list[tuple[str, str]]:
+    """All (dotted key, value) leaves whose key mentions ``word``, at any depth.
+
+    The manifests are written by another module; walking them generically keeps the report
+    working when their nesting changes.
+    """
+    out: list[tuple[str, str]] = []
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if word in str(k).lower() and not isinstance(v, (Mapping, list)):
+                out.append((key, str(v)))
+            else:
+                out.extend(_keys_containing(v, word, key))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(_keys_containing(v, word, f"{prefix}[{i}]"))
+    return out
+
+
+def _resize_entries(obj: Any) -> list[tuple[str, str]]:
+    """(dotted key, value) for keys describing the resize (not the hashes of resized images)."""
+    return [(k, v) for k, v in _keys_containing(obj, "resize") if "sha256" not in k.lower()]
+
+
+def _sha_entries(obj: Any) -> list[tuple[str, str]]:
+    """(dotted key, digest) for every key mentioning sha256 in a manifest."""
+    return _keys_containing(obj, "sha256")
+
+
+def provenance_section(
+    runs: Sequence[Run],
+    manifests: Mapping[str, dict[str, Any] | None],
+    provenance: Mapping[str, Any],
+) -> dict[str, Any]:
+    train_s = sum(float(r.metrics.get("train_seconds") or 0.0) for r in runs)
+    eval_s = sum(float(r.metrics.get("eval_seconds") or 0.0) for r in runs)
+    return {
+        "entries": list(provenance.items()),
+        "manifests": [
+            {
+                "dataset": dataset_label(d),
+                "present": m is not None,
+                "source": (m or {}).get("source"),
+                "hashes": _sha_entries(m or {}),
+                "resize": _resize_entries(m or {}),
+            }
+            for d, m in manifests.items()
+        ],
+        "train_seconds": train_s,
+        "eval_seconds": eval_s,
+        "total_seconds": train_s + eval_s,
+        "runs": [
+            {
+                "name": r.name,
+                "device": r.metrics.get("device"),
+                "train_seconds": r.metrics.get("train_seconds"),
+                "eval_seconds": r.metrics.get("eval_seconds"),
+                "mlflow_run_id": r.metrics.get("mlflow_run_id"),
+            }
+            for r in sorted(runs, key=lambda r: r.name)
+        ],
+    }
+
+
+def _consistency_warnings(
+    runs: Sequence[Run], params: Mapping[str, Any], headline_bn: str
+) -> list[str]:
+    """Runs produced under another profile or headline mode would silently mix protocols."""
+    out = []
+    profile = params.get("profile")
+    other = sorted({r.name for r in runs if r.metrics.get("profile") not in (None, profile)})
+    if other:
+        out.append(f"runs from a profile other than `{profile}`: {', '.join(other)}")
+    other_bn = sorted(
+        {r.name for r in runs if r.metrics.get("headline_bn") not in (None, headline_bn)}
+    )
+    if other_bn:
+        out.append(
+            f"runs whose metrics name a headline BN mode other than `{headline_bn}`: {', '.join(other_bn)}"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Figures and rendering
+# --------------------------------------------------------------------------------------------
+
+
+def _write_figures(
+    out_dir: Path,
+    runs: Sequence[Run],
+    results: pd.DataFrame,
+    refs: pd.DataFrame,
+    *,
+    methods: Sequence[str],
+    confidence: float,
+) -> dict[str, Any]:
+    """Draw what the inputs allow; a figure with no data is left out and the report says so."""
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"curves": None, "curves_time": None, "test": None, "recon": []}
+    hist = histories_long(runs)
+    if not hist.empty:
+        figures.plot_training_curves(
+            hist, fig_dir / "training_curves.png", methods=methods, confidence=confidence
+        )
+        out["curves"] = "figures/training_curves.png"
+        if hist["wall_seconds"].notna().all():
+            figures.plot_training_curves(
+                hist,
+                fig_dir / "training_curves_time.png",
+                x="wall_seconds",
+                methods=methods,
+                confidence=confidence,
+            )
+            out["curves_time"] = "figures/training_curves_time.png"
+    if not results.empty and (results["split"] == "test").any():
+        ref_plot = refs[["dataset", "name", "nz", "sse_per_image"]]
+        figures.plot_test_losses(
+            results,
+            fig_dir / "test_losses.png",
+            references=ref_plot,
+            methods=methods,
+            confidence=confidence,
+        )
+        out["test"] = "figures/test_losses.png"
+    out["recon"] = _copy_recon_grids(fig_dir, runs)
+    return out
+
+
+def _copy_recon_grids(fig_dir: Path, runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Copy the lowest-seed (normally seed 0) reconstruction grid of each dataset × method × nz.
+
+    ``runs`` must already be in report order (dataset, method, nz, seed).
+    """
+    chosen: dict[tuple[str, str, int], Run] = {}
+    for r in runs:
+        if r.recon is not None and (r.dataset, r.method, r.nz) not in chosen:
+            chosen[(r.dataset, r.method, r.nz)] = r
+    several_nz = len({nz for _, _, nz in chosen}) > 1
+    out = []
+    for (dataset, method, nz), r in chosen.items():  # insertion order = the runs' order
+        name = f"recon_{dataset}_{method}" + (f"_nz{nz}" if several_nz else "") + ".png"
+        assert r.recon is not None
+        with atomic_write(fig_dir / name, "wb") as fh:
+            fh.write(r.recon.read_bytes())
+        out.append(
+            {
+                "dataset": dataset_label(dataset),
+                "method": method_label(method),
+                "nz": nz,
+                "seed": r.seed,
+                "path": f"figures/{name}",
+                "run": r.name,
+            }
+        )
+    return out
+
+
+def _fmt_num(value: Any, sig: int = 4) -> str:
+    """Significant-figure formatting; NaN/None as 'n/a' so a gap is visible, not a fake 0."""
+    if value is None:
+        return "n/a"
+    x = float(value)
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "∞"
+    return f"{x:.{sig}g}"
+
+
+def _fmt_ci(ci: MeanCI | None, sig: int = 4) -> str:
+    """'mean [low, high]'; with one seed, the mean and a note instead of a zero-width interval."""
+    if ci is None:
+        return "n/a"
+    if math.isnan(ci.low) or math.isnan(ci.high):
+        return f"{_fmt_num(ci.mean, sig)} [no CI: n = {ci.n}]"
+    return f"{_fmt_num(ci.mean, sig)} [{_fmt_num(ci.low, sig)}, {_fmt_num(ci.high, sig)}]"
+
+
+def _fmt_int(value: Any) -> str:
+    return f"{int(value):,}"
+
+
+def _fmt_seconds(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    s = float(value)
+    return f"{s:,.1f} s ({s / 3600:.2f} h)" if s >= 3600 else f"{s:,.1f} s"
+
+
+def _environment() -> jinja2.Environment:
+    """Strict Jinja: an undefined name is an error, not a silently empty cell."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, not HTML  # noqa: S701
+    )
+    env.filters.update(
+        num=_fmt_num, ci=_fmt_ci, int=_fmt_int, seconds=_fmt_seconds, pct=lambda x: f"{x:.0%}"
+    )
+    return env
+
+
+def render_markdown(context: Mapping[str, Any]) -> str:
+    """Render the report template with ``context`` (exposed for tests and other front ends)."""
+    return _environment().get_template(TEMPLATE_NAME).render(**context)
+
+
+def _write_results_csv(path: Path, results: pd.DataFrame) -> None:
+    buf = io.StringIO()
+    results.to_csv(buf, index=False)
+    with atomic_write(path, "w") as fh:
+        fh.write(buf.getvalue())
+
+
+def build_report(
+    runs_dir: Path, data_dir: Path, out_dir: Path, *, params: dict, provenance: dict
+) -> Path:
+    """Read all inputs, write results.csv, the figures and report.md; return report.md's path."""
+    runs_dir, data_dir, out_dir = Path(runs_dir), Path(data_dir), Path(out_dir)
+    claims = load_claims()
+    train, evaluate, data = (
+        params.get("train", {}),
+        params.get("evaluate", {}),
+        params.get("data", {}),
+    )
+    confidence = float(params.get("report", {}).get("confidence", 0.95))
+    headline_bn = str(evaluate.get("headline_bn", "batch"))
+    methods = list(train.get("methods", []))
+
+    runs, warnings = load_runs(runs_dir)
+    warnings += _consistency_warnings(runs, params, headline_bn)
+    listed = list(data.get("datasets", []))
+    datasets = _ordered([*listed, *(r.dataset for r in runs)], listed)
+    methods = _ordered([*methods, *(r.method for r in runs)], methods)
+
+    # Sort once so every table, figure and list follows the params' dataset and method order.
+    d_order = {d: i for i, d in enumerate(datasets)}
+    m_order = {m: i for i, m in enumerate(methods)}
+    runs.sort(key=lambda r: (d_order[r.dataset], m_order[r.method], r.nz, r.seed))
+    results = summarise(
+        runs, confidence=confidence, headline_bn=headline_bn, methods=methods, datasets=datasets
+    )
+    references = {d: load_reference(runs_dir, d) for d in datasets}
+    refs = references_frame(references)
+    manifests = {d: load_manifest(data_dir, d) for d in datasets}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_results_csv(out_dir / "results.csv", results)
+    figs = _write_figures(out_dir, runs, results, refs, methods=methods, confidence=confidence)
+
+    sections = dataset_sections(
+        datasets, runs, results, refs, methods=methods, headline_bn=headline_bn
+    )
+    datasets_run = {r.dataset for r in runs}
+    bn_modes = _bn_modes(runs) or [headline_bn]  # columns stay even with no runs
+    pub = _protocol_values(claims)
+    size = data.get("image_size")
+    context = {
+        "params": params,
+        "profile": params.get("profile"),
+        "reduced": params.get("profile") != "paper",
+        "published_protocol": pub,
+        "confidence": confidence,
+        "headline_bn": headline_bn,
+        "headline_bn_label": bn_label(headline_bn),
+        "bn_modes": bn_modes,
+        "bn_labels": {m: bn_label(m) for m in bn_modes},
+        "image_size": size,
+        "n_pixels": size * size if size else None,
+        "datasets": sections,
+        "datasets_run": [dataset_label(d) for d in datasets if d in datasets_run],
+        "datasets_not_run": [dataset_label(d) for d in datasets if d not in datasets_run],
+        "methods": [method_label(m) for m in methods],
+        "n_runs": len(runs),
+        "published": published_section(
+            claims,
+            results,
+            datasets_run=datasets_run,
+            datasets_listed=set(listed),
+            bn_modes=bn_modes,
+        ),
+        "parameters": parameters_section(runs, claims, methods),
+        "figures": figs,
+        "differences": protocol_differences(
+            params,
+            claims,
+            resize_methods=[v for m in manifests.values() if m for _, v in _resize_entries(m)],
+        ),
+        "provenance": provenance_section(runs, manifests, provenance),
+        "warnings": warnings,
+    }
+    path = out_dir / "report.md"
+    with atomic_write(path, "w") as fh:
+        fh.write(render_markdown(context))
+    return path

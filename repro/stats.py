@@ -1,0 +1,121 @@
+"""Small-sample statistics for comparing runs across seeds.
+
+The study trains a handful of seeds per configuration (three in the quick profile), so normal
+approximations and bootstrap intervals are both unreliable; the Student-t interval is the
+textbook answer for the mean of a few roughly normal values, and the paired t-test is the
+matching answer when two methods share seeds. Everything here is a thin, documented wrapper
+over :mod:`scipy.stats` so a reader can check the numbers by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """Mean of ``n`` values with a two-sided Student-t confidence interval [low, high].
+
+    ``std`` is the sample standard deviation (ddof=1). With ``n == 1`` there is no spread to
+    estimate, so ``std``, ``low`` and ``high`` are NaN: a single seed gives a number, not an
+    interval, and the report must say so instead of printing a zero-width interval.
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    std: float
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval width (NaN when the interval is undefined)."""
+        return (self.high - self.low) / 2.0
+
+    def overlaps(self, other: MeanCI) -> bool | None:
+        """Whether the two intervals share a point; ``None`` when either is undefined (n=1)."""
+        if any(math.isnan(v) for v in (self.low, self.high, other.low, other.high)):
+            return None
+        return self.low <= other.high and other.low <= self.high
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of ``a - b`` over matched pairs, its t-interval and the paired t-test p-value.
+
+    ``p_value`` is NaN when it is undefined: fewer than two pairs, or all differences equal
+    (zero variance, where the t statistic is 0/0).
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    std: float
+    p_value: float
+
+
+def _as_array(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    """Validate input early: a NaN or empty input would otherwise give a silent NaN interval."""
+    arr = np.asarray(values, dtype=float).ravel()
+    if arr.size == 0:
+        raise ValueError(f"{name}: need at least one value")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: values must be finite, got {arr.tolist()}")
+    return arr
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> MeanCI:
+    """Mean and two-sided Student-t interval: mean ± t_{(1+c)/2, n-1} · s / √n.
+
+    Why t and not a bootstrap: with three seeds a bootstrap can only resample three numbers and
+    its interval is far too narrow; the t-interval is exact for normal data and honest about
+    how little three values say. ``n == 1`` returns NaN bounds (see :class:`MeanCI`).
+    """
+    _check_confidence(confidence)
+    arr = _as_array(values, "mean_ci")
+    n = int(arr.size)
+    mean = float(arr.mean())
+    if n == 1:
+        return MeanCI(mean=mean, low=math.nan, high=math.nan, n=1, std=math.nan)
+    std = float(arr.std(ddof=1))
+    half = float(stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)) * std / math.sqrt(n)
+    return MeanCI(mean=mean, low=mean - half, high=mean + half, n=n, std=std)
+
+
+def paired_difference(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+) -> PairedDifference:
+    """Mean difference ``a - b`` over matched seeds, its t-interval and ``ttest_rel`` p-value.
+
+    Why paired: when both methods run with the same seeds (same data order, same evaluation
+    batches) the seed-to-seed variation they share cancels in the difference, which is what
+    the interval and test are then about.
+    """
+    _check_confidence(confidence)
+    arr_a = _as_array(a, "paired_difference a")
+    arr_b = _as_array(b, "paired_difference b")
+    if arr_a.shape != arr_b.shape:
+        raise ValueError(
+            f"paired_difference: a and b differ in length ({arr_a.size} vs {arr_b.size})"
+        )
+    ci = mean_ci(arr_a - arr_b, confidence)
+    if ci.n < 2 or ci.std == 0.0:
+        p_value = math.nan
+    else:
+        p_value = float(stats.ttest_rel(arr_a, arr_b).pvalue)
+    return PairedDifference(
+        mean=ci.mean, low=ci.low, high=ci.high, n=ci.n, std=ci.std, p_value=p_value
+    )
