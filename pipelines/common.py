@@ -16,7 +16,9 @@ def stage(description: str, add_args: Callable[[argparse.ArgumentParser], None] 
     """Parse the stage's arguments and validate ``params.yaml`` before any work starts."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: params.yaml)"
+    )
     if add_args:
         add_args(parser)
     args = parser.parse_args()

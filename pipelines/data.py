@@ -19,9 +19,14 @@ def main() -> None:
     if args.dataset not in params.data.datasets:
         raise ValueError(f"data.datasets: {args.dataset!r} is not listed ({params.data.datasets})")
     cfg = params.data
-    with tracked_run(params.tracking, stage=f"data@{args.dataset}", run_name=f"data/{args.dataset}",
-                     params=flatten({"data": cfg.__dict__}) | {"dataset": args.dataset},
-                     tags={"profile": params.profile}, experiment=f"{params.tracking.experiment}/data") as tracker:
+    with tracked_run(
+        params.tracking,
+        stage=f"data@{args.dataset}",
+        run_name=f"data/{args.dataset}",
+        params=flatten({"data": cfg.__dict__}) | {"dataset": args.dataset},
+        tags={"profile": params.profile},
+        experiment=f"{params.tracking.experiment}/data",
+    ) as tracker:
         manifest = data.prepare_dataset(
             args.dataset,
             Path("data") / args.dataset,

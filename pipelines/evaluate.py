@@ -28,26 +28,45 @@ def main() -> None:
     model, summary = load_trained(run_dir, spec, params, channels=splits["test"].shape[1])
     model.to(device)
 
-    with tracked_run(params.tracking, stage=f"evaluate@{spec.dataset}-{spec.method}-{spec.nz}-{spec.seed}",
-                     run_name=spec.name, params=flatten({"evaluate": asdict(cfg)}) | flatten(asdict(spec)),
-                     tags={"profile": params.profile, "device": str(device)},
-                     experiment=f"{params.tracking.experiment}/evaluate") as tracker:
+    with tracked_run(
+        params.tracking,
+        stage=f"evaluate@{spec.dataset}-{spec.method}-{spec.nz}-{spec.seed}",
+        run_name=spec.name,
+        params=flatten({"evaluate": asdict(cfg)}) | flatten(asdict(spec)),
+        tags={"profile": params.profile, "device": str(device)},
+        experiment=f"{params.tracking.experiment}/evaluate",
+    ) as tracker:
         t0 = time.perf_counter()
-        result = evaluate_model(model, splits, batch_size=cfg.batch_size, order_shuffles=cfg.order_shuffles)
-        save_reconstruction_grid(model, splits["test"], run_dir / "recon.png", bn_mode=cfg.headline_bn,
-                                 batch_size=cfg.batch_size)
+        result = evaluate_model(
+            model, splits, batch_size=cfg.batch_size, order_shuffles=cfg.order_shuffles
+        )
+        save_reconstruction_grid(
+            model,
+            splits["test"],
+            run_dir / "recon.png",
+            bn_mode=cfg.headline_bn,
+            batch_size=cfg.batch_size,
+        )
         metrics = {
-            "run": spec.name, **asdict(spec),
-            "activation": params.model.activation, "n_params": summary["n_params"],
-            "epochs": params.train.epochs, "train_images": params.train.train_images,
-            "train_seconds": summary["train_seconds"], "eval_seconds": time.perf_counter() - t0,
-            "device": str(device), "profile": params.profile,
-            "eval_batch_size": cfg.batch_size, "headline_bn": cfg.headline_bn,
+            "run": spec.name,
+            **asdict(spec),
+            "activation": params.model.activation,
+            "n_params": summary["n_params"],
+            "epochs": params.train.epochs,
+            "train_images": params.train.train_images,
+            "train_seconds": summary["train_seconds"],
+            "eval_seconds": time.perf_counter() - t0,
+            "device": str(device),
+            "profile": params.profile,
+            "eval_batch_size": cfg.batch_size,
+            "headline_bn": cfg.headline_bn,
             "final_train_mse_per_pixel": summary["final_train_mse_per_pixel"],
             "mlflow_run_id": tracker.run_id,
             **result,
         }
-        tracker.log_metrics(flatten({"losses": result["losses"]}) | {"eval_seconds": metrics["eval_seconds"]})
+        tracker.log_metrics(
+            flatten({"losses": result["losses"]}) | {"eval_seconds": metrics["eval_seconds"]}
+        )
         write_json(run_dir / "metrics.json", metrics)
         tracker.log_artifact(run_dir / "metrics.json")
         tracker.log_artifact(run_dir / "recon.png")

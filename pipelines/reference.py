@@ -16,9 +16,14 @@ def main() -> None:
     data_dir = root / "data" / args.dataset
     train, _ = load_split(data_dir, "train")
     test, _ = load_split(data_dir, "test")
-    with tracked_run(params.tracking, stage=f"reference@{args.dataset}", run_name=f"reference/{args.dataset}",
-                     params={"dataset": args.dataset, "model.nz": params.model.nz},
-                     tags={"profile": params.profile}, experiment=f"{params.tracking.experiment}/evaluate") as tracker:
+    with tracked_run(
+        params.tracking,
+        stage=f"reference@{args.dataset}",
+        run_name=f"reference/{args.dataset}",
+        params={"dataset": args.dataset, "model.nz": params.model.nz},
+        tags={"profile": params.profile},
+        experiment=f"{params.tracking.experiment}/evaluate",
+    ) as tracker:
         ref = reference_losses(train, test, params.model.nz)
         out = root / "runs" / args.dataset / "reference.json"
         write_json(out, {"dataset": args.dataset, "split": "test", **ref})

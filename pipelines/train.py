@@ -20,16 +20,33 @@ def main() -> None:
     args, params, root = stage(__doc__, add_args)
     spec = run_spec(params, args.dataset, args.method, args.nz, args.seed)
     stage_name = f"train@{spec.dataset}-{spec.method}-{spec.nz}-{spec.seed}"
-    tags = {"profile": params.profile, "device": str(select_device(params.train.device)),
-            "dataset": spec.dataset, "method": spec.method}
-    with tracked_run(params.tracking, stage=stage_name, run_name=spec.name,
-                     params=flatten(run_config(spec, params)), tags=tags,
-                     experiment=f"{params.tracking.experiment}/train") as tracker:
+    tags = {
+        "profile": params.profile,
+        "device": str(select_device(params.train.device)),
+        "dataset": spec.dataset,
+        "method": spec.method,
+    }
+    with tracked_run(
+        params.tracking,
+        stage=stage_name,
+        run_name=spec.name,
+        params=flatten(run_config(spec, params)),
+        tags=tags,
+        experiment=f"{params.tracking.experiment}/train",
+    ) as tracker:
         run_dir = spec.run_dir(root / "runs")
-        summary = fit(spec, params, data_dir=root / "data" / spec.dataset, run_dir=run_dir,
-                      on_epoch=lambda row: tracker.log_metrics(
-                          {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"])))
-        tracker.log_metrics({"n_params": summary["n_params"], "train_seconds": summary["train_seconds"]})
+        summary = fit(
+            spec,
+            params,
+            data_dir=root / "data" / spec.dataset,
+            run_dir=run_dir,
+            on_epoch=lambda row: tracker.log_metrics(
+                {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"])
+            ),
+        )
+        tracker.log_metrics(
+            {"n_params": summary["n_params"], "train_seconds": summary["train_seconds"]}
+        )
         tracker.log_artifact(run_dir / "history.csv")
 
 

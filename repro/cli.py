@@ -35,7 +35,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if p.profile != args.name:
-        print(f"error: {src}: its `profile` key says {p.profile!r}, expected {args.name!r}", file=sys.stderr)
+        print(
+            f"error: {src}: its `profile` key says {p.profile!r}, expected {args.name!r}",
+            file=sys.stderr,
+        )
         return 2
     shutil.copyfile(src, root / "params.yaml")
     print(f"params.yaml is now the {args.name!r} profile; run `dvc repro`")
@@ -45,8 +48,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     """``mlflow ui`` on the study's store, bound to 127.0.0.1 unless told otherwise."""
     root = repo_root()
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(root),
-           "--host", args.host, "--port", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri(root),
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     print("running:", " ".join(cmd))
     return subprocess.call(cmd, cwd=root)
 

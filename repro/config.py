@@ -230,28 +230,49 @@ def validate(p: Params) -> Params:
     _require(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}")
     _require(t.batch_size > 0, "train.batch_size", f"must be > 0, got {t.batch_size}")
     _require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
-    _require(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas",
-             f"must be two numbers in [0, 1), got {t.betas}")
+    _require(
+        len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas),
+        "train.betas",
+        f"must be two numbers in [0, 1), got {t.betas}",
+    )
     train_split = SPLIT_SIZES["train"]
     for name in d.datasets:
         n_train = d.synthetic_sizes["train"] if name == "synthetic" else train_split
         n_val = d.synthetic_sizes["val"] if name == "synthetic" else SPLIT_SIZES["val"]
-        _require(0 < t.train_images <= n_train, "train.train_images",
-                 f"{t.train_images} must be in 1..{n_train} (the {name} train split)")
-        _require(0 < t.val_images <= n_val, "train.val_images",
-                 f"{t.val_images} must be in 1..{n_val} (the {name} val split)")
-        _require(t.batch_size <= t.train_images, "train.batch_size",
-                 f"{t.batch_size} is larger than train.train_images={t.train_images}")
+        _require(
+            0 < t.train_images <= n_train,
+            "train.train_images",
+            f"{t.train_images} must be in 1..{n_train} (the {name} train split)",
+        )
+        _require(
+            0 < t.val_images <= n_val,
+            "train.val_images",
+            f"{t.val_images} must be in 1..{n_val} (the {name} val split)",
+        )
+        _require(
+            t.batch_size <= t.train_images,
+            "train.batch_size",
+            f"{t.batch_size} is larger than train.train_images={t.train_images}",
+        )
     _require(t.gon_steps >= 1, "train.gon_steps", f"must be >= 1, got {t.gon_steps}")
     _require(t.gon_step_size > 0, "train.gon_step_size", f"must be > 0, got {t.gon_step_size}")
-    _require(t.num_threads >= 0, "train.num_threads", f"must be >= 0 (0 = torch default), got {t.num_threads}")
+    _require(
+        t.num_threads >= 0,
+        "train.num_threads",
+        f"must be >= 0 (0 = torch default), got {t.num_threads}",
+    )
     _require(t.max_loss > 0, "train.max_loss", f"must be > 0, got {t.max_loss}")
 
     _require(e.batch_size > 0, "evaluate.batch_size", f"must be > 0, got {e.batch_size}")
     _one_of(e.headline_bn, BN_MODES, "evaluate.headline_bn")
-    _require(e.order_shuffles >= 1, "evaluate.order_shuffles", f"must be >= 1, got {e.order_shuffles}")
-    _require(0 < p.report.confidence < 1, "report.confidence",
-             f"must be in (0, 1), got {p.report.confidence}")
+    _require(
+        e.order_shuffles >= 1, "evaluate.order_shuffles", f"must be >= 1, got {e.order_shuffles}"
+    )
+    _require(
+        0 < p.report.confidence < 1,
+        "report.confidence",
+        f"must be in (0, 1), got {p.report.confidence}",
+    )
     _require(bool(p.tracking.experiment), "tracking.experiment", "must not be empty")
     return p
 
@@ -267,7 +288,9 @@ def params_from_dict(data: Any, source: str = "params") -> Params:
 def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: file not found (run from the repository root, or pass the path)")
+        raise ConfigError(
+            f"{path}: file not found (run from the repository root, or pass the path)"
+        )
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -323,5 +346,7 @@ def run_spec(p: Params, dataset: str, method: str, nz: int, seed: int) -> RunSpe
         ("train.seeds", seed, p.train.seeds),
     ):
         if value not in allowed:
-            raise ConfigError(f"{key}: run asks for {value!r}, which params.yaml does not list ({allowed})")
+            raise ConfigError(
+                f"{key}: run asks for {value!r}, which params.yaml does not list ({allowed})"
+            )
     return RunSpec(dataset, method, nz, seed)

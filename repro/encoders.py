@@ -62,10 +62,14 @@ class GradientOriginEncoder(nn.Module):
         return sse_per_image(decoder(z), x).sum() / (self.inner_norm * pixels)
 
     def forward(self, x: torch.Tensor, decoder: nn.Module, create_graph: bool) -> torch.Tensor:
-        z = torch.zeros(x.shape[0], self.nz, 1, 1, device=x.device, dtype=x.dtype, requires_grad=True)
+        z = torch.zeros(
+            x.shape[0], self.nz, 1, 1, device=x.device, dtype=x.dtype, requires_grad=True
+        )
         with torch.enable_grad():  # the latent is a gradient, even inside torch.no_grad()
             for _ in range(self.steps):
-                (grad,) = torch.autograd.grad(self.inner_loss(decoder, z, x), z, create_graph=create_graph)
+                (grad,) = torch.autograd.grad(
+                    self.inner_loss(decoder, z, x), z, create_graph=create_graph
+                )
                 z = z - self.step_size * grad
         return z if create_graph else z.detach()
 
@@ -99,7 +103,9 @@ class LatentModel(nn.Module):
 
 def _gon(nz: int, ngf: int, channels: int, activation: str, **opts: Any) -> nn.Module:
     return GradientOriginEncoder(
-        nz, steps=opts.get("steps", 1), step_size=opts.get("step_size", 1.0),
+        nz,
+        steps=opts.get("steps", 1),
+        step_size=opts.get("step_size", 1.0),
         inner_norm=opts.get("inner_norm", 64),
     )
 

@@ -53,7 +53,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file, naming the file if it is missing or not valid JSON."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found (run the stage that writes it, e.g. `dvc repro`)")
+        raise FileNotFoundError(
+            f"{path}: file not found (run the stage that writes it, e.g. `dvc repro`)"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -73,7 +75,9 @@ def load_torch(path: str | os.PathLike[str]) -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found (run the stage that writes it, e.g. `dvc repro`)")
+        raise FileNotFoundError(
+            f"{path}: file not found (run the stage that writes it, e.g. `dvc repro`)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, wrong format, ...

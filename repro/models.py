@@ -33,7 +33,9 @@ def make_activation(name: str) -> nn.Module:
     try:
         return ACTIVATION_REGISTRY[name]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; allowed: {list(ACTIVATION_REGISTRY)}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; allowed: {list(ACTIVATION_REGISTRY)}"
+        ) from None
 
 
 class ConvDecoder(nn.Module):

@@ -16,8 +16,14 @@ from repro.tracking import git_commit
 
 def _git_dirty(root: Path) -> bool:
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                             capture_output=True, text=True, check=True, timeout=10)
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
         return bool(out.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return False

@@ -39,7 +39,9 @@ def repo_root(start: Path | None = None) -> Path:
 
 
 def tracking_uri(root: Path | None = None) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root or repo_root()) / 'mlflow.db'}"
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root or repo_root()) / 'mlflow.db'}"
+    )
 
 
 def tracking_enabled(cfg: TrackingConfig) -> bool:
@@ -51,8 +53,14 @@ def tracking_enabled(cfg: TrackingConfig) -> bool:
 
 def git_commit(root: Path | None = None) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root or repo_root(), capture_output=True,
-                             text=True, check=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root or repo_root(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -124,7 +132,9 @@ def tracked_run(
     root = repo_root()
     client = MlflowClient(tracking_uri=tracking_uri(root))
     exp_id = _experiment_id(client, experiment or cfg.experiment, root)
-    all_tags = {"stage": stage, "git_commit": git_commit(root), "mlflow.runName": run_name} | (tags or {})
+    all_tags = {"stage": stage, "git_commit": git_commit(root), "mlflow.runName": run_name} | (
+        tags or {}
+    )
     if os.environ.get("DVC_EXP_NAME"):
         all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     run = client.create_run(exp_id, run_name=run_name, tags=all_tags)

@@ -59,7 +59,9 @@ def select_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device: 'cuda' was asked for but no CUDA device is visible; use 'auto' or 'cpu'")
+        raise RuntimeError(
+            "train.device: 'cuda' was asked for but no CUDA device is visible; use 'auto' or 'cpu'"
+        )
     return torch.device(name)
 
 
@@ -95,7 +97,10 @@ def run_config(spec: RunSpec, params: Params) -> dict[str, Any]:
         "run": asdict(spec),
         "model": {"ngf": params.model.ngf, "activation": params.model.activation, "nz": spec.nz},
         "train": train,
-        "val_loss": {"batch_size": params.evaluate.batch_size, "bn_mode": params.evaluate.headline_bn},
+        "val_loss": {
+            "batch_size": params.evaluate.batch_size,
+            "bn_mode": params.evaluate.headline_bn,
+        },
         "image_size": params.data.image_size,
     }
 
@@ -183,8 +188,12 @@ def fit(
         t0 = time.perf_counter()
         order = torch.randperm(train_x.shape[0], generator=data_order).to(device)
         loss_sum = torch.zeros((), device=device)
-        bar = tqdm(range(n_batches), desc=f"{spec.name} epoch {epoch}/{cfg.epochs}", leave=False,
-                   mininterval=2.0)
+        bar = tqdm(
+            range(n_batches),
+            desc=f"{spec.name} epoch {epoch}/{cfg.epochs}",
+            leave=False,
+            mininterval=2.0,
+        )
         for step in bar:
             x = to_unit_float(train_x[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]])
             _, x_hat = model(x)
@@ -207,8 +216,9 @@ def fit(
                 f"{spec.name}: epoch {epoch} mean loss {train_loss:.4g} exceeds train.max_loss="
                 f"{cfg.max_loss}; the last good checkpoint {ckpt_path} is kept"
             )
-        val_loss = mean_mse_per_pixel(model, val_x, batch_size=params.evaluate.batch_size,
-                                      bn_mode=params.evaluate.headline_bn)
+        val_loss = mean_mse_per_pixel(
+            model, val_x, batch_size=params.evaluate.batch_size, bn_mode=params.evaluate.headline_bn
+        )
         images_seen += n_batches * cfg.batch_size
         row = {
             "epoch": epoch,
@@ -218,14 +228,27 @@ def fit(
             "images_seen": images_seen,
         }
         history.append(row)
-        log.info("%s epoch %d: train %.5f val %.5f (%.1fs)", spec.name, epoch, train_loss, val_loss,
-                 row["seconds"])
-        save_torch(ckpt_path, {
-            "config": config, "config_key": key, "epoch": epoch,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(), "data_rng": data_order.get_state(),
-            "history": history,
-        })
+        log.info(
+            "%s epoch %d: train %.5f val %.5f (%.1fs)",
+            spec.name,
+            epoch,
+            train_loss,
+            val_loss,
+            row["seconds"],
+        )
+        save_torch(
+            ckpt_path,
+            {
+                "config": config,
+                "config_key": key,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "data_rng": data_order.get_state(),
+                "history": history,
+            },
+        )
         if on_epoch is not None:
             on_epoch(row)
 
@@ -234,16 +257,23 @@ def fit(
         "epochs_completed": len(history),
         "train_seconds": sum(r["seconds"] for r in history),
         "n_params": count_parameters(model),
-        "final_train_mse_per_pixel": history[-1]["train_mse_per_pixel"] if history else float("nan"),
+        "final_train_mse_per_pixel": history[-1]["train_mse_per_pixel"]
+        if history
+        else float("nan"),
         "final_val_mse_per_pixel": history[-1]["val_mse_per_pixel"] if history else float("nan"),
         "device": str(device),
     }
     if len(history) == cfg.epochs:
-        save_torch(run_dir / MODEL, {"config": config, "state_dict": model.state_dict(), "summary": summary})
+        save_torch(
+            run_dir / MODEL,
+            {"config": config, "state_dict": model.state_dict(), "summary": summary},
+        )
     return summary
 
 
-def load_trained(run_dir: Path, spec: RunSpec, params: Params, channels: int) -> tuple[LatentModel, dict]:
+def load_trained(
+    run_dir: Path, spec: RunSpec, params: Params, channels: int
+) -> tuple[LatentModel, dict]:
     """Rebuild a trained model from ``model.pt``; the file carries its own config and summary."""
     blob = load_torch(run_dir / MODEL)
     if blob.get("config") != run_config(spec, params):
@@ -258,4 +288,7 @@ def load_trained(run_dir: Path, spec: RunSpec, params: Params, channels: int) ->
 
 def history_rows(path: Path) -> list[dict[str, float]]:
     """Read ``history.csv`` back (floats)."""
-    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(path.read_text()))]
+    return [
+        {k: float(v) for k, v in row.items()}
+        for row in csv.DictReader(io.StringIO(path.read_text()))
+    ]

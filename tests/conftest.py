@@ -16,15 +16,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def shrink(params: Params, **train_overrides) -> Params:
     """The real params.yaml, shrunk (lightning-hydra style) instead of a second hand-kept config."""
-    data = dataclasses.replace(params.data, datasets=["synthetic"],
-                               synthetic_sizes={"train": 256, "val": 64, "test": 64})
-    train = dataclasses.replace(params.train, seeds=[0], epochs=3, batch_size=32, train_images=128,
-                                val_images=32, num_threads=1, **train_overrides)
+    data = dataclasses.replace(
+        params.data, datasets=["synthetic"], synthetic_sizes={"train": 256, "val": 64, "test": 64}
+    )
+    train = dataclasses.replace(
+        params.train,
+        seeds=[0],
+        epochs=3,
+        batch_size=32,
+        train_images=128,
+        val_images=32,
+        num_threads=1,
+        **train_overrides,
+    )
     evaluate = dataclasses.replace(params.evaluate, batch_size=32, order_shuffles=2)
     model = dataclasses.replace(params.model, nz=[8], ngf=4)
     tracking = dataclasses.replace(params.tracking, enabled=False)
-    return dataclasses.replace(params, profile="tiny", data=data, train=train, evaluate=evaluate,
-                               model=model, tracking=tracking)
+    return dataclasses.replace(
+        params,
+        profile="tiny",
+        data=data,
+        train=train,
+        evaluate=evaluate,
+        model=model,
+        tracking=tracking,
+    )
 
 
 @pytest.fixture
@@ -48,5 +64,8 @@ def tiny_data_dir(tmp_path: Path) -> Path:
     """A data directory in the data stage's format: {train,val,test}.pt with uint8 images."""
     out = tmp_path / "data" / "synthetic"
     for i, (split, n) in enumerate({"train": 256, "val": 64, "test": 64}.items()):
-        save_torch(out / f"{split}.pt", {"images": blob_images(n, seed=i), "labels": torch.zeros(n, dtype=torch.int64)})
+        save_torch(
+            out / f"{split}.pt",
+            {"images": blob_images(n, seed=i), "labels": torch.zeros(n, dtype=torch.int64)},
+        )
     return out

@@ -28,7 +28,9 @@ def test_committed_params_is_the_quick_profile_and_both_profiles_are_valid():
     assert (ROOT / "params.yaml").read_text() == (ROOT / "profiles" / "quick.yaml").read_text()
     assert load_params(ROOT / "params.yaml").profile == "quick"
     paper = load_params(ROOT / "profiles" / "paper.yaml")
-    assert paper.profile == "paper" and paper.train.epochs == 500 and paper.model.nz == [64, 128, 256]
+    assert (
+        paper.profile == "paper" and paper.train.epochs == 500 and paper.model.nz == [64, 128, 256]
+    )
 
 
 BAD = [
@@ -42,7 +44,11 @@ BAD = [
     (with_("data.datasets", ["cifar100"]), "data.datasets", "allowed"),
     (with_("train.train_images", 60000), "train.train_images", "1..50000"),
     (with_("profile", "fast"), "profile", "allowed: \\['quick', 'paper'"),
-    (with_("evaluate.headline_bn", "eval"), "evaluate.headline_bn", "allowed: \\['running', 'batch'\\]"),
+    (
+        with_("evaluate.headline_bn", "eval"),
+        "evaluate.headline_bn",
+        "allowed: \\['running', 'batch'\\]",
+    ),
     (with_("train.device", "tpu"), "train.device", "allowed"),
 ]
 
@@ -70,8 +76,13 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
 def test_repro_validate_exits_non_zero_on_a_bad_file(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(with_("train.lr", 0)))
-    proc = subprocess.run([sys.executable, "-m", "repro.cli", "validate", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "validate", str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "train.lr" in proc.stderr
-    ok = subprocess.run([sys.executable, "-m", "repro.cli", "validate", str(ROOT / "params.yaml")],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "validate", str(ROOT / "params.yaml")],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr

@@ -10,8 +10,14 @@ from repro.encoders import GradientOriginEncoder, LatentModel, build_model, gon_
 
 def tiny_decoder(nz: int = 3) -> nn.Module:
     """A decoder small enough for float64 finite differences: (B, nz, 1, 1) → (B, 1, 4, 4)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(nz, 6), nn.Tanh(), nn.Linear(6, 16), nn.Sigmoid(),
-                         nn.Unflatten(1, (1, 4, 4)))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(nz, 6),
+        nn.Tanh(),
+        nn.Linear(6, 16),
+        nn.Sigmoid(),
+        nn.Unflatten(1, (1, 4, 4)),
+    )
 
 
 def test_gon_latent_is_minus_the_gradient_of_the_inner_loss_at_the_origin():
@@ -36,7 +42,9 @@ def test_inner_loss_normalised_by_training_batch_size_makes_latents_batch_size_i
     torch.testing.assert_close(full[:5], half)
 
 
-def _outer_loss(decoder: nn.Module, params: dict, x: torch.Tensor, detach_latent: bool) -> torch.Tensor:
+def _outer_loss(
+    decoder: nn.Module, params: dict, x: torch.Tensor, detach_latent: bool
+) -> torch.Tensor:
     enc = GradientOriginEncoder(nz=3, inner_norm=x.shape[0])
 
     class Bound(nn.Module):

@@ -42,8 +42,12 @@ def test_with_batch_statistics_scores_depend_on_batch_mates_and_the_spread_is_me
 def test_evaluation_leaves_the_trained_model_untouched():
     model = briefly_trained_gon()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    evaluate_model(model, {"val": blob_images(32, seed=1), "test": blob_images(32, seed=2)},
-                   batch_size=16, order_shuffles=1)
+    evaluate_model(
+        model,
+        {"val": blob_images(32, seed=1), "test": blob_images(32, seed=2)},
+        batch_size=16,
+        order_shuffles=1,
+    )
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert model.training  # mode restored / never changed
@@ -55,6 +59,7 @@ def test_both_reductions_differ_by_the_number_of_pixels():
     for mode in ("running", "batch"):
         t = out["losses"][mode]["test"]
         assert abs(t["sse_per_image"] / 1024 - t["mse_per_pixel"]) < 1e-12
+        assert t["latent_norm"] > 0
 
 
 def test_reference_losses_zero_image_mean_image_and_pca():
@@ -63,5 +68,9 @@ def test_reference_losses_zero_image_mean_image_and_pca():
     x = test.flatten(1).double() / 255
     assert abs(ref["zero_image"]["sse_per_image"] - float(x.pow(2).sum(1).mean())) < 1e-9
     # more components, lower error; all 1024 components reconstruct perfectly
-    assert ref["mean_train_image"]["sse_per_image"] > ref["pca"]["1"]["sse_per_image"] > ref["pca"]["8"]["sse_per_image"]
+    assert (
+        ref["mean_train_image"]["sse_per_image"]
+        > ref["pca"]["1"]["sse_per_image"]
+        > ref["pca"]["8"]["sse_per_image"]
+    )
     assert ref["pca"]["1024"]["sse_per_image"] < 1e-6

@@ -17,11 +17,20 @@ from tests.conftest import ROOT, shrink
 
 def _copy_checkout(dest: Path) -> None:
     """Tracked files plus new, not-ignored ones: what a fresh clone of this working tree holds."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for rel in filter(None, listed):
         src = ROOT / rel
-        if src.is_file() and not rel.startswith(("runs/", "reports/", "data/")) and rel != "dvc.lock":
+        if (
+            src.is_file()
+            and not rel.startswith(("runs/", "reports/", "data/"))
+            and rel != "dvc.lock"
+        ):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
 
@@ -34,13 +43,21 @@ def test_dvc_repro_runs_every_stage_tracks_it_in_mlflow_and_a_second_repro_is_a_
     params = shrink(load_params(ROOT / "params.yaml")).to_dict()
     params["tracking"]["enabled"] = True
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "REPRO_TRACKING")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "REPRO_TRACKING")
+    }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
 
     def dvc(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True,
-                              text=True, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     first = dvc("repro")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -59,8 +76,15 @@ def test_dvc_repro_runs_every_stage_tracks_it_in_mlflow_and_a_second_repro_is_a_
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     stages = {r.data.tags.get("stage") for r in runs}
-    expected = {"data@synthetic", "train@synthetic-gon-8-0", "train@synthetic-ae-8-0",
-                "evaluate@synthetic-gon-8-0", "evaluate@synthetic-ae-8-0", "report", "reference@synthetic"}
+    expected = {
+        "data@synthetic",
+        "train@synthetic-gon-8-0",
+        "train@synthetic-ae-8-0",
+        "evaluate@synthetic-gon-8-0",
+        "evaluate@synthetic-ae-8-0",
+        "report",
+        "reference@synthetic",
+    }
     assert expected <= stages, stages
     assert all(r.info.status == "FINISHED" for r in runs)
     train_run = next(r for r in runs if r.data.tags.get("stage") == "train@synthetic-gon-8-0")

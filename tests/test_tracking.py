@@ -22,8 +22,13 @@ def client():
 
 
 def test_a_tracked_stage_lands_in_the_sqlite_store_with_params_metrics_and_tags(store):
-    with tracked_run(TrackingConfig(), stage="train@x", run_name="x/gon", params={"train.lr": 1e-4},
-                     tags={"profile": "tiny"}) as tracker:
+    with tracked_run(
+        TrackingConfig(),
+        stage="train@x",
+        run_name="x/gon",
+        params={"train.lr": 1e-4},
+        tags={"profile": "tiny"},
+    ) as tracker:
         for epoch in (1, 2, 3):
             tracker.log_metrics({"train_mse_per_pixel": 1.0 / epoch}, step=epoch)
     assert tracking_uri().startswith("sqlite:////") and (store / "mlflow.db").exists()
@@ -37,7 +42,10 @@ def test_a_tracked_stage_lands_in_the_sqlite_store_with_params_metrics_and_tags(
 
 
 def test_a_failing_stage_is_marked_failed_with_the_reason(store):
-    with pytest.raises(RuntimeError), tracked_run(TrackingConfig(), stage="s", run_name="r", params={}) as tracker:
+    with (
+        pytest.raises(RuntimeError),
+        tracked_run(TrackingConfig(), stage="s", run_name="r", params={}) as tracker,
+    ):
         raise RuntimeError("diverged at epoch 2")
     run = client().get_run(tracker.run_id)
     assert run.info.status == "FAILED" and "diverged at epoch 2" in run.data.tags["error"]

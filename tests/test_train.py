@@ -32,10 +32,17 @@ def test_training_writes_model_history_and_checkpoint(tiny_params, tiny_data_dir
     assert float(rows[-1]["train_mse_per_pixel"]) < float(rows[0]["train_mse_per_pixel"])
 
 
-def test_same_seed_gives_identical_weights_and_other_seeds_differ(tiny_params, tiny_data_dir, tmp_path):
+def test_same_seed_gives_identical_weights_and_other_seeds_differ(
+    tiny_params, tiny_data_dir, tmp_path
+):
     fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "a")
     fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "b")
-    fit(RunSpec("synthetic", "gon", 8, 1), tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "c")
+    fit(
+        RunSpec("synthetic", "gon", 8, 1),
+        tiny_params,
+        data_dir=tiny_data_dir,
+        run_dir=tmp_path / "c",
+    )
     assert_same_weights(final_state(tmp_path / "a"), final_state(tmp_path / "b"))
     w_a, w_c = final_state(tmp_path / "a"), final_state(tmp_path / "c")
     assert any(not torch.equal(w_a[k], w_c[k]) for k in w_a)
@@ -48,13 +55,16 @@ def test_killed_after_an_epoch_and_resumed_ends_with_exactly_the_uninterrupted_w
     spec = RunSpec("synthetic", method, 8, 0)
     fit(spec, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "straight")
     # "crash" after epoch 1: the process ends, only the checkpoint remains
-    fit(spec, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "resumed", stop_after_epochs=1)
+    fit(
+        spec, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "resumed", stop_after_epochs=1
+    )
     assert not (tmp_path / "resumed" / "model.pt").exists()
     assert load_torch(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
     fit(spec, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "resumed")
     assert_same_weights(final_state(tmp_path / "straight"), final_state(tmp_path / "resumed"))
-    assert (tmp_path / "straight" / "history.csv").read_text().count("\n") == \
-        (tmp_path / "resumed" / "history.csv").read_text().count("\n")
+    assert (tmp_path / "straight" / "history.csv").read_text().count("\n") == (
+        tmp_path / "resumed" / "history.csv"
+    ).read_text().count("\n")
 
 
 def test_a_checkpoint_from_other_params_is_not_resumed(tiny_params, tiny_data_dir, tmp_path):
@@ -73,8 +83,12 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
 ):
     fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "r", stop_after_epochs=1)
     good = load_torch(tmp_path / "r" / "checkpoint.pt")
-    monkeypatch.setattr(train_mod, "gon_training_loss", lambda x_hat, x: (x_hat - x).sum() * float("nan"))
-    with pytest.raises(DivergenceError, match=r"synthetic/gon-nz8-s0: non-finite training loss at epoch 2"):
+    monkeypatch.setattr(
+        train_mod, "gon_training_loss", lambda x_hat, x: (x_hat - x).sum() * float("nan")
+    )
+    with pytest.raises(
+        DivergenceError, match=r"synthetic/gon-nz8-s0: non-finite training loss at epoch 2"
+    ):
         fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "r")
     kept = load_torch(tmp_path / "r" / "checkpoint.pt")
     assert kept["epoch"] == 1

@@ -165,6 +165,12 @@ def _loss(run: Run, bn_mode: str, split: str, unit: str) -> float | None:
         return None
 
 
+def _latent_norm(run: Run, bn_mode: str) -> float | None:
+    """Mean L2 norm of the test latents in one BN mode (absent in older metrics files)."""
+    value = run.metrics.get("losses", {}).get(bn_mode, {}).get("test", {}).get("latent_norm")
+    return None if value is None else float(value)
+
+
 def _bn_modes(runs: Sequence[Run]) -> list[str]:
     modes = {mode for r in runs for mode in r.metrics.get("losses", {})}
     return _ordered(modes, ("batch", "running"))
@@ -439,6 +445,10 @@ def _bn_ratios(
             running_mean = sum(p[0] for p in pairs) / len(pairs)
             batch_mean = sum(p[1] for p in pairs) / len(pairs)
             per_seed = [a / b for a, b in pairs if b > 0]
+            norms = {
+                mode: [v for r in group if (v := _latent_norm(r, mode)) is not None]
+                for mode in ("running", "batch")
+            }
             out.append(
                 {
                     "method": method_label(method),
@@ -449,6 +459,12 @@ def _bn_ratios(
                     "ratio": running_mean / batch_mean if batch_mean > 0 else math.inf,
                     "ratio_min": min(per_seed) if per_seed else math.nan,
                     "ratio_max": max(per_seed) if per_seed else math.nan,
+                    "latent_norm_running": sum(norms["running"]) / len(norms["running"])
+                    if norms["running"]
+                    else None,
+                    "latent_norm_batch": sum(norms["batch"]) / len(norms["batch"])
+                    if norms["batch"]
+                    else None,
                 }
             )
     return out
@@ -786,8 +802,12 @@ def _resize_entries(obj: Any) -> list[tuple[str, str]]:
 
 
 def _sha_entries(obj: Any) -> list[tuple[str, str]]:
-    """(dotted key, digest) for every key mentioning sha256 in a manifest."""
-    return _keys_containing(obj, "sha256")
+    """(dotted key, digest) for every key mentioning sha256 in a manifest.
+
+    The ``expected`` twins are left out: a manifest is only written when every actual hash
+    equals its expected one (its ``verified`` flag says whether pinned hashes existed).
+    """
+    return [(k, v) for k, v in _keys_containing(obj, "sha256") if "expected" not in k.lower()]
 
 
 def provenance_section(
@@ -804,6 +824,7 @@ def provenance_section(
                 "dataset": dataset_label(d),
                 "present": m is not None,
                 "source": (m or {}).get("source"),
+                "verified": (m or {}).get("verified"),
                 "hashes": _sha_entries(m or {}),
                 "resize": _resize_entries(m or {}),
             }
