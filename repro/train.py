@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -105,8 +106,23 @@ def run_config(spec: RunSpec, params: Params) -> dict[str, Any]:
     }
 
 
+def code_fingerprint() -> str:
+    """SHA-256 of the modules whose code decides a training result.
+
+    Part of the checkpoint key: when DVC re-runs a training stage because this code changed, a
+    checkpoint written by the old code must not be resumed (it would pass as the new result).
+    """
+    from repro import encoders, evaluate, models
+
+    h = hashlib.sha256()
+    for module in (sys.modules[__name__], encoders, evaluate, models):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()
+
+
 def config_key(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    blob = json.dumps(config, sort_keys=True) + code_fingerprint()
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def to_unit_float(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -100,3 +100,13 @@ def test_cuda_requested_without_a_gpu_is_an_error_not_a_silent_fallback():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="train.device"):
         train_mod.select_device("cuda")
+
+
+def test_a_checkpoint_from_other_training_code_is_not_resumed(
+    tiny_params, tiny_data_dir, tmp_path, monkeypatch
+):
+    fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "r", stop_after_epochs=1)
+    monkeypatch.setattr(train_mod, "code_fingerprint", lambda: "edited code")
+    fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "r")
+    rows = list(csv.DictReader((tmp_path / "r" / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]  # started over
