@@ -6,7 +6,10 @@ by the adjoint method and by the "approximate" detached latent, their cosine sim
 relative difference against backprop, and the time and peak memory of each. Each mode runs in
 its own process so that its peak resident memory (ru_maxrss) is its own.
 
-    python bench/gfe_gradients.py [--dataset mnist] [--batch 16] [--tau 100] [--out reports/bench_gfe_gradients.json]
+    python bench/gfe_gradients.py --decoder runs/efficiency/mnist/gfe_adaptive-n1000-s0/model.pt
+
+Defaults: the GFE code's MLP decoder (nz 20), a batch of 16 MNIST test images, the first-order
+flow with dopri5 (rtol = atol = 1e-3) to tau = 20, BCE; writes reports/bench_gfe_gradients.json.
 """
 
 from __future__ import annotations
@@ -27,13 +30,19 @@ MODES = ("backprop", "adjoint", "approximate")
 
 def one_mode(args: argparse.Namespace) -> dict:
     from repro.data import load_split
+    from repro.encoders import Architecture
     from repro.flows import GradientFlowEncoder, per_sample_loss
-    from repro.models import ConvDecoder
+    from repro.io import load_torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    decoder = ConvDecoder(nz=args.nz)
-    images, _ = load_split(Path("data") / args.dataset, "test")
+    images, _ = load_split(Path(args.data_dir) / args.dataset, "test")
+    decoder = Architecture(args.architecture, nz=args.nz, image_size=images.shape[-1]).decoder()
+    if args.decoder:  # a decoder trained by the pipeline (an efficiency run's model.pt)
+        state = load_torch(args.decoder)["state_dict"]
+        decoder.load_state_dict(
+            {k.removeprefix("decoder."): v for k, v in state.items() if k.startswith("decoder.")}
+        )
     x = images[: args.batch].float() / 255.0
     enc = GradientFlowEncoder(
         args.nz,
@@ -66,12 +75,18 @@ def one_mode(args: argparse.Namespace) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist")
+    p.add_argument("--data-dir", default="data", help="where the data stage wrote the datasets")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--nz", type=int, default=32)
-    p.add_argument("--tau", type=float, default=100.0)
+    p.add_argument("--architecture", default="mlp", choices=["mlp", "conv"])
+    p.add_argument(
+        "--decoder", default="", help="model.pt of a trained run (default: untrained decoder)"
+    )
+    p.add_argument("--nz", type=int, default=20)
+    p.add_argument("--tau", type=float, default=20.0)
     p.add_argument("--solver", default="dopri5")
-    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--rtol", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per mode")
     p.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     p.add_argument("--out", default="reports/bench_gfe_gradients.json")
     args = p.parse_args()
@@ -81,13 +96,12 @@ def main() -> None:
     results = {}
     for mode in MODES:
         cmd = [sys.executable, __file__, "--mode", mode] + [
-            f"--{k}={v}" for k, v in vars(args).items() if k not in ("mode", "out")
+            f"--{k.replace('_', '-')}={v}"
+            for k, v in vars(args).items()
+            if k not in ("mode", "out", "timeout")
         ]
-        out = (
-            subprocess.run(cmd, capture_output=True, text=True, check=True)
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=args.timeout)
+        out = proc.stdout.strip().splitlines()[-1]
         results[mode] = json.loads(out)
     ref = torch.tensor(results["backprop"]["grad"])
     rows = []
@@ -103,7 +117,7 @@ def main() -> None:
         "device": "cpu",
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("mode", "out")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("mode", "out", "timeout")},
         "results": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

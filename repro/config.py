@@ -28,7 +28,22 @@ import yaml
 # Registries whose names params may use. models/encoders import these names too, so a new
 # activation or method is added in exactly one place.
 ACTIVATIONS = ("elu", "relu", "leaky_relu", "tanh", "softplus", "silu", "gelu")
-METHODS = ("gon", "ae")
+METHODS = ("gon", "ae", "gfe", "gfe2", "gfe_adaptive")
+ARCHITECTURES = ("conv", "mlp")
+FLOW_LOSSES = ("sse", "bce")
+GRAD_MODES = ("backprop", "adjoint", "approximate")
+# torchdiffeq solvers admitted by repro.flows (its Adams solvers diverged on the linear test flow).
+ODE_SOLVERS = (
+    "dopri5",
+    "dopri8",
+    "bosh3",
+    "fehlberg2",
+    "adaptive_heun",
+    "euler",
+    "midpoint",
+    "rk4",
+    "heun3",
+)
 DATASETS = ("mnist", "fashion_mnist", "synthetic")
 SOURCES = ("torchvision", "mirror", "registry")
 BN_MODES = ("running", "batch")
@@ -86,6 +101,72 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class AdaptiveStepConfig:
+    """The GFE code's "distance optimisation" step (repro.flows.adaptive_step_flow)."""
+
+    h0: float = 1.0
+    h_max: float = 10.0
+    sigma: float = 1e-5
+    growth: float = 1.1
+    shrink: float = 0.5
+    h_min: float = 0.5**20
+    jump: float = 10.0
+    early_stop_fraction: float = 0.02
+    window: int = 5
+    slope_tol: float = 1e-5
+
+
+@dataclass(frozen=True)
+class GFEConfig:
+    """How a GFE latent is found (protocol §4; defaults follow the GFE code)."""
+
+    loss: str = "bce"
+    alpha: float = 1.0
+    tau: float = 1e4
+    solver: str = "dopri5"
+    rtol: float = 1e-3
+    atol: float = 1e-4
+    step_size: float = 1.0
+    grad_mode: str = "approximate"
+    max_nfe: int = 2000
+    adaptive: AdaptiveStepConfig = field(default_factory=AdaptiveStepConfig)
+
+
+@dataclass(frozen=True)
+class EfficiencyConfig:
+    """The data-efficiency study: GFE vs GON vs AE trained on growing numbers of images.
+
+    The GFE code's setting: MLP decoder, nz 20, RMSprop lr 5e-4 (alpha 0.9, eps 1e-6), batch 16,
+    BCE; a fixed number of optimiser steps drawn from the first ``train_size`` training images.
+    """
+
+    dataset: str = "mnist"
+    methods: list[str] = field(default_factory=lambda: ["gfe_adaptive", "gon", "ae"])
+    architecture: str = "mlp"
+    nz: int = 20
+    train_sizes: list[int] = field(default_factory=lambda: [100, 1000])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    steps: int = 60
+    batch_size: int = 16
+    lr: float = 5e-4
+    loss: str = "bce"
+    eval_images: int = 256
+    eval_points: int = 3
+
+
+@dataclass(frozen=True)
+class ConvergenceConfig:
+    """ℓ(z(t)) against solver iterations for a trained GFE decoder (the "faster per iteration" claim)."""
+
+    method: str = "gfe_adaptive"
+    train_size: int = 1000
+    seed: int = 0
+    images: int = 64
+    iterations: int = 200
+    step_size: float = 1.0
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     confidence: float = 0.95
 
@@ -103,6 +184,9 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    gfe: GFEConfig = field(default_factory=GFEConfig)
+    efficiency: EfficiencyConfig = field(default_factory=EfficiencyConfig)
+    convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -263,6 +347,9 @@ def validate(p: Params) -> Params:
     )
     _require(t.max_loss > 0, "train.max_loss", f"must be > 0, got {t.max_loss}")
 
+    _validate_gfe(p.gfe)
+    _validate_efficiency(p)
+
     _require(e.batch_size > 0, "evaluate.batch_size", f"must be > 0, got {e.batch_size}")
     _one_of(e.headline_bn, BN_MODES, "evaluate.headline_bn")
     _require(
@@ -275,6 +362,82 @@ def validate(p: Params) -> Params:
     )
     _require(bool(p.tracking.experiment), "tracking.experiment", "must not be empty")
     return p
+
+
+def _positive(value: float, key: str) -> None:
+    _require(value > 0, key, f"must be > 0, got {value}")
+
+
+def _validate_gfe(g: GFEConfig) -> None:
+    _one_of(g.loss, FLOW_LOSSES, "gfe.loss")
+    _one_of(g.solver, ODE_SOLVERS, "gfe.solver")
+    _one_of(g.grad_mode, GRAD_MODES, "gfe.grad_mode")
+    for key in ("alpha", "tau", "rtol", "atol", "step_size", "max_nfe"):
+        _positive(getattr(g, key), f"gfe.{key}")
+    a = g.adaptive
+    for key in (
+        "h0",
+        "h_max",
+        "sigma",
+        "h_min",
+        "jump",
+        "early_stop_fraction",
+        "slope_tol",
+        "window",
+    ):
+        _positive(getattr(a, key), f"gfe.adaptive.{key}")
+    _require(a.growth >= 1, "gfe.adaptive.growth", f"must be >= 1, got {a.growth}")
+    _require(0 < a.shrink < 1, "gfe.adaptive.shrink", f"must be in (0, 1), got {a.shrink}")
+    _require(a.h0 <= a.h_max, "gfe.adaptive.h0", f"{a.h0} exceeds gfe.adaptive.h_max={a.h_max}")
+
+
+def _validate_efficiency(p: Params) -> None:
+    f, c = p.efficiency, p.convergence
+    _one_of(f.dataset, DATASETS, "efficiency.dataset")
+    _require(
+        f.dataset in p.data.datasets,
+        "efficiency.dataset",
+        f"{f.dataset!r} is not in data.datasets ({p.data.datasets})",
+    )
+    _non_empty_unique(f.methods, "efficiency.methods")
+    _one_of(f.methods, METHODS, "efficiency.methods")
+    _one_of(f.architecture, ARCHITECTURES, "efficiency.architecture")
+    _one_of(f.loss, FLOW_LOSSES, "efficiency.loss")
+    _non_empty_unique(f.train_sizes, "efficiency.train_sizes")
+    _non_empty_unique(f.seeds, "efficiency.seeds")
+    n_train = p.data.synthetic_sizes["train"] if f.dataset == "synthetic" else SPLIT_SIZES["train"]
+    n_test = p.data.synthetic_sizes["test"] if f.dataset == "synthetic" else SPLIT_SIZES["test"]
+    for i, n in enumerate(f.train_sizes):
+        _require(
+            f.batch_size <= n <= n_train,
+            f"efficiency.train_sizes[{i}]",
+            f"{n} must be in {f.batch_size}..{n_train} (batch size .. the {f.dataset} train split)",
+        )
+    for key in ("nz", "steps", "batch_size", "lr", "eval_images", "eval_points"):
+        _positive(getattr(f, key), f"efficiency.{key}")
+    _require(
+        f.eval_images <= n_test,
+        "efficiency.eval_images",
+        f"{f.eval_images} exceeds the test split ({n_test})",
+    )
+    _require(
+        c.method in f.methods,
+        "convergence.method",
+        f"{c.method!r} is not one of efficiency.methods {f.methods} (its decoder is the one measured)",
+    )
+    _require(
+        c.train_size in f.train_sizes,
+        "convergence.train_size",
+        f"{c.train_size} is not one of efficiency.train_sizes {f.train_sizes}",
+    )
+    _require(
+        c.seed in f.seeds, "convergence.seed", f"{c.seed} is not one of efficiency.seeds {f.seeds}"
+    )
+    for key in ("images", "iterations", "step_size"):
+        _positive(getattr(c, key), f"convergence.{key}")
+    _require(
+        c.images <= n_test, "convergence.images", f"{c.images} exceeds the test split ({n_test})"
+    )
 
 
 def params_from_dict(data: Any, source: str = "params") -> Params:

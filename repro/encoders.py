@@ -8,20 +8,24 @@ what differs is how ``z`` is obtained:
   is ``z = −∇_{z0} L`` of the paper. During training the steps are built with
   ``create_graph=True`` so the outer loss back-propagates into D *through* the gradient
   (second-order gradients).
-* ``ae`` — the autoencoder baseline: an amortised conv encoder E with ``z = E(x)``.
+* ``ae`` — the autoencoder baseline: an amortised encoder E (the decoder mirrored), ``z = E(x)``.
+* ``gfe``, ``gfe2``, ``gfe_adaptive`` — Gradient Flow Encoding (:mod:`repro.flows`): the end
+  point of the first-order flow, the second-order (Nesterov) flow, or the adaptive-step solver.
 
-Later issues add entries (GFE gradient flows) to :data:`ENCODERS` without touching callers.
+New ways are new entries in :data:`ENCODERS`; callers only name them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from repro.models import ConvDecoder, ConvEncoder
+from repro.flows import FlowStats, GradientFlowEncoder
+from repro.models import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
 
 def sse_per_image(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -71,17 +75,21 @@ class GradientOriginEncoder(nn.Module):
                     self.inner_loss(decoder, z, x), z, create_graph=create_graph
                 )
                 z = z - self.step_size * grad
+        # Its cost in the units GFE reports (one gradient evaluation per step).
+        self.last_stats = FlowStats(
+            nfe=self.steps, accepted=self.steps, final_time=self.steps * self.step_size
+        )
         return z if create_graph else z.detach()
 
 
 class AmortisedEncoder(nn.Module):
-    """The autoencoder's latent: one pass of a learned conv encoder, ``z = E(x)``."""
+    """The autoencoder's latent: one pass of a learned encoder, ``z = E(x)``."""
 
     has_parameters = True
 
-    def __init__(self, nz: int, ngf: int, channels: int, activation: str):
+    def __init__(self, net: nn.Module):
         super().__init__()
-        self.net = ConvEncoder(nz=nz, ngf=ngf, channels=channels, activation=activation)
+        self.net = net
 
     def forward(self, x: torch.Tensor, decoder: nn.Module, create_graph: bool) -> torch.Tensor:
         return self.net(x)
@@ -90,7 +98,7 @@ class AmortisedEncoder(nn.Module):
 class LatentModel(nn.Module):
     """A decoder plus a way to find latents: ``x ↦ (z, D(z))``."""
 
-    def __init__(self, encoder: nn.Module, decoder: ConvDecoder):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
 
@@ -101,28 +109,86 @@ class LatentModel(nn.Module):
         return z, self.decoder(z)
 
 
-def _gon(nz: int, ngf: int, channels: int, activation: str, **opts: Any) -> nn.Module:
+@dataclass(frozen=True)
+class Architecture:
+    """What the decoder (and a mirrored encoder) look like: the GON conv stack or the GFE MLP."""
+
+    kind: str = "conv"  # conv | mlp
+    nz: int = 32
+    ngf: int = 16
+    channels: int = 1
+    image_size: int = 32
+    activation: str = "elu"
+
+    def decoder(self) -> nn.Module:
+        if self.kind == "conv":
+            return ConvDecoder(
+                nz=self.nz, ngf=self.ngf, channels=self.channels, activation=self.activation
+            )
+        if self.kind == "mlp":
+            return MLPDecoder(
+                self.nz, (self.channels, self.image_size, self.image_size), self.activation
+            )
+        raise ValueError(f"unknown architecture {self.kind!r}; allowed: {list(ARCHITECTURES)}")
+
+    def encoder(self) -> nn.Module:
+        if self.kind == "conv":
+            return ConvEncoder(
+                nz=self.nz, ngf=self.ngf, channels=self.channels, activation=self.activation
+            )
+        return MLPEncoder(
+            self.nz, (self.channels, self.image_size, self.image_size), self.activation
+        )
+
+
+ARCHITECTURES = ("conv", "mlp")
+
+
+def _gon(arch: Architecture, **opts: Any) -> nn.Module:
     return GradientOriginEncoder(
-        nz,
+        arch.nz,
         steps=opts.get("steps", 1),
         step_size=opts.get("step_size", 1.0),
         inner_norm=opts.get("inner_norm", 64),
     )
 
 
-def _ae(nz: int, ngf: int, channels: int, activation: str, **opts: Any) -> nn.Module:
-    return AmortisedEncoder(nz, ngf, channels, activation)
+def _ae(arch: Architecture, **opts: Any) -> nn.Module:
+    return AmortisedEncoder(arch.encoder())
 
 
-ENCODERS: dict[str, Callable[..., nn.Module]] = {"gon": _gon, "ae": _ae}
+def _gfe(flow: str) -> Callable[..., nn.Module]:
+    def make(arch: Architecture, **opts: Any) -> nn.Module:
+        return GradientFlowEncoder(arch.nz, flow=flow, **opts.get("gfe", {}))
+
+    return make
+
+
+# One entry per way of finding a latent; callers only ever name them.
+ENCODERS: dict[str, Callable[..., nn.Module]] = {
+    "gon": _gon,
+    "ae": _ae,
+    "gfe": _gfe("first_order"),
+    "gfe2": _gfe("second_order"),
+    "gfe_adaptive": _gfe("adaptive_step"),
+}
 
 
 def build_model(
-    method: str, *, nz: int, ngf: int = 16, channels: int = 1, activation: str = "elu", **opts: Any
+    method: str,
+    *,
+    nz: int,
+    ngf: int = 16,
+    channels: int = 1,
+    activation: str = "elu",
+    architecture: str = "conv",
+    image_size: int = 32,
+    **opts: Any,
 ) -> LatentModel:
     """Decoder + the latent finder named ``method`` (a key of :data:`ENCODERS`)."""
     if method not in ENCODERS:
         raise ValueError(f"unknown method {method!r}; allowed: {list(ENCODERS)}")
-    decoder = ConvDecoder(nz=nz, ngf=ngf, channels=channels, activation=activation)
-    encoder = ENCODERS[method](nz, ngf, channels, activation, **opts)
-    return LatentModel(encoder, decoder)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; allowed: {list(ARCHITECTURES)}")
+    arch = Architecture(architecture, nz, ngf, channels, image_size, activation)
+    return LatentModel(ENCODERS[method](arch, **opts), arch.decoder())

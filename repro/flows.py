@@ -33,22 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-# torchdiffeq solvers we admit. Its Adams–Bashforth solvers are left out: "explicit_adams" diverged
-# (|z| ~ 1e76) on the linear test flow at a step size where Euler is stable.
-ODE_SOLVERS = (
-    "dopri5",
-    "dopri8",
-    "bosh3",
-    "fehlberg2",
-    "adaptive_heun",
-    "euler",
-    "midpoint",
-    "rk4",
-    "heun3",
-)
+from repro.config import FLOW_LOSSES, GRAD_MODES, ODE_SOLVERS
+
+# Names params may use live in repro.config (one place); the Adams–Bashforth solvers of
+# torchdiffeq are not among them: "explicit_adams" diverged (|z| ~ 1e76) on the linear test flow
+# at a step size where Euler is stable.
 FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4", "heun3")
-FLOW_LOSSES = ("sse", "bce")
-GRAD_MODES = ("backprop", "adjoint", "approximate")
 
 
 class FlowError(RuntimeError):
@@ -215,6 +205,7 @@ def adaptive_step_flow(
     window: int = 5,
     slope_tol: float = 1e-5,
     on_accept: Callable[[int, float, torch.Tensor], None] | None = None,
+    max_iterations: int | None = None,
 ) -> torch.Tensor:
     """The GFE code's "distance optimisation" step size, as its own small solver (protocol §4).
 
@@ -224,7 +215,9 @@ def adaptive_step_flow(
     ``h < h_min`` the step is accepted anyway and t jumps by ``jump`` (the flow is stuck on a
     stiff stretch). Stops at ``t ≥ τ``, or early once ``t ≥ early_stop_fraction·τ`` and the mean
     absolute change of the batch-mean loss over the last ``window`` accepted steps is below
-    ``slope_tol``. Gradients flow through the steps when grad is enabled (backprop mode).
+    ``slope_tol`` (or after ``max_iterations`` accepted steps, when given). Gradients flow
+    through the steps when grad is enabled (backprop mode). ``on_accept(nfe, t, per_sample_loss)``
+    is called after every accepted step.
     """
     stats = lg.stats
     z, t, h = z0, 0.0, h0
@@ -251,6 +244,8 @@ def adaptive_step_flow(
         stats.losses.append(recent[-1])
         if on_accept is not None:
             on_accept(stats.nfe, t, loss.detach())
+        if max_iterations is not None and stats.accepted >= max_iterations:
+            break
         if t >= early_stop_fraction * tau and len(recent) > window:
             diffs = [
                 abs(a - b) for a, b in zip(recent[-window - 1 : -1], recent[-window:], strict=True)

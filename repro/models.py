@@ -91,3 +91,56 @@ class ConvEncoder(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Trainable parameters (BatchNorm affine weights included, running statistics not)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class MLPDecoder(nn.Module):
+    """The GFE code's decoder: nz → 150 → 300 → 600 → C·H·W with ELU, Sigmoid output.
+
+    The GFE code maps 20 → … → 784 on 28×28 MNIST; here the output size follows the data
+    (1024 at the study's 32×32), the one deviation from that setting.
+    """
+
+    def __init__(
+        self,
+        nz: int = 20,
+        image_shape: tuple[int, int, int] = (1, 32, 32),
+        activation: str = "elu",
+        hidden: tuple[int, ...] = (150, 300, 600),
+    ):
+        super().__init__()
+        self.nz, self.image_shape = nz, image_shape
+        sizes = (nz, *hidden)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), make_activation(activation)]
+        layers += [
+            nn.Linear(sizes[-1], image_shape[0] * image_shape[1] * image_shape[2]),
+            nn.Sigmoid(),
+            nn.Unflatten(1, image_shape),
+        ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class MLPEncoder(nn.Module):
+    """The MLP decoder mirrored (C·H·W → 600 → 300 → 150 → nz, ELU, linear last): the GFE code's AE."""
+
+    def __init__(
+        self,
+        nz: int = 20,
+        image_shape: tuple[int, int, int] = (1, 32, 32),
+        activation: str = "elu",
+        hidden: tuple[int, ...] = (600, 300, 150),
+    ):
+        super().__init__()
+        sizes = (image_shape[0] * image_shape[1] * image_shape[2], *hidden)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), make_activation(activation)]
+        layers += [nn.Linear(sizes[-1], nz), nn.Unflatten(1, (nz, 1, 1))]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -82,6 +82,7 @@ def model_options(params: Params) -> dict[str, Any]:
         "steps": params.train.gon_steps,
         "step_size": params.train.gon_step_size,
         "inner_norm": params.train.batch_size,
+        "gfe": asdict(params.gfe),
     }
 
 

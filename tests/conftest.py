@@ -32,6 +32,17 @@ def shrink(params: Params, **train_overrides) -> Params:
     evaluate = dataclasses.replace(params.evaluate, batch_size=32, order_shuffles=2)
     model = dataclasses.replace(params.model, nz=[8], ngf=4)
     tracking = dataclasses.replace(params.tracking, enabled=False)
+    gfe = dataclasses.replace(params.gfe, tau=50.0, max_nfe=400)
+    efficiency = dataclasses.replace(
+        params.efficiency,
+        dataset="synthetic",
+        train_sizes=[32, 64],
+        seeds=[0],
+        steps=4,
+        eval_images=32,
+        eval_points=2,
+    )
+    convergence = dataclasses.replace(params.convergence, train_size=64, images=8, iterations=10)
     return dataclasses.replace(
         params,
         profile="tiny",
@@ -40,6 +51,9 @@ def shrink(params: Params, **train_overrides) -> Params:
         evaluate=evaluate,
         model=model,
         tracking=tracking,
+        gfe=gfe,
+        efficiency=efficiency,
+        convergence=convergence,
     )
 
 

@@ -40,7 +40,11 @@ BAD = [
     (with_("model.activation", "swish"), "model.activation", "allowed: \\['elu'"),
     (with_("model.nz", [0]), "model.nz\\[0\\]", "must be > 0"),
     (with_("train.seeds", []), "train.seeds", "must not be empty"),
-    (with_("train.methods", ["gon", "vae"]), "train.methods", "allowed: \\['gon', 'ae'\\]"),
+    (
+        with_("train.methods", ["gon", "vae"]),
+        "train.methods",
+        "allowed: \\['gon', 'ae', 'gfe', 'gfe2', 'gfe_adaptive'\\]",
+    ),
     (with_("data.datasets", ["cifar100"]), "data.datasets", "allowed"),
     (with_("train.train_images", 60000), "train.train_images", "1..50000"),
     (with_("profile", "fast"), "profile", "allowed: \\['quick', 'paper'"),

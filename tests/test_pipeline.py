@@ -47,6 +47,7 @@ def test_dvc_repro_runs_every_stage_tracks_it_in_mlflow_and_a_second_repro_is_a_
         k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "REPRO_TRACKING")
     }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(repo)  # the stages run the copied checkout's code, not an installed one
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
 
     def dvc(*args: str) -> subprocess.CompletedProcess:
@@ -84,6 +85,9 @@ def test_dvc_repro_runs_every_stage_tracks_it_in_mlflow_and_a_second_repro_is_a_
         "evaluate@synthetic-ae-8-0",
         "report",
         "reference@synthetic",
+        "efficiency@gfe_adaptive-64-0",
+        "efficiency@ae-32-0",
+        "convergence",
     }
     assert expected <= stages, stages
     assert all(r.info.status == "FINISHED" for r in runs)

@@ -39,6 +39,43 @@ BASE_TEST_SSE = {
 }
 RUNNING_FACTOR = {"gon": 40.0, "ae": 1.02}  # running-stats loss / batch-stats loss
 
+# Data-efficiency study (GFE): final test BCE per method × train size, before a per-seed offset,
+# and the training seconds per optimiser step of each method (GFE is by far the slowest).
+EFF_METHODS = ("gfe_adaptive", "gon", "ae")
+EFF_SIZES = (100, 1000)
+EFF_NZ = 20
+EFF_STEPS = 60
+EFF_POINTS = (0, 20, 40, 60)
+EFF_BASE = {
+    ("gfe_adaptive", 100): 0.20,
+    ("gon", 100): 0.26,
+    ("ae", 100): 0.30,
+    ("gfe_adaptive", 1000): 0.15,
+    ("gon", 1000): 0.17,
+    ("ae", 1000): 0.152,
+}
+STEP_SECONDS = {"gfe_adaptive": 2.0, "gon": 0.05, "ae": 0.01}
+STEP_NFE = {"gfe_adaptive": 150, "gon": 1, "ae": 0}
+SSE_PER_BCE = 50.0
+# Convergence study: per-image loss 0.7·exp(−iteration·(1 + 0.03·image)/rate) + 0.05.
+CONV_IMAGES = 16
+CONV_ITERATIONS = 50
+CONV_RATES = {"first_order": 40.0, "second_order": 15.0, "adaptive_step": 5.0}
+CONV_NFE_PER_IT = {"first_order": 1, "second_order": 1, "adaptive_step": 3}
+CONV_LAST = {"first_order": 50, "second_order": 50, "adaptive_step": 30}
+BENCH = {
+    "backprop": {"seconds": 12.0, "peak_rss_mib": 900.0, "cos": 1.0, "rel": 0.0},
+    "adjoint": {"seconds": 30.0, "peak_rss_mib": 400.0, "cos": 0.9999, "rel": 0.01},
+    "approximate": {"seconds": 3.0, "peak_rss_mib": 350.0, "cos": 0.93, "rel": 0.37},
+}
+
+
+GFE_HEADINGS = [
+    "## Gradient Flow Encoding: data efficiency",
+    "## Gradient Flow Encoding: convergence per iteration",
+    "## Gradient Flow Encoding: decoder gradients",
+]
+
 
 def make_params(profile: str = "quick", seeds: tuple[int, ...] = SEEDS) -> dict[str, Any]:
     return {
@@ -69,6 +106,40 @@ def make_params(profile: str = "quick", seeds: tuple[int, ...] = SEEDS) -> dict[
         "evaluate": {"batch_size": 64, "headline_bn": "batch", "order_shuffles": 3},
         "report": {"confidence": 0.95},
         "tracking": {"enabled": True, "experiment": "gon-repro"},
+        "gfe": {
+            "loss": "bce",
+            "alpha": 1.0,
+            "tau": 1000.0,
+            "solver": "dopri5",
+            "rtol": 1.0e-3,
+            "atol": 1.0e-4,
+            "step_size": 1.0,
+            "grad_mode": "approximate",
+            "max_nfe": 1000,
+            "adaptive": {"h0": 1.0, "h_max": 10.0, "sigma": 1.0e-5},
+        },
+        "efficiency": {
+            "dataset": "mnist",
+            "methods": list(EFF_METHODS),
+            "architecture": "mlp",
+            "nz": EFF_NZ,
+            "train_sizes": list(EFF_SIZES),
+            "seeds": list(seeds),
+            "steps": EFF_STEPS,
+            "batch_size": 16,
+            "lr": 5.0e-4,
+            "loss": "bce",
+            "eval_images": 256,
+            "eval_points": 3,
+        },
+        "convergence": {
+            "method": "gfe_adaptive",
+            "train_size": 1000,
+            "seed": 0,
+            "images": CONV_IMAGES,
+            "iterations": CONV_ITERATIONS,
+            "step_size": 1.0,
+        },
     }
 
 
@@ -229,6 +300,7 @@ def test_report_exists_and_is_fully_rendered(quick_report: tuple[Path, str]) -> 
     assert headings == [
         "## Headline",
         "## Both BatchNorm modes",
+        *GFE_HEADINGS,
         "## Published numbers",
         "## Parameters",
         "## Figures",
@@ -427,8 +499,429 @@ def test_empty_runs_dir_still_renders(tmp_path: Path) -> None:
         provenance=PROVENANCE,
     )
     text = report.read_text()
-    assert text.count("**Not run**") == len(DATASETS)
+    assert section(text, "Headline", "##").count("**Not run**") == len(DATASETS)
+    assert (
+        text.count("**Not run** in this profile") == len(DATASETS) + 2
+    )  # + efficiency, convergence
+    assert "**Benchmark not run**" in text
     assert "| MNIST | 64 | 0.59 | dataset not run in this profile |" in text
     assert "| (no runs) |" in text
     assert "{{" not in text and "{%" not in text
     assert pd.read_csv(tmp_path / "out" / "results.csv").empty  # header only
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient Flow Encoding studies
+# --------------------------------------------------------------------------------------------
+
+
+def fake_final_bce(method: str, size: int, seed: int, base: dict | None = None) -> float:
+    return (base or EFF_BASE)[(method, size)] + 0.004 * seed + (0.002 if seed == 2 else 0.0)
+
+
+def fake_train_seconds(method: str, step: int, seed: int) -> float:
+    return STEP_SECONDS[method] * step * (1.0 + 0.05 * seed)
+
+
+def write_fake_efficiency(
+    runs_dir: Path,
+    *,
+    seeds: tuple[int, ...] = SEEDS,
+    base: dict | None = None,
+    with_curves: bool = True,
+) -> None:
+    """runs/efficiency/mnist/<method>-n<size>-s<seed>/{curve.csv, metrics.json}."""
+    for method in EFF_METHODS:
+        for size in EFF_SIZES:
+            for seed in seeds:
+                name = f"{method}-n{size}-s{seed}"
+                run_dir = runs_dir / "efficiency" / "mnist" / name
+                run_dir.mkdir(parents=True)
+                final = fake_final_bce(method, size, seed, base)
+                rows = []
+                for step in EFF_POINTS:
+                    bce = final * (1.0 + 2.0 * (1.0 - step / EFF_STEPS))
+                    rows.append(
+                        {
+                            "step": step,
+                            "images_seen": step * 16,
+                            "train_seconds": fake_train_seconds(method, step, seed),
+                            "train_nfe": STEP_NFE[method] * step,
+                            "test_bce": bce,
+                            "test_sse_per_image": bce * SSE_PER_BCE,
+                            "test_encode_seconds": 0.5 if method.startswith("gfe") else 0.01,
+                            "test_encode_nfe": 120 if method.startswith("gfe") else 0,
+                        }
+                    )
+                if with_curves:
+                    pd.DataFrame(rows).to_csv(run_dir / "curve.csv", index=False)
+                write_json(
+                    run_dir / "metrics.json",
+                    {
+                        "run": f"efficiency/mnist/{name}",
+                        "dataset": "mnist",
+                        "method": method,
+                        "train_size": size,
+                        "seed": seed,
+                        "architecture": "mlp",
+                        "nz": EFF_NZ,
+                        "loss": "bce",
+                        "steps": EFF_STEPS,
+                        "batch_size": 16,
+                        "eval_images": 256,
+                        "n_params": 1000,
+                        "final": rows[-1],
+                        "wall_seconds": rows[-1]["train_seconds"] + 5.0,
+                        "profile": "quick",
+                        "mlflow_run_id": f"eff-{name}",
+                    },
+                )
+
+
+def fake_conv_loss(flow: str, iteration: int, image: int) -> float:
+    import math
+
+    return 0.7 * math.exp(-iteration * (1.0 + 0.03 * image) / CONV_RATES[flow]) + 0.05
+
+
+def write_fake_convergence(runs_dir: Path, *, with_curves: bool = True) -> None:
+    """runs/convergence/mnist/{curves.csv, summary.json}, the summary computed from the curves."""
+    out = runs_dir / "convergence" / "mnist"
+    out.mkdir(parents=True)
+    rows = [
+        {
+            "flow": flow,
+            "iteration": it,
+            "nfe": CONV_NFE_PER_IT[flow] * it,
+            "seconds": 0.01 * CONV_NFE_PER_IT[flow] * it,
+            "image": image,
+            "loss": fake_conv_loss(flow, it, image),
+        }
+        for flow in CONV_RATES
+        for it in range(CONV_LAST[flow] + 1)
+        for image in range(CONV_IMAGES)
+    ]
+    curves = pd.DataFrame(rows)
+    if with_curves:
+        curves.to_csv(out / "curves.csv", index=False)
+    flows = {}
+    for flow, last in CONV_LAST.items():
+        final = curves[(curves["flow"] == flow) & (curves["iteration"] == last)]
+        flows[flow] = {
+            "iterations": last,
+            "nfe": int(final["nfe"].iloc[0]),
+            "seconds": float(final["seconds"].iloc[0]),
+            "final_mean_loss": float(final["loss"].mean()),
+        }
+    write_json(
+        out / "summary.json",
+        {
+            "dataset": "mnist",
+            "decoder": "runs/efficiency/mnist/gfe_adaptive-n1000-s0",
+            "loss": "bce",
+            "method": "gfe_adaptive",
+            "train_size": 1000,
+            "seed": 0,
+            "images": CONV_IMAGES,
+            "iterations": CONV_ITERATIONS,
+            "step_size": 1.0,
+            "flows": flows,
+        },
+    )
+
+
+def write_fake_bench(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        out_dir / "bench_gfe_gradients.json",
+        {
+            "benchmark": "gfe_decoder_gradients",
+            "device": "cpu",
+            "machine": "x86_64",
+            "torch": "2.x",
+            "settings": {"dataset": "mnist", "batch": 16, "nz": 32, "tau": 100.0},
+            "results": [
+                {
+                    "mode": mode,
+                    "seconds": v["seconds"],
+                    "peak_rss_mib": v["peak_rss_mib"],
+                    "rss_growth_mib": v["peak_rss_mib"] / 3,
+                    "forward_nfe": 62,
+                    "cosine_vs_backprop": v["cos"],
+                    "relative_difference_vs_backprop": v["rel"],
+                }
+                for mode, v in BENCH.items()
+            ],
+        },
+    )
+
+
+def build_gfe(
+    root: Path,
+    *,
+    gon_runs: bool = False,
+    base: dict | None = None,
+    conv_curves: bool = True,
+    bench: bool = True,
+) -> tuple[Path, str]:
+    """A report with all three GFE inputs; GON runs only when asked (they cost figure time)."""
+    if gon_runs:
+        runs_dir, data_dir = write_fake_runs(root)
+    else:
+        runs_dir, data_dir = root / "runs", root / "data"
+    write_fake_efficiency(runs_dir, base=base)
+    write_fake_convergence(runs_dir, with_curves=conv_curves)
+    if bench:
+        write_fake_bench(root / "reports")
+    report = build_report(
+        runs_dir, data_dir, root / "reports", params=make_params(), provenance=PROVENANCE
+    )
+    return report, report.read_text()
+
+
+@pytest.fixture(scope="module")
+def gfe_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    return build_gfe(tmp_path_factory.mktemp("gfe"), gon_runs=True)
+
+
+def duration(seconds: float) -> str:
+    """The GFE tables' time format: 3 significant figures below 10 s."""
+    return f"{seconds:.3g} s" if seconds < 10 else f"{seconds:,.1f} s"
+
+
+def fmt_ci(values: list[float]) -> str:
+    ci = mean_ci(values)
+    return f"{ci.mean:.4g} [{ci.low:.4g}, {ci.high:.4g}]"
+
+
+def test_gfe_sections_present_and_gon_runs_unaffected(gfe_report: tuple[Path, str]) -> None:
+    _, text = gfe_report
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[2:5] == GFE_HEADINGS
+    assert "{{" not in text and "{%" not in text
+    # runs/efficiency and runs/convergence are studies, not datasets or incomplete GON runs
+    assert "incomplete run" not in text
+    assert "Runs found: 12" in text
+    for heading in GFE_HEADINGS:
+        assert "**Not run**" not in section(text, heading[3:], "##")
+
+
+def test_efficiency_table_is_mean_ci_of_the_runs(gfe_report: tuple[Path, str]) -> None:
+    _, text = gfe_report
+    eff = section(text, "Gradient Flow Encoding: data efficiency", "##")
+    assert "MNIST, MLP decoder, nz 20; 60 optimiser steps × batch 16 (960 training" in eff
+    assert "learning rate 0.0005" in eff and "BCE, mean over pixels" in eff
+    labels = {"gfe_adaptive": "GFE (adaptive step)", "gon": "GON", "ae": "AE"}
+    for size in EFF_SIZES:
+        for method in EFF_METHODS:
+            bce = [fake_final_bce(method, size, s) for s in SEEDS]
+            sse = [v * SSE_PER_BCE for v in bce]
+            seconds = sum(fake_train_seconds(method, EFF_STEPS, s) for s in SEEDS) / len(SEEDS)
+            nfe = STEP_NFE[method] * EFF_STEPS
+            row = (
+                f"| {size:,} | {labels[method]} | 3 | {fmt_ci(bce)} | {fmt_ci(sse)} | "
+                f"{duration(seconds)} | {nfe:,} |"
+            )
+            assert row in eff, row
+
+
+def test_efficiency_sentences_follow_the_numbers(
+    gfe_report: tuple[Path, str], tmp_path: Path
+) -> None:
+    _, text = gfe_report
+    eff = section(text, "Gradient Flow Encoding: data efficiency", "##")
+    at_100 = next(line for line in eff.splitlines() if line.startswith("- **100 training"))
+    assert "**GFE (adaptive step) had the lowest mean final test loss**" in at_100
+    assert "for the runner-up, GON" in at_100 and "do not overlap" in at_100
+    ratio = sum(fake_train_seconds("gfe_adaptive", EFF_STEPS, s) for s in SEEDS) / sum(
+        fake_train_seconds("ae", EFF_STEPS, s) for s in SEEDS
+    )
+    assert f"GFE (adaptive step) used **{ratio:.3g}× the training time of the AE**" in at_100
+    assert "its mean final test loss was lower than the AE's" in at_100
+    at_1000 = next(line for line in eff.splitlines() if line.startswith("- **1,000 training"))
+    assert "for the runner-up, AE" in at_1000 and "intervals overlap" in at_1000  # 0.150 vs 0.152
+    # Swap GFE and AE: the sentence must follow.
+    swapped = {
+        (m, n): EFF_BASE[({"gfe_adaptive": "ae", "ae": "gfe_adaptive"}.get(m, m), n)]
+        for m, n in EFF_BASE
+    }
+    _, text2 = build_gfe(tmp_path, base=swapped, bench=False)
+    eff2 = section(text2, "Gradient Flow Encoding: data efficiency", "##")
+    at_100 = next(line for line in eff2.splitlines() if line.startswith("- **100 training"))
+    assert "**AE had the lowest mean final test loss**" in at_100
+    assert "GFE (adaptive step) had the lowest" not in at_100
+    assert "its mean final test loss was higher than the AE's" in at_100
+
+
+def test_efficiency_rows_in_results_csv(gfe_report: tuple[Path, str]) -> None:
+    path, _ = gfe_report
+    results = pd.read_csv(path.parent / "results.csv")
+    assert list(results.columns[:3]) == ["dataset", "method", "nz"]
+    assert list(results.columns[-7:]) == [
+        "train_size",
+        "loss",
+        "loss_mean",
+        "loss_ci_low",
+        "loss_ci_high",
+        "train_seconds_mean",
+        "train_nfe_mean",
+    ]
+    gon = results[results["bn_mode"] != "none"]
+    assert len(gon) == len(DATASETS) * len(METHODS) * 2 * 2 and gon["train_size"].isna().all()
+    eff = results[results["bn_mode"] == "none"]
+    assert len(eff) == len(EFF_METHODS) * len(EFF_SIZES)
+    assert set(eff["split"]) == {"test"} and set(eff["nz"]) == {EFF_NZ}
+    for _, row in eff.iterrows():
+        bce = [fake_final_bce(row["method"], int(row["train_size"]), s) for s in SEEDS]
+        ci = mean_ci(bce)
+        assert row["loss"] == "bce"
+        assert row["loss_mean"] == pytest.approx(ci.mean)
+        assert row["loss_ci_low"] == pytest.approx(ci.low)
+        assert row["loss_ci_high"] == pytest.approx(ci.high)
+        assert row["mean"] == pytest.approx(ci.mean * SSE_PER_BCE)
+        assert row["unit"] == "sse_per_image"
+
+
+def test_convergence_table_and_sentences(gfe_report: tuple[Path, str]) -> None:
+    from repro.stats import paired_difference
+
+    _, text = gfe_report
+    conv = section(text, "Gradient Flow Encoding: convergence per iteration", "##")
+    final = {
+        f: sum(fake_conv_loss(f, CONV_LAST[f], i) for i in range(CONV_IMAGES)) / CONV_IMAGES
+        for f in CONV_RATES
+    }
+    assert f"| 2nd-order flow | 50 | 50 | 0.5 s | {final['second_order']:.4g} |" in conv
+    assert f"| adaptive step | 30 | 90 | 0.9 s | {final['adaptive_step']:.4g} |" in conv
+    assert "`gfe-second-order-faster`" in conv and "`gfe-adaptive-step-stiffness`" in conv
+    assert "the 2nd-order flow's mean loss was **lower than** the 1st-order flow's" in conv
+    diff = paired_difference(
+        [fake_conv_loss("second_order", 50, i) for i in range(CONV_IMAGES)],
+        [fake_conv_loss("first_order", 50, i) for i in range(CONV_IMAGES)],
+    )
+    assert f"difference {diff.mean:.3g}" in conv
+    # budget = 50 evaluations: adaptive iteration 16 (48 evaluations) vs first-order iteration 50
+    assert "Within 50 gradient evaluations" in conv
+    assert "iteration 16, 48 evaluations" in conv and "**lower**" in conv
+    assert "(figures/convergence.png)" in conv
+
+
+def test_gradient_benchmark_table_and_sentence(gfe_report: tuple[Path, str]) -> None:
+    _, text = gfe_report
+    grad = section(text, "Gradient Flow Encoding: decoder gradients", "##")
+    assert "| approximate | 3 s | 350 |" in grad
+    assert "| adjoint | 30.0 s | 400 |" in grad
+    assert "`tau` = 100.0" in grad
+    assert "cosine similarity **0.93** with the exact one" in grad
+    assert "takes 4× less time than backprop, 10× less than the adjoint" in grad
+    assert "(the adjoint's cosine with backprop: 0.9999)" in grad
+
+
+def test_gfe_claims_in_published_table(gfe_report: tuple[Path, str]) -> None:
+    _, text = gfe_report
+    other = section(section(text, "Published numbers", "##"), "Other published claims")
+    for cid in (
+        "gfe-data-efficiency",
+        "gfe-adjoint-not-necessary",
+        "gfe-second-order-faster",
+        "gfe-adaptive-step-stiffness",
+    ):
+        assert f"| `{cid}` |" in other
+        assert re.search(rf"\| `{cid}` \| [^|]*2105\.05031[^|]*2412\.00864", other)
+    assert "k-flouris/gfe" in other
+
+
+def test_gfe_figures_are_png(gfe_report: tuple[Path, str]) -> None:
+    path, text = gfe_report
+    for name in ("efficiency_final.png", "efficiency_curves.png", "convergence.png"):
+        data = (path.parent / "figures" / name).read_bytes()
+        assert data.startswith(PNG_MAGIC), name
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+        assert f"(figures/{name})" in text
+
+
+def test_no_gfe_inputs_say_not_run(quick_report: tuple[Path, str]) -> None:
+    path, text = quick_report
+    eff = section(text, "Gradient Flow Encoding: data efficiency", "##")
+    conv = section(text, "Gradient Flow Encoding: convergence per iteration", "##")
+    grad = section(text, "Gradient Flow Encoding: decoder gradients", "##")
+    assert "**Not run** in this profile" in eff and "**Not run** in this profile" in conv
+    assert "Benchmark not run** (`python bench/gfe_gradients.py`" in grad
+    assert "`gfe-data-efficiency`" in eff  # the claim is still named
+    for name in ("efficiency_final.png", "efficiency_curves.png", "convergence.png"):
+        assert not (path.parent / "figures" / name).exists()
+    assert pd.read_csv(path.parent / "results.csv")["train_size"].isna().all()
+
+
+def test_convergence_summary_without_curves(tmp_path: Path) -> None:
+    path, text = build_gfe(tmp_path, conv_curves=False, bench=False)
+    conv = section(text, "Gradient Flow Encoding: convergence per iteration", "##")
+    assert "| 1st-order flow | 50 | 50 | 0.5 s |" in conv
+    assert "curves.csv is absent" in conv
+    assert "convergence.png" not in conv
+    assert not (path.parent / "figures" / "convergence.png").exists()
+    # equal iteration counts: still comparable from the summary; adaptive ahead on both counts?
+    assert "the 2nd-order flow's mean loss was **lower than**" in conv
+    assert "(from summary.json" in conv
+    assert "Runs found: 0" in text
+
+
+def test_partial_gfe_inputs_single_seed_sse_loss(tmp_path: Path) -> None:
+    """One seed, SSE as the study loss, a run and a curve missing, no adjoint, no curves.csv."""
+    import json
+
+    runs_dir = tmp_path / "runs"
+    write_fake_efficiency(runs_dir, seeds=(0,))
+    for run_dir in (runs_dir / "efficiency" / "mnist").iterdir():
+        curve = pd.read_csv(run_dir / "curve.csv").drop(columns="test_bce")
+        curve["test_sse"] = curve["test_sse_per_image"]
+        curve.to_csv(run_dir / "curve.csv", index=False)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics.update(loss="sse", final=curve.iloc[-1].to_dict())
+        write_json(run_dir / "metrics.json", metrics)
+    for path in (runs_dir / "efficiency" / "mnist" / "ae-n100-s0").iterdir():
+        path.unlink()  # killed before it wrote anything: an empty run directory
+    (runs_dir / "efficiency" / "mnist" / "gon-n1000-s0" / "curve.csv").unlink()
+    write_fake_convergence(runs_dir, with_curves=False)
+    write_fake_bench(tmp_path / "reports")
+    bench = json.loads((tmp_path / "reports" / "bench_gfe_gradients.json").read_text())
+    bench["results"] = [r for r in bench["results"] if r["mode"] != "adjoint"]
+    write_json(tmp_path / "reports" / "bench_gfe_gradients.json", bench)
+    params = make_params(seeds=(0,))
+    params["efficiency"]["loss"] = "sse"
+    report = build_report(
+        runs_dir, tmp_path / "data", tmp_path / "reports", params=params, provenance=PROVENANCE
+    )
+    text = report.read_text()
+    eff = section(text, "Gradient Flow Encoding: data efficiency", "##")
+    assert "final test loss, SSE per image |" in eff and "BCE" not in eff
+    gfe_sse = fake_final_bce("gfe_adaptive", 100, 0) * SSE_PER_BCE
+    assert f"| 100 | GFE (adaptive step) | 1 | {gfe_sse:.4g} [no CI: n = 1] |" in eff
+    assert "| 100 | AE |" not in eff
+    assert "not found (1): ae-n100-s0" in eff
+    assert "with a single seed the confidence intervals are undefined" in eff
+    assert "`efficiency/mnist/ae-n100-s0` has no metrics.json" in text
+    assert "`efficiency/mnist/gon-n1000-s0` has no curve.csv" in text
+    grad = section(text, "Gradient Flow Encoding: decoder gradients", "##")
+    assert "takes 4× less time than backprop." in grad and "| adjoint |" not in grad
+    for name in ("efficiency_final.png", "efficiency_curves.png"):
+        assert (report.parent / "figures" / name).read_bytes().startswith(PNG_MAGIC)
+    results = pd.read_csv(report.parent / "results.csv")
+    assert len(results) == len(EFF_METHODS) * len(EFF_SIZES) - 1
+    assert set(results["loss"]) == {"sse"} and results["ci_low"].isna().all()
+
+
+def test_unreadable_benchmark_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "bench_gfe_gradients.json").write_text("{not json")
+    report = build_report(
+        tmp_path / "runs",
+        tmp_path / "data",
+        tmp_path / "reports",
+        params=make_params(),
+        provenance=PROVENANCE,
+    )
+    text = report.read_text()
+    assert "bench_gfe_gradients.json could not be read" in text
+    assert "**Benchmark not run**" in text

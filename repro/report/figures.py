@@ -1,4 +1,4 @@
-"""Figures of the report: training curves and held-out test losses.
+"""Figures of the report: training curves, held-out test losses and the GFE studies.
 
 One seaborn theme for every figure, so the report reads as one document; every axis names its
 unit, because the study's two loss reductions (MSE per pixel, SSE per image) differ by the
@@ -30,7 +30,21 @@ from repro.stats import mean_ci  # noqa: E402
 DPI = 150
 
 DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
-METHOD_LABELS = {"gon": "GON", "ae": "AE"}
+METHOD_LABELS = {
+    "gon": "GON",
+    "ae": "AE",
+    "gfe_adaptive": "GFE (adaptive step)",
+    "gfe": "GFE (1st-order flow)",
+    "gfe2": "GFE (2nd-order flow)",
+}
+FLOW_LABELS = {
+    "first_order": "1st-order flow",
+    "second_order": "2nd-order flow",
+    "adaptive_step": "adaptive step",
+}
+FLOWS = tuple(FLOW_LABELS)
+# The study loss of the GFE experiments (params.efficiency.loss), as a unit.
+LOSS_LABELS = {"bce": "BCE, mean over pixels", "sse": "SSE per image"}
 BN_LABELS = {"batch": "BN batch statistics", "running": "BN running statistics"}
 SPLIT_LABELS = {"train": "train", "val": "validation"}
 
@@ -63,6 +77,16 @@ def dataset_label(name: str) -> str:
 def method_label(name: str) -> str:
     """Human name of a method id (``gon`` → ``GON``); unknown ids are upper-cased."""
     return METHOD_LABELS.get(name, name.upper())
+
+
+def flow_label(name: str) -> str:
+    """Human name of a latent solver of the convergence study."""
+    return FLOW_LABELS.get(name, name)
+
+
+def loss_label(name: str) -> str:
+    """Unit of a GFE study loss (``bce`` → ``BCE, mean over pixels``)."""
+    return LOSS_LABELS.get(name, name)
 
 
 def bn_label(mode: str) -> str:
@@ -204,9 +228,11 @@ def _order(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
 
 
 def _seed_count_text(counts: pd.Series) -> str:
-    """'n = 3 seeds' or 'n = 1–3 seeds' when configurations differ."""
+    """'n = 3 seeds', 'n = 1 seed', or 'n = 1–3 seeds' when configurations differ."""
     lo, hi = int(counts.min()), int(counts.max())
-    return f"n = {lo} seeds" if lo == hi else f"n = {lo}–{hi} seeds"
+    if lo == hi:
+        return f"n = {lo} seed" + ("" if lo == 1 else "s")
+    return f"n = {lo}–{hi} seeds"
 
 
 def _category_labels(frame: pd.DataFrame, methods: Sequence[str]) -> list[tuple[str, int, str]]:
@@ -326,4 +352,273 @@ def plot_test_losses(
         ncol=min(len(legend), 3),
         frameon=False,
     )
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient Flow Encoding studies (protocol §4): data efficiency and convergence per iteration
+# --------------------------------------------------------------------------------------------
+
+EFFICIENCY_FINAL_COLUMNS = ("train_size", "method", "seed", "final_loss", "final_sse")
+EFFICIENCY_CURVE_COLUMNS = (
+    "train_size",
+    "method",
+    "seed",
+    "step",
+    "images_seen",
+    "train_seconds",
+    "test_loss",
+)
+CONVERGENCE_COLUMNS = ("flow", "iteration", "nfe", "seconds", "image", "loss")
+
+
+def _palette(names: Sequence[str]) -> dict[str, Any]:
+    """One colour per name, in the given order (stable across the figures of a study)."""
+    return dict(zip(names, sns.color_palette("colorblind", max(len(names), 1)), strict=False))
+
+
+def _mean_bands(
+    frame: pd.DataFrame,
+    keys: Sequence[str],
+    value: str,
+    confidence: float,
+    extra: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Mean and Student-t interval of ``value`` per group (the tables' interval, not a bootstrap).
+
+    ``extra`` columns are averaged per group (for x values that differ between seeds, such as
+    training seconds). ``low``/``high`` are NaN for a group of one.
+    """
+    rows = []
+    for key, group in frame.groupby(list(keys), sort=True):
+        ci = mean_ci(group[value].to_numpy(dtype=float), confidence)
+        row = dict(zip(keys, key, strict=True))
+        row.update(mean=ci.mean, low=ci.low, high=ci.high, n=ci.n)
+        row.update({col: float(group[col].mean()) for col in extra})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*keys, "mean", "low", "high", "n", *extra])
+
+
+def _band(ax: plt.Axes, x: Any, rows: pd.DataFrame, color: Any, label: str, **kws: Any) -> None:
+    """Mean line with a shaded interval (skipped where the interval is undefined)."""
+    ax.plot(x, rows["mean"], color=color, label=label, **kws)
+    ok = rows["low"].notna().to_numpy()
+    if ok.any():
+        ax.fill_between(
+            np.asarray(x)[ok],
+            rows["low"].to_numpy()[ok],
+            rows["high"].to_numpy()[ok],
+            color=color,
+            alpha=0.2,
+            linewidth=0,
+        )
+
+
+def _plain_log_x(ax: plt.Axes, ticks: Sequence[float] | None = None) -> None:
+    """Log x axis with plain-number labels (optionally only at ``ticks``)."""
+    ax.set_xscale("log")
+    if ticks is not None:
+        ax.set_xticks(list(ticks), [f"{int(t):,}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+
+
+def _legend_below(fig: Figure, axes: Iterable[plt.Axes], ncol: int = 3) -> None:
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(
+        handles.values(),
+        handles.keys(),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(handles), ncol),
+        frameon=False,
+    )
+
+
+def plot_efficiency_final(
+    finals: pd.DataFrame,
+    path: str | Path,
+    *,
+    loss: str,
+    methods: Sequence[str] = (),
+    confidence: float = 0.95,
+) -> Path:
+    """Final held-out test loss against the number of training images, one line per method.
+
+    ``finals`` has one row per run (train_size, method, seed, final_loss, final_sse). Mean and
+    t-interval error bars over seeds; the x axis (training images available) is logarithmic and
+    the methods are offset slightly along it so their error bars do not hide each other. A
+    second panel repeats the figure in SSE per image unless the study loss already is SSE.
+    """
+    _require_columns(finals, EFFICIENCY_FINAL_COLUMNS, "plot_efficiency_final")
+    set_theme()
+    order = _order(finals["method"], methods)
+    colours = _palette(order)
+    sizes = sorted(int(v) for v in finals["train_size"].unique())
+    panels = [("final_loss", loss_label(loss))]
+    if loss != "sse":
+        panels.append(("final_sse", "SSE per image"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (col, unit) in zip(axes[0], panels, strict=True):
+        for i, method in enumerate(order):
+            rows = _mean_bands(
+                finals[finals["method"] == method], ["train_size"], col, confidence
+            ).sort_values("train_size")
+            dodge = 10 ** ((i - (len(order) - 1) / 2) * 0.025)
+            x = rows["train_size"].to_numpy(dtype=float) * dodge
+            mean = rows["mean"].to_numpy(dtype=float)
+            ax.plot(
+                x,
+                mean,
+                "-o",
+                color=colours[method],
+                markersize=5,
+                label=f"{method_label(method)} ({_seed_count_text(rows['n'])})",
+            )
+            ok = rows["low"].notna().to_numpy()  # one seed: a point, no (zero-width) error bar
+            if ok.any():
+                yerr = np.vstack(
+                    [mean[ok] - rows["low"].to_numpy()[ok], rows["high"].to_numpy()[ok] - mean[ok]]
+                )
+                ax.errorbar(
+                    x[ok], mean[ok], yerr=yerr, fmt="none", color=colours[method], capsize=4
+                )
+        _plain_log_x(ax, sizes)
+        values = finals[col]
+        if _wants_log_scale(values, span=10.0):
+            _readable_log_axis(ax)
+        ax.set_xlabel("training images available (log scale)")
+        ax.set_ylabel(f"final held-out test loss ({unit})")
+    fig.suptitle(
+        f"Data efficiency: final held-out test loss, mean and {confidence:.0%} t-interval "
+        "over seeds"
+    )
+    fig.tight_layout()
+    _legend_below(fig, axes[0])
+    return _save(fig, path)
+
+
+def plot_efficiency_curves(
+    curves: pd.DataFrame,
+    path: str | Path,
+    *,
+    loss: str,
+    methods: Sequence[str] = (),
+    confidence: float = 0.95,
+) -> Path:
+    """Held-out test loss during training, per training image seen and per training second.
+
+    ``curves`` is long format, one row per run × evaluation point (train_size, method, seed,
+    step, images_seen, train_seconds, test_loss). One column per train size. Top row: against
+    training images seen (the same for every seed at a step). Bottom row: against cumulative
+    training seconds, where the x value of a point is the mean over seeds at that step (seeds
+    differ in time); the y band is the same t-interval over seeds in both rows. When the
+    seconds span more than a decade the time axis is logarithmic and step 0 (0 s) is left out.
+    """
+    _require_columns(curves, EFFICIENCY_CURVE_COLUMNS, "plot_efficiency_curves")
+    set_theme()
+    order = _order(curves["method"], methods)
+    colours = _palette(order)
+    sizes = sorted(int(v) for v in curves["train_size"].unique())
+    bands = _mean_bands(
+        curves,
+        ["train_size", "method", "step"],
+        "test_loss",
+        confidence,
+        extra=("images_seen", "train_seconds"),
+    )
+    log_time = _wants_log_scale(bands["train_seconds"], span=10.0)
+    log_y = _wants_log_scale(bands["mean"], span=10.0)
+    fig, axes = plt.subplots(
+        2, len(sizes), figsize=(4.2 * len(sizes), 6.6), squeeze=False, sharey=True
+    )
+    for j, size in enumerate(sizes):
+        top, bottom = axes[0][j], axes[1][j]
+        for method in order:
+            rows = bands[(bands["train_size"] == size) & (bands["method"] == method)]
+            if rows.empty:
+                continue
+            rows = rows.sort_values("step")
+            label = f"{method_label(method)} ({_seed_count_text(rows['n'])})"
+            style = {"marker": "o", "markersize": 4}
+            _band(top, rows["images_seen"], rows, colours[method], label, **style)
+            timed = rows[rows["train_seconds"] > 0] if log_time else rows
+            _band(bottom, timed["train_seconds"], timed, colours[method], label, **style)
+        top.set_title(f"{size:,} training images: per training image seen")
+        bottom.set_title(f"{size:,} training images: per second of training")
+        top.set_xlabel("training images seen (images)")
+        bottom.set_xlabel(
+            "cumulative training time (s, mean over seeds" + (", log scale)" if log_time else ")")
+        )
+        if log_time:
+            _plain_log_x(bottom)
+        for ax in (top, bottom):
+            if log_y:
+                _readable_log_axis(ax)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"held-out test loss ({loss_label(loss)})")
+    n_seeds = curves.groupby(["train_size", "method"])["seed"].nunique()
+    note = "; step 0 (0 s) not shown on the log time axis" if log_time else ""
+    fig.suptitle(
+        "Held-out test loss during training, per training image seen and per second\n"
+        f"line = mean, band = {confidence:.0%} t-interval over seeds "
+        f"({_seed_count_text(n_seeds)}){note}"
+    )
+    fig.tight_layout()
+    _legend_below(fig, axes.flat)
+    return _save(fig, path)
+
+
+def plot_convergence(
+    curves: pd.DataFrame,
+    path: str | Path,
+    *,
+    loss: str,
+    confidence: float = 0.95,
+) -> Path:
+    """Mean latent loss ℓ(z) over test images per solver iteration, gradient evaluation and second.
+
+    ``curves`` has one row per flow × iteration × image (flow, iteration, nfe, seconds, image,
+    loss) for one trained decoder. The band is a t-interval over the images (there are no seeds
+    here). Three panels share the y axis: against iterations, cumulative gradient evaluations
+    and wall time since the solve began (log x, without the 0 s point, when it spans decades).
+    """
+    _require_columns(curves, CONVERGENCE_COLUMNS, "plot_convergence")
+    set_theme()
+    flows = _order(curves["flow"], FLOWS)
+    colours = _palette(flows)
+    bands = _mean_bands(curves, ["flow", "iteration"], "loss", confidence, extra=("nfe", "seconds"))
+    log_time = _wants_log_scale(bands["seconds"], span=10.0)
+    panels = (
+        ("iteration", "solver iteration (accepted steps for the adaptive step)"),
+        ("nfe", "gradient evaluations of ℓ w.r.t. z (cumulative)"),
+        (
+            "seconds",
+            "wall-clock time since the solve began (s" + (", log scale)" if log_time else ")"),
+        ),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9), squeeze=False, sharey=True)
+    for ax, (x, xlabel) in zip(axes[0], panels, strict=True):
+        for flow in flows:
+            rows = bands[bands["flow"] == flow].sort_values("iteration")
+            if x == "seconds" and log_time:
+                rows = rows[rows["seconds"] > 0]
+            _band(ax, rows[x], rows, colours[flow], flow_label(flow), linewidth=1.5)
+        ax.set_xlabel(xlabel)
+        if x == "seconds" and log_time:
+            _plain_log_x(ax)
+    if _wants_log_scale(bands["mean"], span=10.0):
+        _readable_log_axis(axes[0][0])
+    axes[0][0].set_ylabel(f"mean latent loss ℓ(z) ({loss_label(loss)})")
+    n_images = int(curves["image"].nunique())
+    fig.suptitle(
+        f"Convergence of the latent solvers for one trained decoder: mean over {n_images} test "
+        f"images, band = {confidence:.0%} t-interval over images"
+    )
+    fig.tight_layout()
+    _legend_below(fig, axes[0])
     return _save(fig, path)

@@ -10,6 +10,9 @@ Layout read (written by the pipeline)::
     runs/<dataset>/<method>-nz<nz>-s<seed>/{metrics.json, history.csv, recon.png}
     runs/<dataset>/reference.json
     data/<dataset>.manifest.json
+    runs/efficiency/<dataset>/<method>-n<train_size>-s<seed>/{metrics.json, curve.csv}
+    runs/convergence/<dataset>/{summary.json, curves.csv}      (curves.csv may be absent)
+    out_dir/bench_gfe_gradients.json                            (optional benchmark)
 
 Layout written::
 
@@ -31,8 +34,8 @@ import yaml
 
 from repro.io import atomic_write, read_json
 from repro.report import figures
-from repro.report.figures import bn_label, dataset_label, method_label
-from repro.stats import MeanCI, mean_ci
+from repro.report.figures import bn_label, dataset_label, flow_label, loss_label, method_label
+from repro.stats import MeanCI, mean_ci, paired_difference
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLAIMS_PATH = PACKAGE_DIR / "claims.yaml"
@@ -62,6 +65,30 @@ RESULTS_COLUMNS = [
     "mse_per_pixel_ci_low",
     "mse_per_pixel_ci_high",
 ]
+# Appended for the data-efficiency rows (empty for the GON/AE rows above): the study loss in its
+# own unit next to SSE per image, and what the training cost.
+EFFICIENCY_COLUMNS = [
+    "train_size",
+    "loss",
+    "loss_mean",
+    "loss_ci_low",
+    "loss_ci_high",
+    "train_seconds_mean",
+    "train_nfe_mean",
+]
+
+# Subdirectories of runs/ that hold the GFE studies, not datasets of the GON study.
+STUDY_DIRS = ("efficiency", "convergence")
+BENCH_FILE = "bench_gfe_gradients.json"
+BENCH_MODES = ("backprop", "adjoint", "approximate")
+# Settings every efficiency run records; a run that disagrees with params is flagged.
+EFFICIENCY_SETTINGS = ("architecture", "nz", "steps", "batch_size", "eval_images", "loss")
+# Published GFE claims shown next to the section that measures them (ids in claims.yaml).
+GFE_CLAIMS = {
+    "efficiency": ("gfe-data-efficiency",),
+    "convergence": ("gfe-second-order-faster", "gfe-adaptive-step-stiffness"),
+    "gradients": ("gfe-adjoint-not-necessary",),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,7 +138,8 @@ def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
     warnings: list[str] = []
     if not runs_dir.is_dir():
         return runs, [f"runs directory {runs_dir} does not exist"]
-    for run_dir in sorted(p for p in runs_dir.glob("*/*") if p.is_dir()):
+    run_dirs = (p for p in runs_dir.glob("*/*") if p.is_dir() and p.parent.name not in STUDY_DIRS)
+    for run_dir in sorted(run_dirs):
         metrics_path = run_dir / "metrics.json"
         if not metrics_path.is_file():
             warnings.append(
@@ -866,6 +894,668 @@ def _consistency_warnings(
 
 
 # --------------------------------------------------------------------------------------------
+# Gradient Flow Encoding studies (protocol §4): data efficiency, convergence, decoder gradients
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EfficiencyRun:
+    """One run of the data-efficiency study: its final scores and (when present) its curve."""
+
+    dataset: str
+    method: str
+    train_size: int
+    seed: int
+    path: Path
+    metrics: dict[str, Any]
+    curve: pd.DataFrame | None
+
+    @property
+    def name(self) -> str:
+        return str(self.metrics.get("run", f"efficiency/{self.dataset}/{self.path.name}"))
+
+    def final(self, key: str) -> float | None:
+        """A value of the last evaluation point: metrics.json's ``final``, else curve.csv's last row."""
+        final = self.metrics.get("final") or {}
+        if final.get(key) is not None:
+            return float(final[key])
+        if self.curve is not None and not self.curve.empty and key in self.curve:
+            return float(self.curve[key].iloc[-1])
+        return None
+
+
+def load_efficiency_runs(eff_dir: Path) -> tuple[list[EfficiencyRun], list[str]]:
+    """All runs under runs/efficiency/<dataset>/ with a metrics.json; none when not run."""
+    runs: list[EfficiencyRun] = []
+    warnings: list[str] = []
+    if not eff_dir.is_dir():
+        return runs, warnings
+    for run_dir in sorted(p for p in eff_dir.glob("*/*") if p.is_dir()):
+        metrics_path = run_dir / "metrics.json"
+        if not metrics_path.is_file():
+            warnings.append(
+                f"`efficiency/{run_dir.relative_to(eff_dir)}` has no metrics.json (incomplete run): left out"
+            )
+            continue
+        m = read_json(metrics_path)
+        curve = _read_history(run_dir / "curve.csv")
+        if curve is None:
+            warnings.append(f"`{m.get('run', run_dir.name)}` has no curve.csv: no learning curve")
+        runs.append(
+            EfficiencyRun(
+                dataset=str(m["dataset"]),
+                method=str(m["method"]),
+                train_size=int(m["train_size"]),
+                seed=int(m["seed"]),
+                path=run_dir,
+                metrics=m,
+                curve=curve,
+            )
+        )
+    return runs, warnings
+
+
+def _study_loss(runs: Sequence[EfficiencyRun], eff: Mapping[str, Any]) -> str:
+    """The study loss: the one the runs' metrics name when they agree, else the params' one."""
+    named = {str(r.metrics["loss"]) for r in runs if r.metrics.get("loss")}
+    if len(named) == 1:
+        return next(iter(named))
+    return str(eff.get("loss", "sse"))
+
+
+def _efficiency_warnings(
+    runs: Sequence[EfficiencyRun], eff: Mapping[str, Any], params: Mapping[str, Any], loss: str
+) -> list[str]:
+    """Runs made under other settings than the params' would silently mix protocols."""
+    out = []
+    for key in EFFICIENCY_SETTINGS:
+        if key not in eff:
+            continue
+        other = sorted(
+            r.name for r in runs if r.metrics.get(key) is not None and r.metrics[key] != eff[key]
+        )
+        if other:
+            out.append(
+                f"efficiency runs with {key} other than {eff[key]!r} (params): {', '.join(other)}"
+            )
+    profile = params.get("profile")
+    other = sorted(r.name for r in runs if r.metrics.get("profile") not in (None, profile))
+    if other:
+        out.append(f"efficiency runs from a profile other than `{profile}`: {', '.join(other)}")
+    unscored = sorted(r.name for r in runs if r.final(f"test_{loss}") is None)
+    if unscored:
+        out.append(f"efficiency runs without a final test_{loss}: {', '.join(unscored)}: left out")
+    return out
+
+
+def _mean_or_none(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def efficiency_frames(
+    runs: Sequence[EfficiencyRun], loss: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(finals, curves): one row per scored run, and one per run × evaluation point.
+
+    ``finals`` columns: dataset, method, train_size, seed, final_loss (study unit), final_sse
+    (SSE per image), train_seconds, train_nfe, encode_seconds, encode_nfe. ``curves`` is the
+    long format of :func:`figures.plot_efficiency_curves` (test_loss in the study unit).
+    """
+    final_rows, curve_frames = [], []
+    for r in runs:
+        value = r.final(f"test_{loss}")
+        if value is None:
+            continue
+        sse = r.final("test_sse_per_image")
+        final_rows.append(
+            {
+                "dataset": r.dataset,
+                "method": r.method,
+                "train_size": r.train_size,
+                "seed": r.seed,
+                "final_loss": value,
+                "final_sse": math.nan if sse is None else sse,
+                **{
+                    out: math.nan if (v := r.final(key)) is None else v
+                    for out, key in (
+                        ("train_seconds", "train_seconds"),
+                        ("train_nfe", "train_nfe"),
+                        ("encode_seconds", "test_encode_seconds"),
+                        ("encode_nfe", "test_encode_nfe"),
+                    )
+                },
+            }
+        )
+        c = r.curve
+        needed = ("step", "images_seen", "train_seconds", f"test_{loss}")
+        if c is not None and not c.empty and all(col in c for col in needed):
+            curve_frames.append(
+                pd.DataFrame(
+                    {
+                        "dataset": r.dataset,
+                        "train_size": r.train_size,
+                        "method": r.method,
+                        "seed": r.seed,
+                        "step": c["step"].astype(int),
+                        "images_seen": c["images_seen"].astype(float),
+                        "train_seconds": c["train_seconds"].astype(float),
+                        "test_loss": c[f"test_{loss}"].astype(float),
+                    }
+                )
+            )
+    finals = pd.DataFrame(
+        final_rows,
+        columns=[
+            "dataset",
+            "method",
+            "train_size",
+            "seed",
+            "final_loss",
+            "final_sse",
+            "train_seconds",
+            "train_nfe",
+            "encode_seconds",
+            "encode_nfe",
+        ],
+    )
+    curves = (
+        pd.concat(curve_frames, ignore_index=True)
+        if curve_frames
+        else pd.DataFrame(columns=["dataset", *figures.EFFICIENCY_CURVE_COLUMNS])
+    )
+    return finals, curves
+
+
+def _finite(values: Iterable[float]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def efficiency_results(
+    finals: pd.DataFrame, loss: str, *, confidence: float, nz: Mapping[str, Any]
+) -> pd.DataFrame:
+    """results.csv rows for the efficiency finals (one per dataset × method × train size).
+
+    ``mean``/``ci_*`` are in SSE per image like every other row; the study loss has its own
+    columns. ``nz`` maps a method to the latent size its runs recorded.
+    """
+    rows = []
+    for (dataset, method, size), group in finals.groupby(
+        ["dataset", "method", "train_size"], sort=False
+    ):
+        study = mean_ci(group["final_loss"], confidence)
+        sse_values = _finite(group["final_sse"])
+        sse = mean_ci(sse_values, confidence) if sse_values else None
+        rows.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "nz": nz.get(method),
+                "bn_mode": "none",
+                "split": "test",
+                "headline": False,
+                "n": study.n,
+                "confidence": confidence,
+                "unit": "sse_per_image",
+                "mean": sse.mean if sse else math.nan,
+                "ci_low": sse.low if sse else math.nan,
+                "ci_high": sse.high if sse else math.nan,
+                "std": sse.std if sse else math.nan,
+                "mse_per_pixel_mean": math.nan,
+                "mse_per_pixel_ci_low": math.nan,
+                "mse_per_pixel_ci_high": math.nan,
+                "train_size": int(size),
+                "loss": loss,
+                "loss_mean": study.mean,
+                "loss_ci_low": study.low,
+                "loss_ci_high": study.high,
+                "train_seconds_mean": _mean_or_none(_finite(group["train_seconds"])),
+                "train_nfe_mean": _mean_or_none(_finite(group["train_nfe"])),
+            }
+        )
+    return pd.DataFrame(rows, columns=[*RESULTS_COLUMNS, *EFFICIENCY_COLUMNS])
+
+
+def _efficiency_setting(
+    eff: Mapping[str, Any], gfe: Mapping[str, Any], runs: Sequence[EfficiencyRun], loss: str
+) -> tuple[str, str | None]:
+    """(study setting, GFE encoder setting) sentences from params, the runs' metrics as fallback."""
+    first = runs[0].metrics if runs else {}
+
+    def get(key: str) -> Any:
+        return eff.get(key, first.get(key))
+
+    steps, batch = get("steps"), get("batch_size")
+    seen = f" ({steps * batch:,} training images seen per run)" if steps and batch else ""
+    sizes = eff.get("train_sizes") or sorted({r.train_size for r in runs})
+    seeds = eff.get("seeds") or sorted({r.seed for r in runs})
+    points = eff.get("eval_points")
+    when = f" at {points} points during training plus step 0" if points else " during training"
+    setting = (
+        f"{dataset_label(str(get('dataset') or (runs[0].dataset if runs else 'n/a')))}, "
+        f"{str(get('architecture')).upper()} decoder, nz {get('nz')}; {steps} optimiser steps × "
+        f"batch {batch}{seen}, each batch drawn from only the first n training images "
+        f"(n = {_fmt_list(f'{int(s):,}' for s in sizes)}); RMSprop, learning rate {get('lr')}; "
+        f"training and test loss {loss_label(loss)}; {get('eval_images')} held-out test images "
+        f"scored{when}; seeds {_fmt_list(seeds)}."
+    )
+    methods = {r.method for r in runs}
+    if not methods & {"gfe", "gfe2", "gfe_adaptive"} or not gfe:
+        return setting, None
+    adaptive = gfe.get("adaptive") or {}
+    parts = [
+        f"GFE encoders: z(0) = 0, flow dz/dt = −α∇_z ℓ with α = {gfe.get('alpha')} and ℓ the "
+        f"study loss, integrated to τ = {gfe.get('tau')}"
+    ]
+    if methods & {"gfe", "gfe2"}:
+        parts.append(
+            f"the 1st- and 2nd-order flows use the `{gfe.get('solver')}` solver "
+            f"(rtol {gfe.get('rtol')}, atol {gfe.get('atol')})"
+        )
+    if "gfe_adaptive" in methods:
+        parts.append(
+            f"the adaptive step starts at h = {adaptive.get('h0')} with h_max = "
+            f"{adaptive.get('h_max')} and σ = {adaptive.get('sigma')}"
+        )
+    parts.append(
+        f"at most {gfe.get('max_nfe')} gradient evaluations per encode; decoder gradient mode "
+        f"`{gfe.get('grad_mode')}`."
+    )
+    encoder = "; ".join(parts)
+    return setting, encoder
+
+
+def _efficiency_findings(rows: Sequence[dict[str, Any]], sizes: Sequence[int]) -> list[dict]:
+    """Per train size: lowest mean final test loss vs the runner-up, and each GFE vs the AE."""
+    out = []
+    for size in sizes:
+        mine = {r["method_id"]: r for r in rows if r["train_size"] == size}
+        comparison = compare_methods({m: r["loss"] for m, r in mine.items()}, size)
+        vs_ae = []
+        ae = mine.get("ae")
+        for method, r in mine.items():
+            if not method.startswith("gfe") or ae is None:
+                continue
+            t_gfe, t_ae = r["train_seconds"], ae["train_seconds"]
+            time_ratio = None
+            if t_gfe is not None and t_ae is not None:
+                time_ratio = t_gfe / t_ae if t_ae > 0 else math.inf
+            vs_ae.append(
+                {
+                    "method": method_label(method),
+                    "time_ratio": time_ratio,
+                    "seconds": t_gfe,
+                    "ae_seconds": t_ae,
+                    "loss": r["loss"],
+                    "ae_loss": ae["loss"],
+                    "lower": r["loss"].mean < ae["loss"].mean,
+                    "tie": r["loss"].mean == ae["loss"].mean,
+                    "overlap": r["loss"].overlaps(ae["loss"]),
+                }
+            )
+        if comparison is not None or vs_ae:
+            out.append({"train_size": size, "lowest": comparison, "vs_ae": vs_ae})
+    return out
+
+
+def _claims_by_id(claims: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str, Any]]:
+    sources = claims["sources"]
+    items = {c["id"]: c for c in claims["claims"]}
+    return [{**items[i], "cite": sources[items[i]["source"]]["cite"]} for i in ids if i in items]
+
+
+def efficiency_section(
+    runs: Sequence[EfficiencyRun],
+    finals: pd.DataFrame,
+    params: Mapping[str, Any],
+    claims: Mapping[str, Any],
+    *,
+    loss: str,
+    methods: Sequence[str],
+    confidence: float,
+) -> dict[str, Any]:
+    """Table, findings and settings of the data-efficiency study (status "not run" without runs)."""
+    eff = params.get("efficiency", {}) or {}
+    base = {
+        "status": "run" if not finals.empty else "not run",
+        "claims": _claims_by_id(claims, GFE_CLAIMS["efficiency"]),
+        "loss": loss,
+        "loss_label": loss_label(loss),
+        "show_sse": loss != "sse",
+        "rows": [],
+        "findings": [],
+        "missing": [],
+        "setting": None,
+        "gfe_setting": None,
+        "datasets": [],
+    }
+    if finals.empty:
+        return base
+    sizes = sorted(int(s) for s in finals["train_size"].unique())
+    rows = []
+    for size in sizes:
+        for method in _ordered(finals["method"], methods):
+            g = finals[(finals["train_size"] == size) & (finals["method"] == method)]
+            if g.empty:
+                continue
+            sse = _finite(g["final_sse"])
+            rows.append(
+                {
+                    "train_size": size,
+                    "method_id": method,
+                    "method": method_label(method),
+                    "n": len(g),
+                    "loss": mean_ci(g["final_loss"], confidence),
+                    "sse": mean_ci(sse, confidence) if sse else None,
+                    "train_seconds": _mean_or_none(_finite(g["train_seconds"])),
+                    "train_nfe": _mean_or_none(_finite(g["train_nfe"])),
+                    "encode_seconds": _mean_or_none(_finite(g["encode_seconds"])),
+                    "encode_nfe": _mean_or_none(_finite(g["encode_nfe"])),
+                }
+            )
+    found = {(r.method, r.train_size, r.seed) for r in runs}
+    expected = [
+        (m, int(n), int(s))
+        for m in eff.get("methods", [])
+        for n in eff.get("train_sizes", [])
+        for s in eff.get("seeds", [])
+    ]
+    setting, gfe_setting = _efficiency_setting(eff, params.get("gfe", {}) or {}, runs, loss)
+    return base | {
+        "rows": rows,
+        "findings": _efficiency_findings(rows, sizes),
+        "missing": [f"{m}-n{n}-s{s}" for m, n, s in expected if (m, n, s) not in found],
+        "n_runs": len(finals),
+        "setting": setting,
+        "gfe_setting": gfe_setting,
+        "datasets": [dataset_label(d) for d in dict.fromkeys(finals["dataset"])],
+        "eval_images": eff.get("eval_images", runs[0].metrics.get("eval_images") if runs else None),
+    }
+
+
+def load_convergence(conv_dir: Path) -> list[dict[str, Any]]:
+    """runs/convergence/<dataset>/: its summary and, when present (DVC cache), its curves."""
+    out = []
+    if not conv_dir.is_dir():
+        return out
+    for summary_path in sorted(conv_dir.glob("*/summary.json")):
+        curves_path = summary_path.parent / "curves.csv"
+        out.append(
+            {
+                "dataset": summary_path.parent.name,
+                "summary": read_json(summary_path),
+                "curves": pd.read_csv(curves_path) if curves_path.is_file() else None,
+            }
+        )
+    return out
+
+
+def _per_image(curves: pd.DataFrame, flow: str, iteration: int) -> pd.Series:
+    sel = curves[(curves["flow"] == flow) & (curves["iteration"] == iteration)]
+    return sel.set_index("image")["loss"].astype(float).sort_index()
+
+
+def _paired(
+    curves: pd.DataFrame, a: tuple[str, int], b: tuple[str, int], confidence: float
+) -> dict[str, Any]:
+    """Mean per-image loss of flow a at iteration a[1] vs flow b at b[1], paired over images."""
+    la, lb = _per_image(curves, *a), _per_image(curves, *b)
+    common = la.index.intersection(lb.index)
+    la, lb = la.loc[common], lb.loc[common]
+    diff = paired_difference(la.to_numpy(), lb.to_numpy(), confidence)
+    return {
+        "a": float(la.mean()),
+        "b": float(lb.mean()),
+        "lower": bool(la.mean() < lb.mean()),
+        "tie": bool(la.mean() == lb.mean()),
+        "diff": diff,
+        "resolved": (None if math.isnan(diff.low) else bool(diff.high < 0.0 or diff.low > 0.0)),
+        "images": int(len(common)),
+    }
+
+
+def _last_iteration(curves: pd.DataFrame, flow: str, max_nfe: float | None = None) -> int | None:
+    sel = curves[curves["flow"] == flow]
+    if max_nfe is not None:
+        sel = sel[sel["nfe"] <= max_nfe]
+    return None if sel.empty else int(sel["iteration"].max())
+
+
+def _convergence_findings(
+    summary: Mapping[str, Any], curves: pd.DataFrame | None, confidence: float
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(2nd vs 1st order at the last common iteration, adaptive vs 1st order per gradient eval).
+
+    With the per-image curves both are paired over the test images; with only summary.json the
+    final means are compared where the summary allows it (equal iterations; one flow lower in
+    loss with no more gradient evaluations) and None is returned otherwise.
+    """
+    flows = summary.get("flows", {}) or {}
+    second = adaptive = None
+    if curves is not None and not curves.empty:
+        have = set(curves["flow"])
+        if {"first_order", "second_order"} <= have:
+            it = min(_last_iteration(curves, f) or 0 for f in ("first_order", "second_order"))
+            second = {
+                "iteration": it,
+                "from_curves": True,
+                **_paired(curves, ("second_order", it), ("first_order", it), confidence),
+            }
+        if {"first_order", "adaptive_step"} <= have:
+            budget = min(
+                float(curves.loc[curves["flow"] == f, "nfe"].max())
+                for f in ("first_order", "adaptive_step")
+            )
+            it_a = _last_iteration(curves, "adaptive_step", budget)
+            it_f = _last_iteration(curves, "first_order", budget)
+            if it_a is not None and it_f is not None:
+                nfe_of = curves.groupby(["flow", "iteration"])["nfe"].max()
+                adaptive = {
+                    "budget": budget,
+                    "from_curves": True,
+                    "iteration_a": it_a,
+                    "iteration_b": it_f,
+                    "nfe_a": float(nfe_of[("adaptive_step", it_a)]),
+                    "nfe_b": float(nfe_of[("first_order", it_f)]),
+                    **_paired(curves, ("adaptive_step", it_a), ("first_order", it_f), confidence),
+                }
+        return second, adaptive
+    f1, f2, fa = (flows.get(k) for k in ("first_order", "second_order", "adaptive_step"))
+    if f1 and f2 and f1.get("iterations") == f2.get("iterations"):
+        a, b = float(f2["final_mean_loss"]), float(f1["final_mean_loss"])
+        second = {
+            "iteration": int(f1["iterations"]),
+            "from_curves": False,
+            "a": a,
+            "b": b,
+            "lower": a < b,
+            "tie": a == b,
+        }
+    if f1 and fa:
+        la, lb = float(fa["final_mean_loss"]), float(f1["final_mean_loss"])
+        na, nb = float(fa["nfe"]), float(f1["nfe"])
+        # Decidable per gradient evaluation only when one flow is ahead on both counts.
+        if (na <= nb and la < lb) or (na >= nb and la > lb):
+            adaptive = {
+                "from_curves": False,
+                "a": la,
+                "b": lb,
+                "nfe_a": na,
+                "nfe_b": nb,
+                "lower": la < lb,
+                "tie": False,
+            }
+    return second, adaptive
+
+
+def convergence_sections(
+    studies: Sequence[Mapping[str, Any]],
+    claims: Mapping[str, Any],
+    *,
+    confidence: float,
+) -> dict[str, Any]:
+    """Per dataset: the summary table, the findings and whether a figure can be drawn."""
+    items = []
+    for study in studies:
+        s, curves = study["summary"], study["curves"]
+        flows = s.get("flows", {}) or {}
+        rows = [
+            {
+                "flow": flow_label(flow),
+                "iterations": v.get("iterations"),
+                "nfe": v.get("nfe"),
+                "seconds": v.get("seconds"),
+                "final_mean_loss": v.get("final_mean_loss"),
+            }
+            for flow, v in ((f, flows[f]) for f in _ordered(flows, figures.FLOWS))
+        ]
+        usable = curves is not None and not curves.empty
+        if usable and any(c not in curves for c in figures.CONVERGENCE_COLUMNS):
+            usable = False
+        second, adaptive = _convergence_findings(s, curves if usable else None, confidence)
+        loss = str(s.get("loss", "sse"))
+        items.append(
+            {
+                "dataset": str(s.get("dataset", study["dataset"])),
+                "label": dataset_label(str(s.get("dataset", study["dataset"]))),
+                "summary": s,
+                "loss": loss,
+                "loss_label": loss_label(loss),
+                "rows": rows,
+                "has_curves": usable,
+                "curves": curves if usable else None,
+                "second_vs_first": second,
+                "adaptive_vs_first": adaptive,
+                "figure": None,
+            }
+        )
+    return {
+        "status": "run" if items else "not run",
+        "items": items,
+        "claims": _claims_by_id(claims, GFE_CLAIMS["convergence"]),
+    }
+
+
+def load_benchmark(out_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """reports/bench_gfe_gradients.json when the benchmark was run; a bad file is a warning."""
+    path = out_dir / BENCH_FILE
+    if not path.is_file():
+        return None, []
+    try:
+        bench = read_json(path)
+    except ValueError as err:
+        return None, [f"{BENCH_FILE} could not be read ({err}): benchmark left out"]
+    if not isinstance(bench, Mapping) or not isinstance(bench.get("results"), list):
+        return None, [f"{BENCH_FILE} has no `results` list: benchmark left out"]
+    return dict(bench), []
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def gradients_section(bench: Mapping[str, Any] | None, claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The decoder-gradient benchmark: its table and the approximate-vs-exact finding."""
+    base: dict[str, Any] = {
+        "present": bench is not None,
+        "claims": _claims_by_id(claims, GFE_CLAIMS["gradients"]),
+    }
+    if bench is None:
+        return base
+    results = [r for r in bench["results"] if isinstance(r, Mapping) and "mode" in r]
+    by_mode = {str(r["mode"]): r for r in results}
+    order = _ordered(by_mode, BENCH_MODES)
+    rows = [
+        {
+            "mode": mode,
+            **{
+                key: _float_or_none(by_mode[mode].get(key))
+                for key in (
+                    "seconds",
+                    "peak_rss_mib",
+                    "rss_growth_mib",
+                    "forward_nfe",
+                    "cosine_vs_backprop",
+                    "relative_difference_vs_backprop",
+                )
+            },
+        }
+        for mode in order
+    ]
+    row = {r["mode"]: r for r in rows}
+    finding = None
+    approx, backprop, adjoint = row.get("approximate"), row.get("backprop"), row.get("adjoint")
+    if approx and approx["cosine_vs_backprop"] is not None and approx["seconds"]:
+
+        def ratio(other: dict[str, Any] | None) -> float | None:
+            if not other or other["seconds"] is None:
+                return None
+            return other["seconds"] / approx["seconds"]
+
+        finding = {
+            "cosine": approx["cosine_vs_backprop"],
+            "relative_difference": approx["relative_difference_vs_backprop"],
+            "vs_backprop": ratio(backprop),
+            "vs_adjoint": ratio(adjoint),
+            "adjoint_cosine": adjoint["cosine_vs_backprop"] if adjoint else None,
+        }
+    settings = bench.get("settings") or {}
+    return base | {
+        "benchmark": bench.get("benchmark"),
+        "device": bench.get("device"),
+        "machine": bench.get("machine"),
+        "torch": bench.get("torch"),
+        "settings": [(str(k), v) for k, v in settings.items()],
+        "rows": rows,
+        "finding": finding,
+    }
+
+
+def _write_gfe_figures(
+    fig_dir: Path,
+    finals: pd.DataFrame,
+    curves: pd.DataFrame,
+    efficiency: dict[str, Any],
+    convergence: dict[str, Any],
+    *,
+    methods: Sequence[str],
+    confidence: float,
+) -> None:
+    """Draw the GFE study figures the inputs allow, recording their paths in the sections."""
+    efficiency["figure_final"] = efficiency["figure_curves"] = None
+    loss = efficiency["loss"]
+    if not finals.empty:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        figures.plot_efficiency_final(
+            finals,
+            fig_dir / "efficiency_final.png",
+            loss=loss,
+            methods=methods,
+            confidence=confidence,
+        )
+        efficiency["figure_final"] = "figures/efficiency_final.png"
+    if not curves.empty:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        figures.plot_efficiency_curves(
+            curves,
+            fig_dir / "efficiency_curves.png",
+            loss=loss,
+            methods=methods,
+            confidence=confidence,
+        )
+        efficiency["figure_curves"] = "figures/efficiency_curves.png"
+    items = convergence["items"]
+    for item in items:
+        if not item["has_curves"]:
+            continue
+        name = "convergence.png" if len(items) == 1 else f"convergence_{item['dataset']}.png"
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        figures.plot_convergence(
+            item["curves"], fig_dir / name, loss=item["loss"], confidence=confidence
+        )
+        item["figure"] = f"figures/{name}"
+
+
+# --------------------------------------------------------------------------------------------
 # Figures and rendering
 # --------------------------------------------------------------------------------------------
 
@@ -966,11 +1656,28 @@ def _fmt_int(value: Any) -> str:
     return f"{int(value):,}"
 
 
+def _fmt_count(value: Any) -> str:
+    """A count or a mean of counts, with thousands separators ('n/a' when absent)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    x = float(value)
+    return f"{x:,.0f}" if x == round(x) or abs(x) >= 100 else f"{x:,.1f}"
+
+
 def _fmt_seconds(value: Any) -> str:
     if value is None:
         return "n/a"
     s = float(value)
     return f"{s:,.1f} s ({s / 3600:.2f} h)" if s >= 3600 else f"{s:,.1f} s"
+
+
+def _fmt_duration(value: Any) -> str:
+    """Seconds for the GFE tables: 3 significant figures below 10 s (an AE encode takes
+    milliseconds, which one decimal would print as 0.0 s), else as :func:`_fmt_seconds`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    s = float(value)
+    return f"{s:.3g} s" if abs(s) < 10 else _fmt_seconds(s)
 
 
 def _environment() -> jinja2.Environment:
@@ -984,7 +1691,13 @@ def _environment() -> jinja2.Environment:
         autoescape=False,  # Markdown, not HTML  # noqa: S701
     )
     env.filters.update(
-        num=_fmt_num, ci=_fmt_ci, int=_fmt_int, seconds=_fmt_seconds, pct=lambda x: f"{x:.0%}"
+        num=_fmt_num,
+        ci=_fmt_ci,
+        int=_fmt_int,
+        count=_fmt_count,
+        seconds=_fmt_seconds,
+        duration=_fmt_duration,
+        pct=lambda x: f"{x:.0%}",
     )
     return env
 
@@ -994,9 +1707,14 @@ def render_markdown(context: Mapping[str, Any]) -> str:
     return _environment().get_template(TEMPLATE_NAME).render(**context)
 
 
-def _write_results_csv(path: Path, results: pd.DataFrame) -> None:
+def _write_results_csv(path: Path, results: pd.DataFrame, efficiency: pd.DataFrame) -> None:
+    """GON/AE rows, then the efficiency rows; the efficiency columns stay empty for the former."""
+    columns = [*RESULTS_COLUMNS, *EFFICIENCY_COLUMNS]
+    parts = [f.reindex(columns=columns) for f in (results, efficiency) if not f.empty]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    table["train_size"] = table["train_size"].astype("Int64")
     buf = io.StringIO()
-    results.to_csv(buf, index=False)
+    table.to_csv(buf, index=False)
     with atomic_write(path, "w") as fh:
         fh.write(buf.getvalue())
 
@@ -1033,9 +1751,52 @@ def build_report(
     refs = references_frame(references)
     manifests = {d: load_manifest(data_dir, d) for d in datasets}
 
+    # Gradient Flow Encoding studies: each one optional, a missing one is "not run".
+    eff_params = params.get("efficiency", {}) or {}
+    eff_runs, eff_warnings = load_efficiency_runs(runs_dir / "efficiency")
+    eff_loss = _study_loss(eff_runs, eff_params)
+    warnings += eff_warnings + _efficiency_warnings(eff_runs, eff_params, params, eff_loss)
+    eff_methods = _ordered(
+        [*eff_params.get("methods", []), *(r.method for r in eff_runs)],
+        list(eff_params.get("methods", [])),
+    )
+    eff_runs.sort(key=lambda r: (r.dataset, eff_methods.index(r.method), r.train_size, r.seed))
+    finals, eff_curves = efficiency_frames(eff_runs, eff_loss)
+    efficiency = efficiency_section(
+        eff_runs,
+        finals,
+        params,
+        claims,
+        loss=eff_loss,
+        methods=eff_methods,
+        confidence=confidence,
+    )
+    convergence = convergence_sections(
+        load_convergence(runs_dir / "convergence"), claims, confidence=confidence
+    )
+    bench, bench_warnings = load_benchmark(out_dir)
+    warnings += bench_warnings
+    gradients = gradients_section(bench, claims)
+    eff_nz = {r.method: r.metrics.get("nz") for r in eff_runs}
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_results_csv(out_dir / "results.csv", results)
+    _write_results_csv(
+        out_dir / "results.csv",
+        results,
+        efficiency_results(finals, eff_loss, confidence=confidence, nz=eff_nz),
+    )
     figs = _write_figures(out_dir, runs, results, refs, methods=methods, confidence=confidence)
+    _write_gfe_figures(
+        out_dir / "figures",
+        finals,
+        eff_curves,
+        efficiency,
+        convergence,
+        methods=eff_methods,
+        confidence=confidence,
+    )
+    for item in convergence["items"]:
+        item.pop("curves")  # the template needs the summary, not the raw rows
 
     sections = dataset_sections(
         datasets, runs, results, refs, methods=methods, headline_bn=headline_bn
@@ -1076,6 +1837,18 @@ def build_report(
             resize_methods=[v for m in manifests.values() if m for _, v in _resize_entries(m)],
         ),
         "provenance": provenance_section(runs, manifests, provenance),
+        "efficiency": efficiency,
+        "convergence": convergence,
+        "gradients": gradients,
+        "efficiency_runs": [
+            {
+                "name": r.name,
+                "train_seconds": r.final("train_seconds"),
+                "wall_seconds": r.metrics.get("wall_seconds"),
+                "mlflow_run_id": r.metrics.get("mlflow_run_id"),
+            }
+            for r in eff_runs
+        ],
         "warnings": warnings,
     }
     path = out_dir / "report.md"

@@ -1,0 +1,238 @@
+"""The GFE studies: data efficiency (GFE vs GON vs AE) and convergence per solver iteration.
+
+Data efficiency (GFE claim (a), protocol §4): each method trains the same decoder for a fixed
+number of optimiser steps on batches drawn from only the first ``train_size`` training images,
+and is scored on the same held-out test images at a few points during training, so the report
+can show test loss against training images seen **and** against training seconds and gradient
+evaluations (protocol §5: equal data is not equal compute).
+
+Convergence per iteration (GFE claim (c)): for one trained decoder, the mean loss ℓ(z) after
+each iteration of the first-order flow (explicit Euler), the second-order flow (explicit Euler
+on its first-order system) and the adaptive step, with the wall time and gradient evaluations.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from torchdiffeq import odeint
+
+from repro.config import ConvergenceConfig, EfficiencyConfig, GFEConfig
+from repro.encoders import LatentModel, build_model
+from repro.flows import (
+    FirstOrderField,
+    FlowStats,
+    LossGradient,
+    SecondOrderField,
+    adaptive_step_flow,
+    per_sample_loss,
+    running_batchnorm,
+)
+from repro.train import DivergenceError, to_unit_float
+
+
+def efficiency_model(
+    method: str, cfg: EfficiencyConfig, gfe: GFEConfig, channels: int, image_size: int, where: str
+) -> LatentModel:
+    gfe_opts = asdict(gfe) | {"loss": cfg.loss, "where": where}
+    return build_model(
+        method,
+        nz=cfg.nz,
+        architecture=cfg.architecture,
+        channels=channels,
+        image_size=image_size,
+        inner_norm=cfg.batch_size,
+        gfe=gfe_opts,
+    )
+
+
+def _flow_stats(model: LatentModel) -> FlowStats | None:
+    return getattr(model.encoder, "last_stats", None)
+
+
+@torch.no_grad()
+def test_scores(model: LatentModel, test_uint8: torch.Tensor, loss: str) -> dict[str, float]:
+    """Mean test loss (the study's loss and SSE per image) and the encode's gradient evaluations.
+
+    Batch statistics are never involved: the MLP has no BatchNorm, and GFE flows use running
+    statistics; the whole evaluation set is one batch (flows do not couple samples).
+    """
+    was_training = model.training
+    model.eval()
+    x = to_unit_float(test_uint8)
+    t0 = time.perf_counter()
+    _, x_hat = model(x)
+    seconds = time.perf_counter() - t0
+    model.train(was_training)
+    stats = _flow_stats(model)
+    return {
+        f"test_{loss}": float(per_sample_loss(loss, x_hat, x).mean()),
+        "test_sse_per_image": float(per_sample_loss("sse", x_hat, x).mean()),
+        "test_encode_seconds": seconds,
+        "test_encode_nfe": stats.nfe if stats else 0,
+    }
+
+
+def train_efficiency_run(
+    method: str,
+    cfg: EfficiencyConfig,
+    gfe: GFEConfig,
+    *,
+    train_uint8: torch.Tensor,
+    test_uint8: torch.Tensor,
+    train_size: int,
+    seed: int,
+    name: str,
+    on_point: Any = None,
+) -> tuple[LatentModel, list[dict[str, float]]]:
+    """Train ``method`` for ``cfg.steps`` steps on the first ``train_size`` images; score on test.
+
+    Returns the model and the curve: one row per evaluation point (step 0 included) with images
+    seen, training seconds so far, training gradient evaluations so far and the test scores.
+    """
+    images = train_uint8[:train_size]
+    channels, image_size = images.shape[1], images.shape[-1]
+    torch.manual_seed(seed)
+    model = efficiency_model(method, cfg, gfe, channels, image_size, where=name)
+    optimizer = torch.optim.RMSprop(
+        model.parameters(), lr=cfg.lr, alpha=0.9, eps=1e-6
+    )  # the GFE code's
+    order_gen = torch.Generator().manual_seed(seed)
+    order, cursor = torch.randperm(train_size, generator=order_gen), 0
+    points = sorted({round(cfg.steps * k / cfg.eval_points) for k in range(cfg.eval_points + 1)})
+    curve: list[dict[str, float]] = []
+    seconds, nfe = 0.0, 0
+    for step in range(cfg.steps + 1):
+        if step in points:
+            row = {
+                "step": step,
+                "images_seen": step * cfg.batch_size,
+                "train_seconds": seconds,
+                "train_nfe": nfe,
+            }
+            row |= test_scores(model, test_uint8, cfg.loss)
+            curve.append(row)
+            if on_point is not None:
+                on_point(row)
+        if step == cfg.steps:
+            break
+        if cursor + cfg.batch_size > train_size:  # a new pass over the subset, in a new order
+            order, cursor = torch.randperm(train_size, generator=order_gen), 0
+        x = to_unit_float(images[order[cursor : cursor + cfg.batch_size]])
+        cursor += cfg.batch_size
+        t0 = time.perf_counter()
+        model.train()
+        _, x_hat = model(x)
+        loss = per_sample_loss(cfg.loss, x_hat, x).mean()
+        if not torch.isfinite(loss):
+            raise DivergenceError(f"{name}: non-finite training loss at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seconds += time.perf_counter() - t0
+        stats = _flow_stats(model)
+        nfe += stats.nfe if stats else 0
+    return model, curve
+
+
+def convergence_curves(
+    decoder: torch.nn.Module,
+    test_uint8: torch.Tensor,
+    cfg: ConvergenceConfig,
+    gfe: GFEConfig,
+    loss: str,
+) -> list[dict[str, Any]]:
+    """Per-image loss after each iteration of three latent solvers, for the same decoder and images.
+
+    Rows: flow, iteration, nfe, seconds, image, loss. ``first_order`` and ``second_order`` are
+    torchdiffeq explicit Euler with step ``cfg.step_size`` (one gradient evaluation per
+    iteration); ``adaptive_step`` is :func:`repro.flows.adaptive_step_flow`, whose iterations are
+    its accepted steps (its rejected trials count in ``nfe``).
+    """
+    x = to_unit_float(test_uint8[: cfg.images])
+    z0 = torch.zeros(x.shape[0], decoder_nz(decoder), 1, 1)
+    rows: list[dict[str, Any]] = []
+
+    def record(
+        flow: str, iteration: int, nfe: int, seconds: float, per_image: torch.Tensor
+    ) -> None:
+        rows.extend(
+            {
+                "flow": flow,
+                "iteration": iteration,
+                "nfe": nfe,
+                "seconds": seconds,
+                "image": i,
+                "loss": float(v),
+            }
+            for i, v in enumerate(per_image)
+        )
+
+    with running_batchnorm(decoder), torch.no_grad():
+        initial = per_sample_loss(loss, decoder(z0), x)
+        times = torch.arange(cfg.iterations + 1, dtype=x.dtype) * cfg.step_size
+        for flow, field_cls in (
+            ("first_order", FirstOrderField),
+            ("second_order", SecondOrderField),
+        ):
+            lg = LossGradient(
+                decoder, x, loss, max_nfe=10 * cfg.iterations + 10, where=f"convergence {flow}"
+            )
+            y0 = z0 if flow == "first_order" else (z0, torch.zeros_like(z0))
+            t0 = time.perf_counter()
+            ys = odeint(
+                field_cls(lg, gfe.alpha),
+                y0,
+                times,
+                method="euler",
+                options={"step_size": cfg.step_size},
+            )
+            seconds = time.perf_counter() - t0
+            zs = ys if flow == "first_order" else ys[0]
+            for k in range(cfg.iterations + 1):
+                # wall time and NFE grow linearly in the iteration for a fixed-step solver
+                record(
+                    flow,
+                    k,
+                    k,
+                    seconds * k / cfg.iterations,
+                    per_sample_loss(loss, decoder(zs[k]), x),
+                )
+        lg = LossGradient(
+            decoder, x, loss, max_nfe=50 * cfg.iterations, where="convergence adaptive_step"
+        )
+        record("adaptive_step", 0, 0, 0.0, initial)
+        t_start = time.perf_counter()
+        state = {"k": 0}
+
+        def on_accept(nfe: int, t: float, per_image: torch.Tensor) -> None:
+            state["k"] += 1
+            if state["k"] <= cfg.iterations:
+                record("adaptive_step", state["k"], nfe, time.perf_counter() - t_start, per_image)
+
+        adaptive = asdict(gfe.adaptive) | {
+            "slope_tol": 0.0
+        }  # run all iterations: no early stop here
+        adaptive_step_flow(
+            lg,
+            z0,
+            alpha=gfe.alpha,
+            tau=float("inf"),
+            on_accept=on_accept,
+            max_iterations=cfg.iterations,
+            **adaptive,
+        )
+    return rows
+
+
+def decoder_nz(decoder: torch.nn.Module) -> int:
+    """The latent size a decoder expects (its first layer's input features/channels)."""
+    for m in decoder.modules():
+        if isinstance(m, torch.nn.Linear):
+            return m.in_features
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            return m.in_channels
+    raise ValueError("cannot infer the latent size of this decoder")
