@@ -53,6 +53,12 @@ def _flow_stats(model: LatentModel) -> FlowStats | None:
     return getattr(model.encoder, "last_stats", None)
 
 
+def _label(model: LatentModel, where: str) -> None:
+    """Name the run and batch in any error a latent solver raises (FlowError messages)."""
+    if hasattr(model.encoder, "where"):
+        model.encoder.where = where
+
+
 @torch.no_grad()
 def test_scores(model: LatentModel, test_uint8: torch.Tensor, loss: str) -> dict[str, float]:
     """Mean test loss (the study's loss and SSE per image) and the encode's gradient evaluations.
@@ -67,12 +73,15 @@ def test_scores(model: LatentModel, test_uint8: torch.Tensor, loss: str) -> dict
     _, x_hat = model(x)
     seconds = time.perf_counter() - t0
     model.train(was_training)
-    stats = _flow_stats(model)
+    stats = _flow_stats(model) or FlowStats()
     return {
         f"test_{loss}": float(per_sample_loss(loss, x_hat, x).mean()),
         "test_sse_per_image": float(per_sample_loss("sse", x_hat, x).mean()),
         "test_encode_seconds": seconds,
-        "test_encode_nfe": stats.nfe if stats else 0,
+        "test_encode_nfe": stats.nfe,
+        "test_encode_accepted": stats.accepted,
+        "test_encode_rejected": stats.rejected,
+        "test_encode_final_time": stats.final_time,
     }
 
 
@@ -104,7 +113,7 @@ def train_efficiency_run(
     order, cursor = torch.randperm(train_size, generator=order_gen), 0
     points = sorted({round(cfg.steps * k / cfg.eval_points) for k in range(cfg.eval_points + 1)})
     curve: list[dict[str, float]] = []
-    seconds, nfe = 0.0, 0
+    seconds, nfe, accepted, rejected = 0.0, 0, 0, 0
     for step in range(cfg.steps + 1):
         if step in points:
             row = {
@@ -112,7 +121,10 @@ def train_efficiency_run(
                 "images_seen": step * cfg.batch_size,
                 "train_seconds": seconds,
                 "train_nfe": nfe,
+                "train_accepted": accepted,
+                "train_rejected": rejected,
             }
+            _label(model, f"{name}: test encode at step {step}")
             row |= test_scores(model, test_uint8, cfg.loss)
             curve.append(row)
             if on_point is not None:
@@ -125,6 +137,7 @@ def train_efficiency_run(
         cursor += cfg.batch_size
         t0 = time.perf_counter()
         model.train()
+        _label(model, f"{name}: training batch {step}")
         _, x_hat = model(x)
         loss = per_sample_loss(cfg.loss, x_hat, x).mean()
         if not torch.isfinite(loss):
@@ -133,8 +146,8 @@ def train_efficiency_run(
         loss.backward()
         optimizer.step()
         seconds += time.perf_counter() - t0
-        stats = _flow_stats(model)
-        nfe += stats.nfe if stats else 0
+        stats = _flow_stats(model) or FlowStats()
+        nfe, accepted, rejected = nfe + stats.nfe, accepted + stats.accepted, rejected + stats.rejected
     return model, curve
 
 

@@ -309,11 +309,17 @@ class GradientFlowEncoder(nn.Module):
         )
         self.last_stats = FlowStats()
 
+    def setting(self) -> str:
+        """The solver setting in words, for error messages: what to change when a flow fails."""
+        if self.flow == "adaptive_step":
+            solver = "adaptive step " + ", ".join(f"{k}={v}" for k, v in sorted(self.adaptive.items()))
+        else:
+            solver = f"{self.solver}, rtol={self.rtol}, atol={self.atol}, step_size={self.step_size}"
+        return f"{self.flow} flow, {solver}, tau={self.tau}, alpha={self.alpha}, max_nfe={self.max_nfe}"
+
     def forward(self, x: torch.Tensor, decoder: nn.Module, create_graph: bool) -> torch.Tensor:
         z0 = torch.zeros(x.shape[0], self.nz, 1, 1, device=x.device, dtype=x.dtype)
-        lg = LossGradient(
-            decoder, x, self.loss, self.max_nfe, f"{self.where} ({self.flow}, {self.solver})"
-        )
+        lg = LossGradient(decoder, x, self.loss, self.max_nfe, f"{self.where} ({self.setting()})")
         # Without create_graph (evaluation) or in "approximate" mode no graph is built at all.
         mode = self.grad_mode if create_graph else "approximate"
         grad_ctx = torch.no_grad() if mode == "approximate" else contextlib.nullcontext()

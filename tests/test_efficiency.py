@@ -97,3 +97,14 @@ def test_convergence_curves_cover_three_flows_and_the_adaptive_step_never_raises
     for seq in adaptive.values():
         losses = [v for _, v in sorted(seq)]
         assert all(b <= a + 1e-9 for a, b in zip(losses, losses[1:], strict=False))
+
+
+def test_a_flow_that_exceeds_its_evaluation_cap_names_the_run_the_batch_and_the_solver(tiny_params):
+    import dataclasses
+
+    from repro.flows import FlowError
+
+    gfe = dataclasses.replace(tiny_params.gfe, max_nfe=3)
+    with pytest.raises(FlowError, match=r"run/x: test encode at step 0 \(adaptive_step flow, .*h_max=10.0.*max_nfe=3\)"):
+        train_efficiency_run("gfe_adaptive", tiny_params.efficiency, gfe, train_uint8=blob_images(64),
+                             test_uint8=blob_images(16, seed=1), train_size=32, seed=0, name="run/x")
