@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from repro.io import write_json
+
 MODES = ("backprop", "adjoint", "approximate")
 
 
@@ -103,10 +105,10 @@ def main() -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=args.timeout)
         out = proc.stdout.strip().splitlines()[-1]
         results[mode] = json.loads(out)
-    ref = torch.tensor(results["backprop"]["grad"])
+    ref = torch.tensor(results["backprop"]["grad"], dtype=torch.float64)
     rows = []
     for mode in MODES:
-        g = torch.tensor(results[mode].pop("grad"))
+        g = torch.tensor(results[mode].pop("grad"), dtype=torch.float64)
         results[mode]["cosine_vs_backprop"] = float(
             torch.nn.functional.cosine_similarity(g, ref, dim=0)
         )
@@ -120,8 +122,7 @@ def main() -> None:
         "settings": {k: v for k, v in vars(args).items() if k not in ("mode", "out", "timeout")},
         "results": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)  # atomic: a killed benchmark never leaves half a file
     for r in rows:
         print(
             f"{r['mode']:12s} {r['seconds']:8.2f} s  peak RSS {r['peak_rss_mib']:7.0f} MiB  nfe {r['forward_nfe']:5d}  "
