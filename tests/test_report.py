@@ -925,3 +925,21 @@ def test_unreadable_benchmark_is_a_warning(tmp_path: Path) -> None:
     text = report.read_text()
     assert "bench_gfe_gradients.json could not be read" in text
     assert "**Benchmark not run**" in text
+
+
+def test_protocol_differences_name_the_gfe_deviations_from_params():
+    from repro.report import protocol_differences
+
+    params = {
+        "profile": "quick",
+        "data": {"image_size": 32},
+        "model": {"nz": [32], "activation": "elu"},
+        "train": {"epochs": 2, "train_images": 32000, "seeds": [0], "batch_size": 64, "lr": 1e-4},
+        "gfe": {"tau": 1000.0},
+        "efficiency": {"architecture": "mlp", "steps": 150, "batch_size": 16, "eval_images": 256},
+    }
+    text = " ".join(protocol_differences(params))
+    assert "1,024 outputs" in text and "150 steps of batch 16 (2,400 images seen)" in text
+    assert "τ = 1000 here vs 1e4" in text and "256 held-out test images" in text
+    params["gfe"]["tau"] = 1e4
+    assert "GFE flow horizon" not in " ".join(protocol_differences(params))

@@ -801,6 +801,34 @@ def protocol_differences(
         for label, ours, published in optional
         if ours is not None and ours != published
     )
+    out.extend(_gfe_differences(params, size))
+    return out
+
+
+def _gfe_differences(params: Mapping[str, Any], image_size: Any) -> list[str]:
+    """Where the GFE studies depart from the GFE code (protocol §4), from params."""
+    eff, gfe = params.get("efficiency") or {}, params.get("gfe") or {}
+    if not eff:
+        return []
+    out = []
+    if eff.get("architecture") == "mlp" and image_size != 28:
+        out.append(
+            f"GFE decoder: the GFE code's MLP (nz → 150 → 300 → 600 → 784 on 28×28 images) ends here in "
+            f"{image_size}×{image_size} = {image_size * image_size:,} outputs, the study's resolution."
+        )
+    steps, batch = eff.get("steps"), eff.get("batch_size")
+    if steps is not None and batch is not None:
+        out.append(
+            f"GFE training length: {steps:,} steps of batch {batch} ({steps * batch:,} images seen) per run; "
+            "the GFE code trains one epoch over 50,000 images."
+        )
+    if gfe.get("tau") is not None and gfe["tau"] != 1e4:
+        out.append(f"GFE flow horizon: τ = {gfe['tau']:g} here vs 1e4 in the GFE code.")
+    if eff.get("eval_images") is not None:
+        out.append(
+            f"GFE evaluation: {eff['eval_images']:,} held-out test images per evaluation point "
+            "(the GFE code validates on held-out images of its own choice)."
+        )
     return out
 
 
