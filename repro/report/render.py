@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,39 +128,48 @@ def _read_history(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
-def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
-    """All runs with a ``metrics.json``; directories without one are reported, not fatal.
+def _scan_runs(
+    run_dirs: Iterable[Path], label: Callable[[Path], str], curve_name: str, what: str
+) -> tuple[list[tuple[Path, dict[str, Any], pd.DataFrame | None]], list[str]]:
+    """(run dir, metrics, curve) for every run directory with a ``metrics.json``.
 
-    A run killed before evaluation has a history but no metrics; the report says so instead of
+    A run killed before evaluation has a curve but no metrics; the report says so instead of
     averaging it in or crashing, so a partial pipeline still yields a readable report.
     """
-    runs: list[Run] = []
-    warnings: list[str] = []
-    if not runs_dir.is_dir():
-        return runs, [f"runs directory {runs_dir} does not exist"]
-    run_dirs = (p for p in runs_dir.glob("*/*") if p.is_dir() and p.parent.name not in STUDY_DIRS)
+    found, warnings = [], []
     for run_dir in sorted(run_dirs):
         metrics_path = run_dir / "metrics.json"
         if not metrics_path.is_file():
-            warnings.append(
-                f"`{run_dir.relative_to(runs_dir)}` has no metrics.json (incomplete run): left out"
-            )
+            warnings.append(f"`{label(run_dir)}` has no metrics.json (incomplete run): left out")
             continue
         m = read_json(metrics_path)
-        history = _read_history(run_dir / "history.csv")
-        if history is None:
-            warnings.append(f"`{m.get('run', run_dir.name)}` has no history.csv: no training curve")
-        runs.append(
-            Run(
-                dataset=str(m["dataset"]),
-                method=str(m["method"]),
-                nz=int(m["nz"]),
-                seed=int(m["seed"]),
-                path=run_dir,
-                metrics=m,
-                history=history,
-            )
+        curve = _read_history(run_dir / curve_name)
+        if curve is None:
+            warnings.append(f"`{m.get('run', run_dir.name)}` has no {curve_name}: no {what}")
+        found.append((run_dir, m, curve))
+    return found, warnings
+
+
+def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
+    """All GON/AE runs with a ``metrics.json``; directories without one are reported, not fatal."""
+    if not runs_dir.is_dir():
+        return [], [f"runs directory {runs_dir} does not exist"]
+    run_dirs = (p for p in runs_dir.glob("*/*") if p.is_dir() and p.parent.name not in STUDY_DIRS)
+    found, warnings = _scan_runs(
+        run_dirs, lambda d: str(d.relative_to(runs_dir)), "history.csv", "training curve"
+    )
+    runs = [
+        Run(
+            dataset=str(m["dataset"]),
+            method=str(m["method"]),
+            nz=int(m["nz"]),
+            seed=int(m["seed"]),
+            path=d,
+            metrics=m,
+            history=curve,
         )
+        for d, m, curve in found
+    ]
     return runs, warnings
 
 
@@ -954,10 +963,27 @@ class EfficiencyRun:
 
 def load_efficiency_runs(eff_dir: Path) -> tuple[list[EfficiencyRun], list[str]]:
     """All runs under runs/efficiency/<dataset>/ with a metrics.json; none when not run."""
-    runs: list[EfficiencyRun] = []
-    warnings: list[str] = []
     if not eff_dir.is_dir():
-        return runs, warnings
+        return [], []
+    found, warnings = _scan_runs(
+        (p for p in eff_dir.glob("*/*") if p.is_dir()),
+        lambda d: f"efficiency/{d.relative_to(eff_dir)}",
+        "curve.csv",
+        "learning curve",
+    )
+    runs = [
+        EfficiencyRun(
+            dataset=str(m["dataset"]),
+            method=str(m["method"]),
+            train_size=int(m["train_size"]),
+            seed=int(m["seed"]),
+            path=d,
+            metrics=m,
+            curve=curve,
+        )
+        for d, m, curve in found
+    ]
+    return runs, warnings
     for run_dir in sorted(p for p in eff_dir.glob("*/*") if p.is_dir()):
         metrics_path = run_dir / "metrics.json"
         if not metrics_path.is_file():
