@@ -13,11 +13,17 @@ import torch
 from repro.config import Params, params_sha256
 from repro.tracking import git_commit
 
+# Pipeline outputs tracked in git: DVC rewrites (and first deletes) them while stages run, so
+# they say nothing about whether the code and params behind a result differ from the commit.
+PIPELINE_OUTPUTS = ("reports", "runs", "data", "dvc.lock")
+
 
 def _git_dirty(root: Path) -> bool:
+    """True when tracked code or configuration differs from the commit (pipeline outputs aside)."""
+    excludes = [f":(exclude){p}" for p in PIPELINE_OUTPUTS]
     try:
         out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excludes],
             cwd=root,
             capture_output=True,
             text=True,
