@@ -147,7 +147,11 @@ def train_efficiency_run(
         optimizer.step()
         seconds += time.perf_counter() - t0
         stats = _flow_stats(model) or FlowStats()
-        nfe, accepted, rejected = nfe + stats.nfe, accepted + stats.accepted, rejected + stats.rejected
+        nfe, accepted, rejected = (
+            nfe + stats.nfe,
+            accepted + stats.accepted,
+            rejected + stats.rejected,
+        )
     return model, curve
 
 

@@ -312,9 +312,13 @@ class GradientFlowEncoder(nn.Module):
     def setting(self) -> str:
         """The solver setting in words, for error messages: what to change when a flow fails."""
         if self.flow == "adaptive_step":
-            solver = "adaptive step " + ", ".join(f"{k}={v}" for k, v in sorted(self.adaptive.items()))
+            solver = "adaptive step " + ", ".join(
+                f"{k}={v}" for k, v in sorted(self.adaptive.items())
+            )
         else:
-            solver = f"{self.solver}, rtol={self.rtol}, atol={self.atol}, step_size={self.step_size}"
+            solver = (
+                f"{self.solver}, rtol={self.rtol}, atol={self.atol}, step_size={self.step_size}"
+            )
         return f"{self.flow} flow, {solver}, tau={self.tau}, alpha={self.alpha}, max_nfe={self.max_nfe}"
 
     def forward(self, x: torch.Tensor, decoder: nn.Module, create_graph: bool) -> torch.Tensor:

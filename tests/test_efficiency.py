@@ -105,6 +105,17 @@ def test_a_flow_that_exceeds_its_evaluation_cap_names_the_run_the_batch_and_the_
     from repro.flows import FlowError
 
     gfe = dataclasses.replace(tiny_params.gfe, max_nfe=3)
-    with pytest.raises(FlowError, match=r"run/x: test encode at step 0 \(adaptive_step flow, .*h_max=10.0.*max_nfe=3\)"):
-        train_efficiency_run("gfe_adaptive", tiny_params.efficiency, gfe, train_uint8=blob_images(64),
-                             test_uint8=blob_images(16, seed=1), train_size=32, seed=0, name="run/x")
+    with pytest.raises(
+        FlowError,
+        match=r"run/x: test encode at step 0 \(adaptive_step flow, .*h_max=10.0.*max_nfe=3\)",
+    ):
+        train_efficiency_run(
+            "gfe_adaptive",
+            tiny_params.efficiency,
+            gfe,
+            train_uint8=blob_images(64),
+            test_uint8=blob_images(16, seed=1),
+            train_size=32,
+            seed=0,
+            name="run/x",
+        )
