@@ -10,7 +10,7 @@ from train import add_args  # same matrix arguments as the train stage
 
 from repro.config import flatten, run_spec
 from repro.data import load_split
-from repro.evaluate import evaluate_model, save_reconstruction_grid
+from repro.evaluate import affinity_error, evaluate_model, save_reconstruction_grid
 from repro.io import write_json
 from repro.tracking import tracked_run
 from repro.train import configure_torch, load_trained, select_device
@@ -40,6 +40,14 @@ def main() -> None:
         result = evaluate_model(
             model, splits, batch_size=cfg.batch_size, order_shuffles=cfg.order_shuffles
         )
+        # Protocol §5: is this model's image -> latent map affine? (GON and ae_linear: yes.)
+        affinity = affinity_error(
+            model,
+            splits["test"],
+            combinations=cfg.affinity_combinations,
+            batch_size=cfg.batch_size,
+            seed=spec.seed,
+        )
         save_reconstruction_grid(
             model,
             splits["test"],
@@ -62,10 +70,12 @@ def main() -> None:
             "headline_bn": cfg.headline_bn,
             "final_train_mse_per_pixel": summary["final_train_mse_per_pixel"],
             "mlflow_run_id": tracker.run_id,
+            "affinity_error": affinity,
             **result,
         }
         tracker.log_metrics(
-            flatten({"losses": result["losses"]}) | {"eval_seconds": metrics["eval_seconds"]}
+            flatten({"losses": result["losses"], "affinity_error": affinity})
+            | {"eval_seconds": metrics["eval_seconds"]}
         )
         write_json(run_dir / "metrics.json", metrics)
         tracker.log_artifact(run_dir / "metrics.json")

@@ -28,7 +28,10 @@ import yaml
 # Registries whose names params may use. models/encoders import these names too, so a new
 # activation or method is added in exactly one place.
 ACTIVATIONS = ("elu", "relu", "leaky_relu", "tanh", "softplus", "silu", "gelu")
-METHODS = ("gon", "ae", "gfe", "gfe2", "gfe_adaptive")
+# ``ae_linear``: the autoencoder whose encoder is one linear layer (the control of protocol §5).
+METHODS = ("gon", "ae", "ae_linear", "gfe", "gfe2", "gfe_adaptive")
+# The ablation studies of issue 6, each a group of DVC stages (see StudiesConfig).
+STUDIES = ("activation", "multistep", "latent")
 ARCHITECTURES = ("conv", "mlp")
 FLOW_LOSSES = ("sse", "bce")
 GRAD_MODES = ("backprop", "adjoint", "approximate")
@@ -89,8 +92,10 @@ class TrainConfig:
     val_images: int = 2_000
     gon_steps: int = 1
     gon_step_size: float = 1.0
+    gon_learn_step_size: bool = False
     num_threads: int = 2
     max_loss: float = 1e3
+    curve_every: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class EvaluateConfig:
     batch_size: int = 64
     headline_bn: str = "batch"
     order_shuffles: int = 3
+    affinity_combinations: int = 8
 
 
 @dataclass(frozen=True)
@@ -167,8 +173,57 @@ class ConvergenceConfig:
 
 
 @dataclass(frozen=True)
+class ActivationStudyConfig:
+    methods: list[str] = field(default_factory=lambda: ["gon", "ae"])
+    activations: list[str] = field(default_factory=lambda: list(ACTIVATIONS))
+    reference: str = "elu"
+
+
+@dataclass(frozen=True)
+class MultistepStudyConfig:
+    steps: list[int] = field(default_factory=lambda: [1, 2, 3, 5])
+    step_size: float = 1.0
+    learn_step_size: bool = False
+
+
+@dataclass(frozen=True)
+class LatentStudyConfig:
+    datasets: list[str] = field(default_factory=lambda: ["mnist", "fashion_mnist"])
+    methods: list[str] = field(default_factory=lambda: ["gon", "ae"])
+    nz: list[int] = field(default_factory=lambda: [64, 128, 256])
+    seeds: list[int] | None = None  # None: studies.seeds
+
+
+@dataclass(frozen=True)
+class StudiesConfig:
+    """The ablations (issue 6): activation function, k-step GON, latent size.
+
+    Every study trains the GON conv setting of ``model``/``train`` with the overrides below, on
+    the first ``train_images`` training images for ``epochs`` epochs (the quick profile uses a
+    subset so the whole pipeline fits its time budget; the report says so), with the same
+    ``seeds`` everywhere so that comparisons can be paired; ``test_images`` held-out images are
+    scored in both BatchNorm modes, and the validation loss on ``curve_images`` images is
+    recorded every ``curve_every`` optimiser steps (the training curves).
+    """
+
+    dataset: str = "mnist"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    epochs: int = 1
+    train_images: int = 9_600
+    test_images: int = 2_000
+    curve_every: int = 25
+    curve_images: int = 500
+    activation: ActivationStudyConfig = field(default_factory=ActivationStudyConfig)
+    multistep: MultistepStudyConfig = field(default_factory=MultistepStudyConfig)
+    latent: LatentStudyConfig = field(default_factory=LatentStudyConfig)
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     confidence: float = 0.95
+    # Convergence speed: a run has converged once its validation loss is at most this multiple
+    # of the autoencoder's final validation loss (same dataset and nz, mean over seeds).
+    convergence_threshold: float = 1.1
 
 
 @dataclass(frozen=True)
@@ -187,6 +242,7 @@ class Params:
     gfe: GFEConfig = field(default_factory=GFEConfig)
     efficiency: EfficiencyConfig = field(default_factory=EfficiencyConfig)
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
+    studies: StudiesConfig = field(default_factory=StudiesConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -346,9 +402,13 @@ def validate(p: Params) -> Params:
         f"must be >= 0 (0 = torch default), got {t.num_threads}",
     )
     _require(t.max_loss > 0, "train.max_loss", f"must be > 0, got {t.max_loss}")
+    _require(
+        t.curve_every >= 0, "train.curve_every", f"must be >= 0 (0 = off), got {t.curve_every}"
+    )
 
     _validate_gfe(p.gfe)
     _validate_efficiency(p)
+    _validate_studies(p)
 
     _require(e.batch_size > 0, "evaluate.batch_size", f"must be > 0, got {e.batch_size}")
     _one_of(e.headline_bn, BN_MODES, "evaluate.headline_bn")
@@ -356,9 +416,19 @@ def validate(p: Params) -> Params:
         e.order_shuffles >= 1, "evaluate.order_shuffles", f"must be >= 1, got {e.order_shuffles}"
     )
     _require(
+        e.affinity_combinations >= 1,
+        "evaluate.affinity_combinations",
+        f"must be >= 1, got {e.affinity_combinations}",
+    )
+    _require(
         0 < p.report.confidence < 1,
         "report.confidence",
         f"must be in (0, 1), got {p.report.confidence}",
+    )
+    _require(
+        p.report.convergence_threshold >= 1,
+        "report.convergence_threshold",
+        f"must be >= 1 (a multiple of the AE's final loss), got {p.report.convergence_threshold}",
     )
     _require(bool(p.tracking.experiment), "tracking.experiment", "must not be empty")
     return p
@@ -438,6 +508,76 @@ def _validate_efficiency(p: Params) -> None:
     _require(
         c.images <= n_test, "convergence.images", f"{c.images} exceeds the test split ({n_test})"
     )
+
+
+def _split_size(p: Params, dataset: str, split: str) -> int:
+    return p.data.synthetic_sizes[split] if dataset == "synthetic" else SPLIT_SIZES[split]
+
+
+def _validate_studies(p: Params) -> None:
+    s = p.studies
+    datasets = {"studies.dataset": [s.dataset]}
+    datasets["studies.latent.datasets"] = s.latent.datasets
+    for key, names in datasets.items():
+        _non_empty_unique(names, key)
+        _one_of(names, DATASETS, key)
+        for name in names:
+            _require(
+                name in p.data.datasets,
+                key,
+                f"{name!r} is not in data.datasets ({p.data.datasets}): its data stage must run",
+            )
+            n_train = _split_size(p, name, "train")
+            _require(
+                p.train.batch_size <= s.train_images <= n_train,
+                "studies.train_images",
+                f"{s.train_images} must be in {p.train.batch_size}..{n_train} "
+                f"(train.batch_size .. the {name} train split)",
+            )
+            for part, split in (("test_images", "test"), ("curve_images", "val")):
+                n = _split_size(p, name, split)
+                value = getattr(s, part)
+                _require(
+                    0 < value <= n,
+                    f"studies.{part}",
+                    f"{value} must be in 1..{n} (the {name} {split} split)",
+                )
+    _non_empty_unique(s.seeds, "studies.seeds")
+    for i, seed in enumerate(s.seeds):
+        _require(seed >= 0, f"studies.seeds[{i}]", f"must be >= 0, got {seed}")
+    _positive(s.epochs, "studies.epochs")
+    _require(
+        s.curve_every >= 0, "studies.curve_every", f"must be >= 0 (0 = off), got {s.curve_every}"
+    )
+    conv_methods = ("gon", "ae", "ae_linear")  # the studies train the GON conv decoder
+    a = s.activation
+    _non_empty_unique(a.methods, "studies.activation.methods")
+    _one_of(a.methods, conv_methods, "studies.activation.methods")
+    _non_empty_unique(a.activations, "studies.activation.activations")
+    _one_of(a.activations, ACTIVATIONS, "studies.activation.activations")
+    _require(
+        a.reference in a.activations,
+        "studies.activation.reference",
+        f"{a.reference!r} is not one of studies.activation.activations {a.activations}",
+    )
+    m = s.multistep
+    _non_empty_unique(m.steps, "studies.multistep.steps")
+    for i, k in enumerate(m.steps):
+        _require(k >= 1, f"studies.multistep.steps[{i}]", f"must be >= 1, got {k}")
+    _positive(m.step_size, "studies.multistep.step_size")
+    lat = s.latent
+    _non_empty_unique(lat.methods, "studies.latent.methods")
+    _one_of(lat.methods, conv_methods, "studies.latent.methods")
+    _non_empty_unique(lat.nz, "studies.latent.nz")
+    for i, nz in enumerate(lat.nz):
+        _require(nz > 0, f"studies.latent.nz[{i}]", f"must be > 0, got {nz}")
+    if lat.seeds is not None:
+        _non_empty_unique(lat.seeds, "studies.latent.seeds")
+        _require(
+            set(lat.seeds) <= set(s.seeds),
+            "studies.latent.seeds",
+            f"{lat.seeds} must be a subset of studies.seeds {s.seeds} (paired comparisons)",
+        )
 
 
 def params_from_dict(data: Any, source: str = "params") -> Params:

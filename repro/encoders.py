@@ -9,6 +9,8 @@ what differs is how ``z`` is obtained:
   ``create_graph=True`` so the outer loss back-propagates into D *through* the gradient
   (second-order gradients).
 * ``ae`` — the autoencoder baseline: an amortised encoder E (the decoder mirrored), ``z = E(x)``.
+* ``ae_linear`` — the control of protocol §5: an autoencoder whose encoder is one affine layer,
+  the same kind of map a one-step GON computes (:class:`repro.models.LinearEncoder`).
 * ``gfe``, ``gfe2``, ``gfe_adaptive`` — Gradient Flow Encoding (:mod:`repro.flows`): the end
   point of the first-order flow, the second-order (Nesterov) flow, or the adaptive-step solver.
 
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from repro.flows import FlowStats, GradientFlowEncoder
-from repro.models import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from repro.models import ConvDecoder, ConvEncoder, LinearEncoder, MLPDecoder, MLPEncoder
 
 
 def sse_per_image(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -51,15 +53,29 @@ class GradientOriginEncoder(nn.Module):
     gradient exactly for a full batch, while making an image's gradient independent of how many
     images share its batch (protocol §5, "batch dependence": a batch-mean would rescale the
     latent of every image in a smaller last batch).
+
+    ``learn_step_size`` makes the step size η one learned scalar (an ``nn.Parameter`` trained
+    with the decoder); otherwise it is the fixed number given.
     """
 
-    has_parameters = False
-
-    def __init__(self, nz: int, steps: int = 1, step_size: float = 1.0, inner_norm: int = 64):
+    def __init__(
+        self,
+        nz: int,
+        steps: int = 1,
+        step_size: float = 1.0,
+        inner_norm: int = 64,
+        learn_step_size: bool = False,
+    ):
         super().__init__()
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        self.nz, self.steps, self.step_size, self.inner_norm = nz, steps, step_size, inner_norm
+        if step_size <= 0:
+            raise ValueError(f"step_size must be > 0, got {step_size}")
+        self.nz, self.steps, self.inner_norm = nz, steps, inner_norm
+        self.has_parameters = learn_step_size
+        self.step_size: nn.Parameter | float = (
+            nn.Parameter(torch.tensor(float(step_size))) if learn_step_size else float(step_size)
+        )
 
     def inner_loss(self, decoder: nn.Module, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         pixels = x.shape[-1] * x.shape[-2]
@@ -77,7 +93,9 @@ class GradientOriginEncoder(nn.Module):
                 z = z - self.step_size * grad
         # Its cost in the units GFE reports (one gradient evaluation per step).
         self.last_stats = FlowStats(
-            nfe=self.steps, accepted=self.steps, final_time=self.steps * self.step_size
+            nfe=self.steps,
+            accepted=self.steps,
+            final_time=self.steps * float(torch.as_tensor(self.step_size).detach()),
         )
         return z if create_graph else z.detach()
 
@@ -150,11 +168,17 @@ def _gon(arch: Architecture, **opts: Any) -> nn.Module:
         steps=opts.get("steps", 1),
         step_size=opts.get("step_size", 1.0),
         inner_norm=opts.get("inner_norm", 64),
+        learn_step_size=opts.get("learn_step_size", False),
     )
 
 
 def _ae(arch: Architecture, **opts: Any) -> nn.Module:
     return AmortisedEncoder(arch.encoder())
+
+
+def _ae_linear(arch: Architecture, **opts: Any) -> nn.Module:
+    shape = (arch.channels, arch.image_size, arch.image_size)
+    return AmortisedEncoder(LinearEncoder(arch.nz, shape))
 
 
 def _gfe(flow: str) -> Callable[..., nn.Module]:
@@ -168,6 +192,7 @@ def _gfe(flow: str) -> Callable[..., nn.Module]:
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "gon": _gon,
     "ae": _ae,
+    "ae_linear": _ae_linear,
     "gfe": _gfe("first_order"),
     "gfe2": _gfe("second_order"),
     "gfe_adaptive": _gfe("adaptive_step"),

@@ -17,6 +17,8 @@ Protocol §5 decides whether a test number means anything; here is how each trap
   :func:`order_spread` measures by how much over random orderings.
 * **Reductions.** Losses are reported as SSE per image (sum over the 32×32 pixels) and MSE per
   pixel (SSE / 1024 at 32×32): the published numbers use an unstated one.
+* **Affine encoder** (protocol §5). A one-step GON's latent is an affine function of the image;
+  :func:`affinity_error` measures how far a trained model's image → latent map is from affine.
 * **Reference losses.** All-zero image, mean training image and PCA with nz components, so a
   reader can tell "learned" from "collapsed".
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 from typing import Any
 
 import torch
@@ -175,6 +178,56 @@ def evaluate_model(
         "batch_order_spread": spread["batch"],
         "running_order_spread": spread["running"],
     }
+
+
+def _latents(model: nn.Module, x: torch.Tensor, bn_mode: str) -> torch.Tensor:
+    frozen = evaluation_copy(model, bn_mode).double()
+    with torch.no_grad():
+        z, _ = frozen(x.double())
+    return z.flatten(1)
+
+
+def affinity_error(
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    *,
+    combinations: int,
+    batch_size: int,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How far the image → latent map is from affine, in float64 (protocol §5).
+
+    For ``combinations`` random triples of image batches ``X_a, X_b, X_c`` and random weights
+    ``w`` with ``w_a + w_b + w_c = 1`` (not necessarily convex), compare the latent of the
+    combined batch with the same combination of the latents:
+    ``‖E(Σ w X) − Σ w E(X)‖ / ‖Σ w E(X)‖``. An affine encoder gives rounding error (~1e-12);
+    a non-linear one does not. Whole batches are combined, so the check holds under batch-
+    statistics BatchNorm too (there the map acts on a batch, not an image). Returns the largest
+    relative error over the combinations, per BN mode.
+    """
+    n = images_uint8.shape[0]
+    if n < 3 * batch_size:
+        raise ValueError(f"affinity_error needs {3 * batch_size} images, got {n}")
+    gen = torch.Generator().manual_seed(seed)
+    x = images_uint8.double().cpu() / 255.0
+    cpu_model = copy.deepcopy(model).cpu()
+    out: dict[str, float] = {}
+    for mode in BN_MODES:
+        worst = 0.0
+        for _ in range(combinations):
+            idx = torch.randperm(n, generator=gen)[: 3 * batch_size].view(3, batch_size)
+            w = torch.randn(3, generator=gen, dtype=torch.float64)
+            w[2] = 1.0 - w[0] - w[1]
+            parts = [x[i] for i in idx]
+            mixed = sum(wi * xi for wi, xi in zip(w, parts, strict=True))
+            z_mixed = _latents(cpu_model, mixed, mode)
+            z_comb = sum(
+                wi * _latents(cpu_model, xi, mode) for wi, xi in zip(w, parts, strict=True)
+            )
+            err = float((z_mixed - z_comb).norm() / z_comb.norm().clamp_min(1e-300))
+            worst = max(worst, err if math.isfinite(err) else math.inf)
+        out[mode] = worst
+    return out
 
 
 def reference_losses(

@@ -88,6 +88,26 @@ class ConvEncoder(nn.Module):
         return self.net(x)
 
 
+class LinearEncoder(nn.Module):
+    """One affine layer, image → latent: the control for GON's "no encoder" claim.
+
+    A one-step GON's latent ``z = −∇_{z0} L(x, D(z0))`` at ``z0 = 0`` is an affine function of
+    the image (protocol §5): the loss is quadratic in ``x`` and ``D(0)`` does not depend on it.
+    An autoencoder with this encoder has the same kind of encoder, but learned freely instead of
+    tied to the decoder's Jacobian at the origin.
+    """
+
+    def __init__(self, nz: int = 32, image_shape: tuple[int, int, int] = (1, 32, 32)):
+        super().__init__()
+        c, h, w = image_shape
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(c * h * w, nz), nn.Unflatten(1, (nz, 1, 1))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def count_parameters(module: nn.Module) -> int:
     """Trainable parameters (BatchNorm affine weights included, running statistics not)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

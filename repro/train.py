@@ -14,6 +14,12 @@ What it guarantees (and why):
 * **Divergence guard.** A non-finite loss, or an epoch loss above ``train.max_loss``, stops the
   run with :class:`DivergenceError` naming the run, epoch and step; the last good checkpoint
   stays intact.
+* **Curves and cost.** ``curve.csv`` holds the validation loss against optimiser steps: before
+  training, at every epoch end and, with ``train.curve_every > 0``, every that many steps (the
+  training curves and convergence speed). Time is
+  training time only (validation scoring excluded); the bytes autograd saves for the backward
+  pass of one step are counted (device-independent memory cost), and CUDA's peak allocation is
+  recorded on a GPU.
 * Adam with the protocol's defaults (lr 1e-4, betas 0.9/0.999), batch 64, the GON.py loss
   (:func:`repro.encoders.gon_training_loss`). The last incomplete batch of an epoch is dropped so
   every step sees a full batch (GON.py's inner loss is a batch mean; see encoders).
@@ -49,6 +55,8 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 HISTORY = "history.csv"
 HISTORY_FIELDS = ("epoch", "train_mse_per_pixel", "val_mse_per_pixel", "seconds", "images_seen")
+CURVE = "curve.csv"
+CURVE_FIELDS = ("step", "images_seen", "train_seconds", "val_mse_per_pixel")
 
 
 class DivergenceError(RuntimeError):
@@ -81,6 +89,7 @@ def model_options(params: Params) -> dict[str, Any]:
         "activation": params.model.activation,
         "steps": params.train.gon_steps,
         "step_size": params.train.gon_step_size,
+        "learn_step_size": params.train.gon_learn_step_size,
         "inner_norm": params.train.batch_size,
         "gfe": asdict(params.gfe),
     }
@@ -131,11 +140,34 @@ def to_unit_float(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.float().div_(255.0)
 
 
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+def _write_csv(path: Path, rows: list[dict[str, float]], fields: tuple[str, ...]) -> None:
     with atomic_write(path, "w") as fh:
-        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(history)
+        writer.writerows(rows)
+
+
+class SavedTensorCounter:
+    """Bytes of the tensors autograd saves for the backward pass while the context is active.
+
+    The memory a training step needs beyond the weights, measured the same way on any device:
+    a k-step GON saves the graphs of all k inner gradient steps, so this grows with k.
+    """
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        self.bytes += t.numel() * t.element_size()
+        return t
+
+    def __enter__(self) -> SavedTensorCounter:
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.__exit__(*exc)
 
 
 def _load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
@@ -182,6 +214,8 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     data_order = torch.Generator().manual_seed(spec.seed)
     history: list[dict[str, float]] = []
+    curve: list[dict[str, float]] = []
+    cost = {"graph_bytes_per_step": float("nan"), "cuda_peak_bytes": float("nan")}
     start_epoch = 1
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -193,15 +227,41 @@ def fit(
         torch.set_rng_state(ckpt["torch_rng"])
         data_order.set_state(ckpt["data_rng"])
         history = list(ckpt["history"])
+        curve = list(ckpt.get("curve", []))
+        cost = dict(ckpt.get("cost", cost))
         start_epoch = int(ckpt["epoch"]) + 1
         log.info("%s: resuming after epoch %d from %s", spec.name, start_epoch - 1, ckpt_path)
 
     n_batches = train_x.shape[0] // cfg.batch_size
     images_seen = history[-1]["images_seen"] if history else 0
+    train_seconds = sum(r["seconds"] for r in history)
+
+    def score_val() -> float:
+        return mean_mse_per_pixel(
+            model, val_x, batch_size=params.evaluate.batch_size, bn_mode=params.evaluate.headline_bn
+        )
+
+    def record_curve(step: int, seen: int, seconds: float, val: float | None = None) -> None:
+        if curve and curve[-1]["step"] == step:
+            return  # a curve point that is also an epoch end
+        curve.append(
+            {
+                "step": step,
+                "images_seen": seen,
+                "train_seconds": seconds,
+                "val_mse_per_pixel": score_val() if val is None else val,
+            }
+        )
+
+    if not curve:
+        record_curve(0, 0, 0.0)  # the untrained decoder: where every curve starts
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for epoch in range(start_epoch, cfg.epochs + 1):
         if stop_after_epochs is not None and epoch > stop_after_epochs:
             break
         model.train()
+        epoch_seconds = 0.0
         t0 = time.perf_counter()
         order = torch.randperm(train_x.shape[0], generator=data_order).to(device)
         loss_sum = torch.zeros((), device=device)
@@ -213,8 +273,14 @@ def fit(
         )
         for step in bar:
             x = to_unit_float(train_x[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]])
-            _, x_hat = model(x)
-            loss = gon_training_loss(x_hat, x)
+            if step == 0 and epoch == start_epoch:
+                with SavedTensorCounter() as counter:
+                    _, x_hat = model(x)
+                    loss = gon_training_loss(x_hat, x)
+                cost["graph_bytes_per_step"] = float(counter.bytes)
+            else:
+                _, x_hat = model(x)
+                loss = gon_training_loss(x_hat, x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -227,21 +293,37 @@ def fit(
                         f"(lr={cfg.lr}); the last good checkpoint {ckpt_path} is kept"
                     )
                 bar.set_postfix(mse_per_pixel=f"{value:.5f}")
+            global_step = (epoch - 1) * n_batches + step + 1
+            if cfg.curve_every and global_step % cfg.curve_every == 0:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                epoch_seconds += time.perf_counter() - t0
+                record_curve(
+                    global_step,
+                    images_seen + (step + 1) * cfg.batch_size,
+                    train_seconds + epoch_seconds,
+                )
+                t0 = time.perf_counter()
         train_loss = loss_sum.item() / n_batches
+        epoch_seconds += time.perf_counter() - t0
         if train_loss > cfg.max_loss:
             raise DivergenceError(
                 f"{spec.name}: epoch {epoch} mean loss {train_loss:.4g} exceeds train.max_loss="
                 f"{cfg.max_loss}; the last good checkpoint {ckpt_path} is kept"
             )
-        val_loss = mean_mse_per_pixel(
-            model, val_x, batch_size=params.evaluate.batch_size, bn_mode=params.evaluate.headline_bn
-        )
+        end_step = epoch * n_batches
+        # The epoch end may already be a curve point (same weights): do not score twice.
+        val_loss = curve[-1]["val_mse_per_pixel"] if curve[-1]["step"] == end_step else score_val()
         images_seen += n_batches * cfg.batch_size
+        train_seconds += epoch_seconds
+        if device.type == "cuda":
+            cost["cuda_peak_bytes"] = float(torch.cuda.max_memory_allocated(device))
+        record_curve(end_step, images_seen, train_seconds, val_loss)
         row = {
             "epoch": epoch,
             "train_mse_per_pixel": train_loss,
             "val_mse_per_pixel": val_loss,
-            "seconds": time.perf_counter() - t0,
+            "seconds": epoch_seconds,  # training only: validation scoring excluded
             "images_seen": images_seen,
         }
         history.append(row)
@@ -264,16 +346,21 @@ def fit(
                 "torch_rng": torch.get_rng_state(),
                 "data_rng": data_order.get_state(),
                 "history": history,
+                "curve": curve,
+                "cost": cost,
             },
         )
         if on_epoch is not None:
             on_epoch(row)
 
-    _write_history(run_dir / HISTORY, history)
+    _write_csv(run_dir / HISTORY, history, HISTORY_FIELDS)
+    _write_csv(run_dir / CURVE, curve, CURVE_FIELDS)
     summary = {
         "epochs_completed": len(history),
         "train_seconds": sum(r["seconds"] for r in history),
+        "seconds_per_epoch": sum(r["seconds"] for r in history) / max(len(history), 1),
         "n_params": count_parameters(model),
+        **cost,
         "final_train_mse_per_pixel": history[-1]["train_mse_per_pixel"]
         if history
         else float("nan"),

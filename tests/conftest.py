@@ -43,6 +43,19 @@ def shrink(params: Params, **train_overrides) -> Params:
         eval_points=2,
     )
     convergence = dataclasses.replace(params.convergence, train_size=64, images=8, iterations=10)
+    s = params.studies
+    studies = dataclasses.replace(
+        s,
+        dataset="synthetic",
+        seeds=[0, 1],
+        train_images=64,
+        test_images=32,
+        curve_every=1,
+        curve_images=16,
+        activation=dataclasses.replace(s.activation, activations=["elu", "relu"]),
+        multistep=dataclasses.replace(s.multistep, steps=[1, 2]),
+        latent=dataclasses.replace(s.latent, datasets=["synthetic"], nz=[4], seeds=[0]),
+    )
     return dataclasses.replace(
         params,
         profile="tiny",
@@ -54,6 +67,7 @@ def shrink(params: Params, **train_overrides) -> Params:
         gfe=gfe,
         efficiency=efficiency,
         convergence=convergence,
+        studies=studies,
     )
 
 

@@ -43,7 +43,7 @@ BAD = [
     (
         with_("train.methods", ["gon", "vae"]),
         "train.methods",
-        "allowed: \\['gon', 'ae', 'gfe', 'gfe2', 'gfe_adaptive'\\]",
+        "allowed: \\['gon', 'ae', 'ae_linear', 'gfe', 'gfe2', 'gfe_adaptive'\\]",
     ),
     (with_("data.datasets", ["cifar100"]), "data.datasets", "allowed"),
     (with_("train.train_images", 60000), "train.train_images", "1..50000"),

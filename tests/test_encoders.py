@@ -118,7 +118,7 @@ def test_k_step_gon_with_k1_equals_gon_and_k2_equals_two_explicit_steps():
 
 def test_unknown_method_is_refused_with_the_list():
     with pytest.raises(
-        ValueError, match="allowed: \\['gon', 'ae', 'gfe', 'gfe2', 'gfe_adaptive'\\]"
+        ValueError, match="allowed: \\['gon', 'ae', 'ae_linear', 'gfe', 'gfe2', 'gfe_adaptive'\\]"
     ):
         build_model("vae", nz=4)
 

@@ -1,0 +1,198 @@
+"""The ablation studies (issue 6): which variants a study trains, and how one is run and scored.
+
+Three studies, each a group of DVC stages (one stage per *cell*; a cell trains every method of
+the study for every seed, so that the paired comparisons share seeds):
+
+* ``activation`` — GON and the AE with each activation (the reproducibility report's five plus
+  SiLU and GELU); one cell per activation.
+* ``multistep`` — GON with k differentiable gradient steps from the origin (k = 1 is GON); one
+  cell per k.
+* ``latent`` — GON and the AE at nz = 64, 128, 256 (the report's Table 1); one cell per
+  dataset × nz.
+
+A variant is the main training setting (``model``, ``train``) with a few overrides: the study's
+training subset, epochs and curve settings from ``studies`` and the variant's own activation,
+nz or k. Everything else — the loss, optimiser, resume, divergence guard — is :func:`repro.train.fit`.
+Same seed ⇒ same initialisation and the same data order, whatever the variant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from repro.config import STUDIES, ConfigError, Params, RunSpec
+from repro.evaluate import BN_MODES, loss_summary, per_image_scores
+from repro.models import count_parameters
+from repro.train import load_trained
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained configuration of a study (all its seeds share it)."""
+
+    study: str
+    dataset: str
+    method: str
+    nz: int
+    activation: str
+    steps: int = 1
+    step_size: float = 1.0
+    learn_step_size: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.method}-{self.activation}-nz{self.nz}-k{self.steps}"
+
+    def spec(self, seed: int) -> RunSpec:
+        return RunSpec(self.dataset, self.method, self.nz, seed)
+
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"label": self.label}
+
+
+def _check(value: Any, allowed: list[Any], key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            f"{key}: the stage asks for {value!r}, which params.yaml does not list ({allowed})"
+        )
+
+
+def cell_name(
+    study: str,
+    *,
+    dataset: str,
+    activation: str | None = None,
+    steps: int | None = None,
+    nz: int | None = None,
+) -> str:
+    """The directory name of one cell: ``mnist-elu``, ``mnist-k2``, ``mnist-nz64``, ``mnist``."""
+    if study == "activation":
+        return f"{dataset}-{activation}"
+    if study == "multistep":
+        return f"{dataset}-k{steps}"
+    return f"{dataset}-nz{nz}"
+
+
+def cell_variants(
+    params: Params,
+    study: str,
+    *,
+    dataset: str | None = None,
+    activation: str | None = None,
+    steps: int | None = None,
+    nz: int | None = None,
+) -> tuple[str, list[Variant]]:
+    """The variants one DVC stage of ``study`` trains, checked against ``params.yaml``.
+
+    Returns the cell's name (its output directory) and the variants, methods in params order.
+    """
+    s = params.studies
+    base_activation = params.model.activation
+    default_nz = params.model.nz[0]
+    if study == "activation":
+        _check(activation, s.activation.activations, "studies.activation.activations")
+        ds = s.dataset
+        variants = [Variant(study, ds, m, default_nz, activation) for m in s.activation.methods]
+    elif study == "multistep":
+        _check(steps, s.multistep.steps, "studies.multistep.steps")
+        ds = s.dataset
+        m = s.multistep
+        variants = [
+            Variant(
+                study, ds, "gon", default_nz, base_activation, steps, m.step_size, m.learn_step_size
+            )
+        ]
+    elif study == "latent":
+        _check(dataset, s.latent.datasets, "studies.latent.datasets")
+        _check(nz, s.latent.nz, "studies.latent.nz")
+        ds = dataset
+        variants = [Variant(study, ds, m, nz, base_activation) for m in s.latent.methods]
+    else:
+        raise ConfigError(f"unknown study {study!r}; allowed: {list(STUDIES)}")
+    name = cell_name(study, dataset=ds, activation=activation, steps=steps, nz=nz)
+    return name, variants
+
+
+def study_seeds(params: Params, study: str) -> list[int]:
+    """The seeds a study trains: ``studies.seeds`` unless the study narrows them (a subset)."""
+    if study == "latent" and params.studies.latent.seeds is not None:
+        return list(params.studies.latent.seeds)
+    return list(params.studies.seeds)
+
+
+def variant_params(params: Params, variant: Variant) -> Params:
+    """``params`` with the study's training subset and the variant's overrides applied."""
+    s = params.studies
+    train = dataclasses.replace(
+        params.train,
+        epochs=s.epochs,
+        train_images=s.train_images,
+        val_images=s.curve_images,
+        curve_every=s.curve_every,
+        gon_steps=variant.steps,
+        gon_step_size=variant.step_size,
+        gon_learn_step_size=variant.learn_step_size,
+    )
+    model = dataclasses.replace(params.model, activation=variant.activation, nz=[variant.nz])
+    return dataclasses.replace(params, train=train, model=model)
+
+
+def held_out_losses(
+    model: nn.Module, images_uint8: torch.Tensor, *, batch_size: int
+) -> dict[str, dict[str, float]]:
+    """Mean SSE per image, MSE per pixel and latent norm, in both BatchNorm modes."""
+    pixels = images_uint8.shape[-1] * images_uint8.shape[-2]
+    out: dict[str, dict[str, float]] = {}
+    for mode in BN_MODES:
+        sse, z_norm = per_image_scores(model, images_uint8, batch_size=batch_size, bn_mode=mode)
+        out[mode] = loss_summary(sse, pixels) | {"latent_norm": float(z_norm.mean())}
+    return out
+
+
+def learned_step_size(model: nn.Module) -> float | None:
+    """The trained η of a GON whose step size was learned (None when it was fixed)."""
+    step = getattr(model.encoder, "step_size", None)
+    return float(step.detach()) if isinstance(step, nn.Parameter) else None
+
+
+def score_variant(
+    variant: Variant,
+    seed: int,
+    vparams: Params,
+    *,
+    run_dir: Path,
+    splits: dict[str, torch.Tensor],
+    summary: dict[str, Any],
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a trained variant and measure it on the held-out splits; one flat-ish record."""
+    model, _ = load_trained(run_dir, variant.spec(seed), vparams, channels=splits["test"].shape[1])
+    model.to(splits["test"].device)
+    batch = vparams.evaluate.batch_size
+    record = variant.describe() | {
+        "seed": seed,
+        "status": "ok",
+        "n_params": count_parameters(model),
+        "n_params_decoder": count_parameters(model.decoder),
+        "learned_step_size": learned_step_size(model),
+        "train_seconds": summary["train_seconds"],
+        "seconds_per_epoch": summary["seconds_per_epoch"],
+        "graph_bytes_per_step": summary["graph_bytes_per_step"],
+        "cuda_peak_bytes": summary["cuda_peak_bytes"],
+        "final_train_mse_per_pixel": summary["final_train_mse_per_pixel"],
+        "final_val_mse_per_pixel": summary["final_val_mse_per_pixel"],
+        "losses": {
+            split: held_out_losses(model, imgs, batch_size=batch) for split, imgs in splits.items()
+        },
+    }
+    return model, record
+
+
+def failed_record(variant: Variant, seed: int, error: BaseException) -> dict[str, Any]:
+    """A run that diverged stays in the results (as a failure), never silently dropped."""
+    return variant.describe() | {"seed": seed, "status": "diverged", "error": str(error)}
