@@ -51,6 +51,8 @@ DEVICES = ("auto", "cpu", "cuda")
 PROFILES = ("quick", "paper", "tiny")
 
 SPLIT_SIZES = {"train": 50_000, "val": 10_000, "test": 10_000}
+# Channels a synthetic image may have: 1 (like MNIST) or 3 (like CIFAR-10).
+SYNTHETIC_CHANNELS = (1, 3)
 
 
 class ConfigError(ValueError):
@@ -67,6 +69,7 @@ class DataConfig:
     synthetic_sizes: dict[str, int] = field(
         default_factory=lambda: {"train": 512, "val": 128, "test": 128}
     )
+    synthetic_channels: int = 1
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,11 @@ def validate(p: Params) -> Params:
     )
     for split, n in d.synthetic_sizes.items():
         _require(n > 0, f"data.synthetic_sizes.{split}", f"must be > 0, got {n}")
+    _require(
+        d.synthetic_channels in SYNTHETIC_CHANNELS,
+        "data.synthetic_channels",
+        f"{d.synthetic_channels}; allowed: {list(SYNTHETIC_CHANNELS)}",
+    )
 
     _require(m.ngf > 0, "model.ngf", f"must be > 0, got {m.ngf}")
     _one_of(m.activation, ACTIVATIONS, "model.activation")

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repro.config import DATASETS, SOURCES, SPLIT_SIZES
+from repro.config import DATASETS, SOURCES, SPLIT_SIZES, SYNTHETIC_CHANNELS
 from repro.io import atomic_write, load_torch, save_torch, sha256_bytes, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -157,6 +157,10 @@ SYNTHETIC_RULE = (
     "one Gaussian-profile stroke through the image centre (jittered) whose orientation is "
     "label * 18 degrees (+-4.5), plus one faint random blob; torch.Generator seeded with "
     f"{SYNTHETIC_SEED} + split index (train 0, val 1, test 2), float64 rendering"
+)
+SYNTHETIC_RGB_RULE = (
+    "3 channels: the same stroke and blob, each channel scaled by its own gain (stroke "
+    "0.55..1, blob 0.3..1 per image and channel), drawn after all 1-channel draws"
 )
 
 _FIX_MIRROR = (
@@ -572,15 +576,21 @@ _SOURCE_FUNCS = {
 # --------------------------------------------------------------------------------------------
 
 
-def synthetic_split(n: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_split(n: int, split: str, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic procedural 28x28 uint8 images and int64 labels 0-9 (no download).
 
     Why: the test suite and the end-to-end smoke test need image data that is tiny, offline and
     learnable (the label is visible in the image: a stroke whose orientation encodes it). See
     :data:`SYNTHETIC_RULE`. Rendering is float64 for bit-stable results on one torch version.
+    Images are N x 28 x 28 for ``channels=1``; ``channels=3`` gives N x 3 x 28 x 28 colour
+    images (:data:`SYNTHETIC_RGB_RULE`), so the 3-channel path of training and evaluation
+    (CIFAR-10's) can be tested offline. The colour gains are drawn after every other random
+    number, so ``channels=3`` leaves the 1-channel images, labels and geometry unchanged.
     """
     if n < 0:
         raise ValueError(f"synthetic split size must be >= 0, got {n}")
+    if channels not in SYNTHETIC_CHANNELS:
+        raise ValueError(f"channels must be one of {list(SYNTHETIC_CHANNELS)}, got {channels!r}")
     g = torch.Generator().manual_seed(SYNTHETIC_SEED + SPLITS.index(split))
     f64 = torch.float64
 
@@ -591,10 +601,14 @@ def synthetic_split(n: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     angle = labels.to(f64) * (math.pi / 10) + u(-math.pi / 40, math.pi / 40)
     cx, cy, half, width = u(11, 17), u(11, 17), u(6, 10), u(1.0, 1.8)
     bx, by, bsig, bamp = u(4, 24), u(4, 24), u(1.5, 3.0), u(0.3, 0.7)
+    if channels == 3:
+        stroke_gain = 0.55 + 0.45 * torch.rand(n, 3, 1, 1, generator=g, dtype=f64)
+        blob_gain = 0.3 + 0.7 * torch.rand(n, 3, 1, 1, generator=g, dtype=f64)
 
     coords = torch.arange(IMAGE_HW, dtype=f64)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    images = torch.empty(n, IMAGE_HW, IMAGE_HW, dtype=torch.uint8)
+    shape = (n, IMAGE_HW, IMAGE_HW) if channels == 1 else (n, channels, IMAGE_HW, IMAGE_HW)
+    images = torch.empty(shape, dtype=torch.uint8)
     for s in range(0, n, 4096):  # chunked: bounded memory for large n
         sl = slice(s, s + 4096)
 
@@ -609,7 +623,11 @@ def synthetic_split(n: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         blob = col(bamp) * torch.exp(
             -((xx - col(bx)) ** 2 + (yy - col(by)) ** 2) / (2 * col(bsig) ** 2)
         )
-        images[sl] = torch.round((stroke + blob).clamp(0, 1) * 255).to(torch.uint8)
+        if channels == 1:
+            picture = stroke + blob
+        else:
+            picture = stroke[:, None] * stroke_gain[sl] + blob[:, None] * blob_gain[sl]
+        images[sl] = torch.round(picture.clamp(0, 1) * 255).to(torch.uint8)
     return images, labels
 
 
@@ -704,15 +722,18 @@ def prepare_dataset(
     mirror_dir: Path | None = None,
     image_size: int = 32,
     synthetic_sizes: Mapping[str, int] | None = None,
+    synthetic_channels: int = 1,
 ) -> dict[str, Any]:
     """Obtain, verify, resize and store one dataset; return its manifest.
 
     Sources are tried in ``sources`` order; an unavailable source is logged and skipped, a
     hash mismatch or corrupt file raises at once. Writes ``out_dir/{train,val,test}.pt`` (via
-    :func:`repro.io.save_torch`) as ``{"images": uint8 N x 1 x S x S, "labels": int64 N}``.
-    The returned manifest records where the data came from, every hash (expected and actual),
-    shapes, dtypes, the split definition and the resize method, so that a result can be traced
-    back to exact input bytes. ``synthetic_sizes`` applies to ``name="synthetic"`` only.
+    :func:`repro.io.save_torch`) as ``{"images": uint8 N x C x S x S, "labels": int64 N}``,
+    C = 1 for the grey-scale datasets and 3 for colour ones (the decoder takes its output
+    channels from these files). The returned manifest records where the data came from, every
+    hash (expected and actual), shapes, dtypes, the split definition and the resize method, so
+    that a result can be traced back to exact input bytes. ``synthetic_sizes`` and
+    ``synthetic_channels`` apply to ``name="synthetic"`` only.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
@@ -733,13 +754,16 @@ def prepare_dataset(
             raise ValueError(
                 f"synthetic_sizes must have exactly the keys {SPLITS}, got {sorted(sizes)}"
             )
-        splits = {s: synthetic_split(int(sizes[s]), s) for s in SPLITS}
+        splits = {s: synthetic_split(int(sizes[s]), s, synthetic_channels) for s in SPLITS}
         origin = "synthetic"
+        rule = (
+            SYNTHETIC_RULE if synthetic_channels == 1 else f"{SYNTHETIC_RULE}; {SYNTHETIC_RGB_RULE}"
+        )
         manifest.update(
             source="synthetic",
             sources_tried=[],
             raw_files={},
-            split_definition=f"synthetic, sizes {sizes}; {SYNTHETIC_RULE}",
+            split_definition=f"synthetic, sizes {sizes}; {rule}",
         )
         expected_content = None
     else:

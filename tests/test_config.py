@@ -46,6 +46,7 @@ BAD = [
         "allowed: \\['gon', 'ae', 'gfe', 'gfe2', 'gfe_adaptive'\\]",
     ),
     (with_("data.datasets", ["cifar100"]), "data.datasets", "allowed"),
+    (with_("data.synthetic_channels", 2), "data.synthetic_channels", "2; allowed: \\[1, 3\\]"),
     (with_("train.train_images", 60000), "train.train_images", "1..50000"),
     (with_("profile", "fast"), "profile", "allowed: \\['quick', 'paper'"),
     (
