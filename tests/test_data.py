@@ -427,8 +427,8 @@ def test_all_sources_failing_lists_each(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_unknown_names_are_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="mnist, fashion_mnist, synthetic"):
-        data.prepare_dataset("cifar10", tmp_path, raw_dir=tmp_path)
+    with pytest.raises(ValueError, match="mnist, fashion_mnist, cifar10, synthetic"):
+        data.prepare_dataset("cifar100", tmp_path, raw_dir=tmp_path)
     with pytest.raises(ValueError, match="torchvision, mirror, registry"):
         data.prepare_dataset("mnist", tmp_path, raw_dir=tmp_path, sources=("kaggle",))
 
