@@ -206,7 +206,8 @@ class StudiesConfig:
 
     Every study trains the GON conv setting of ``model``/``train`` with the overrides below, on
     the first ``train_images`` training images for ``epochs`` epochs (the quick profile uses a
-    subset so the whole pipeline fits its time budget; the report says so), with the same
+    subset so the whole pipeline fits its time budget, and ``lr`` can raise the learning rate so
+    that a short run still reaches a trained regime; the report says so), with the same
     ``seeds`` everywhere so that comparisons can be paired; ``test_images`` held-out images are
     scored in both BatchNorm modes, and the validation loss on ``curve_images`` images is
     recorded every ``curve_every`` optimiser steps (the training curves).
@@ -216,6 +217,8 @@ class StudiesConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 1
     train_images: int = 9_600
+    lr: float | None = None  # None: train.lr
+    nz: int = 32  # latent size of the activation and multistep studies
     test_images: int = 2_000
     curve_every: int = 25
     curve_images: int = 500
@@ -543,7 +546,7 @@ def _validate_efficiency(p: Params) -> None:
 
 
 def _split_size(p: Params, dataset: str, split: str) -> int:
-    return p.data.synthetic_sizes[split] if dataset == "synthetic" else SPLIT_SIZES[split]
+    return split_sizes(dataset, p.data)[split]
 
 
 def _validate_studies(p: Params) -> None:
@@ -578,6 +581,9 @@ def _validate_studies(p: Params) -> None:
     for i, seed in enumerate(s.seeds):
         _require(seed >= 0, f"studies.seeds[{i}]", f"must be >= 0, got {seed}")
     _positive(s.epochs, "studies.epochs")
+    _positive(s.nz, "studies.nz")
+    if s.lr is not None:
+        _positive(s.lr, "studies.lr")
     _require(
         s.curve_every >= 0, "studies.curve_every", f"must be >= 0 (0 = off), got {s.curve_every}"
     )

@@ -15,8 +15,10 @@ Protocol §5 decides whether a test number means anything; here is how each trap
   :class:`repro.encoders.GradientOriginEncoder`). Under running statistics an image's score is
   then independent of the order of the test set; under batch statistics it cannot be, and
   :func:`order_spread` measures by how much over random orderings.
-* **Reductions.** Losses are reported as SSE per image (sum over the 32×32 pixels) and MSE per
-  pixel (SSE / 1024 at 32×32): the published numbers use an unstated one.
+* **Reductions.** Losses are reported as SSE per image (sum over the channels and 32×32 pixels)
+  and MSE per pixel (SSE / 1024 at 32×32): the published numbers use an unstated one. As in
+  GON.py's loss, channels are summed, not averaged, so a 3-channel (CIFAR-10) "MSE per pixel" is
+  the sum of the three channels' squared errors: not on the same scale as a 1-channel dataset's.
 * **Affine encoder** (protocol §5). A one-step GON's latent is an affine function of the image;
   :func:`affinity_error` measures how far a trained model's image → latent map is from affine.
 * **Reference losses.** All-zero image, mean training image and PCA with nz components, so a

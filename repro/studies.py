@@ -94,7 +94,7 @@ def cell_variants(
     """
     s = params.studies
     base_activation = params.model.activation
-    default_nz = params.model.nz[0]
+    default_nz = s.nz
     if study == "activation":
         _check(activation, s.activation.activations, "studies.activation.activations")
         ds = s.dataset
@@ -133,6 +133,7 @@ def variant_params(params: Params, variant: Variant) -> Params:
         params.train,
         epochs=s.epochs,
         train_images=s.train_images,
+        lr=params.train.lr if s.lr is None else s.lr,
         val_images=s.curve_images,
         curve_every=s.curve_every,
         gon_steps=variant.steps,

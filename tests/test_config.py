@@ -72,6 +72,24 @@ BAD = [
         "28 is not allowed with cifar10",
     ),
     (with_("train.train_images", 60000), "train.train_images", "1..50000"),
+    (
+        with_("studies.activation.reference", "swish"),
+        "studies.activation.reference",
+        "'swish' is not one of studies.activation.activations",
+    ),
+    (
+        with_("studies.latent.seeds", [7]),
+        "studies.latent.seeds",
+        "must be a subset of studies.seeds",
+    ),
+    (with_("studies.lr", -1.0), "studies.lr", "must be > 0"),
+    (with_("studies.multistep.steps", [1, 0]), "studies.multistep.steps\\[1\\]", "must be >= 1"),
+    (
+        with_("studies.activation.methods", ["gfe"]),
+        "studies.activation.methods",
+        "'gfe' is not allowed",
+    ),
+    (with_("studies.test_images", 20000), "studies.test_images", "must be in 1..10000"),
     (with_("profile", "fast"), "profile", "allowed: \\['quick', 'paper'"),
     (
         with_("evaluate.headline_bn", "eval"),

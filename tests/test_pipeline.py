@@ -68,6 +68,9 @@ def test_dvc_repro_runs_every_stage_tracks_it_in_mlflow_and_a_second_repro_is_a_
     for method in ("gon", "ae"):
         assert (repo / "runs" / "synthetic" / f"{method}-nz8-s0" / "metrics.json").is_file()
     assert (repo / "dvc.lock").is_file()
+    for cell in ("activation/synthetic-elu", "multistep/synthetic-k2", "latent/synthetic-nz4"):
+        assert (repo / "runs" / "studies" / cell / "metrics.json").is_file(), cell
+        assert (repo / "runs" / "studies" / cell / "curves.csv").is_file(), cell
 
     second = dvc("repro")
     assert second.returncode == 0 and "up to date" in second.stdout, second.stdout
@@ -88,6 +91,11 @@ def test_dvc_repro_runs_every_stage_tracks_it_in_mlflow_and_a_second_repro_is_a_
         "efficiency@gfe_adaptive-64-0",
         "efficiency@ae-32-0",
         "convergence",
+        "activation@elu",
+        "activation@relu",
+        "multistep@2",
+        "latent@synthetic-4",
+        "evaluate@synthetic-ae_linear-8-0",
     }
     assert expected <= stages, stages
     assert all(r.info.status == "FINISHED" for r in runs)

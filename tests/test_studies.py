@@ -53,7 +53,14 @@ def test_variant_params_apply_the_study_scale_and_the_variant_and_keep_the_rest(
     p = variant_params(tiny_params, variant)
     assert (p.train.epochs, p.train.train_images, p.train.gon_steps) == (1, 64, 2)
     assert p.train.curve_every == 1 and p.train.val_images == 16
-    assert (p.train.lr, p.train.batch_size) == (tiny_params.train.lr, tiny_params.train.batch_size)
+    assert p.train.lr == tiny_params.studies.lr != tiny_params.train.lr  # the study's own lr
+    assert (p.train.betas, p.train.batch_size) == (
+        tiny_params.train.betas,
+        tiny_params.train.batch_size,
+    )
+    default_lr = dataclasses.replace(tiny_params.studies, lr=None)
+    p = variant_params(dataclasses.replace(tiny_params, studies=default_lr), variant)
+    assert p.train.lr == tiny_params.train.lr  # lr: null falls back to train.lr
 
 
 def test_a_learned_step_size_is_one_trained_scalar(tiny_params, tiny_data_dir, tmp_path):
