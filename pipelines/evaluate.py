@@ -25,6 +25,7 @@ def main() -> None:
     run_dir = spec.run_dir(root / "runs")
     data_dir = root / "data" / spec.dataset
     splits = {s: load_split(data_dir, s)[0].to(device) for s in ("val", "test")}
+    splits["val"] = splits["val"][: cfg.val_images]  # None keeps the whole split
     model, summary = load_trained(run_dir, spec, params, channels=splits["test"].shape[1])
     model.to(device)
 
@@ -67,6 +68,8 @@ def main() -> None:
             "device": str(device),
             "profile": params.profile,
             "eval_batch_size": cfg.batch_size,
+            "val_images": int(splits["val"].shape[0]),
+            "test_images": int(splits["test"].shape[0]),
             "headline_bn": cfg.headline_bn,
             "final_train_mse_per_pixel": summary["final_train_mse_per_pixel"],
             "mlflow_run_id": tracker.run_id,

@@ -110,6 +110,7 @@ class EvaluateConfig:
     headline_bn: str = "batch"
     order_shuffles: int = 3
     affinity_combinations: int = 8
+    val_images: int | None = None  # None: the whole val split (the test split is always whole)
 
 
 @dataclass(frozen=True)
@@ -450,6 +451,14 @@ def validate(p: Params) -> Params:
     _require(
         e.order_shuffles >= 1, "evaluate.order_shuffles", f"must be >= 1, got {e.order_shuffles}"
     )
+    if e.val_images is not None:
+        for name in d.datasets:
+            n_val = split_sizes(name, d)["val"]
+            _require(
+                0 < e.val_images <= n_val,
+                "evaluate.val_images",
+                f"{e.val_images} must be in 1..{n_val} (the {name} val split) or null (all)",
+            )
     _require(
         e.affinity_combinations >= 1,
         "evaluate.affinity_combinations",

@@ -34,7 +34,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.utils import make_grid, save_image
 
 from repro.encoders import sse_per_image
 from repro.io import atomic_write
@@ -276,6 +275,10 @@ def save_reconstruction_grid(
     The images are reconstructed inside one evaluation batch of the fixed evaluation size so
     that, under batch statistics, they see the same kind of batch as the test numbers.
     """
+    # Imported here: torchvision costs ~1.6 s of start-up, paid by every stage that imports this
+    # module (training does) although only the evaluation stage draws grids.
+    from torchvision.utils import make_grid, save_image
+
     frozen = evaluation_copy(model, bn_mode)
     device = next(model.parameters()).device
     x = images_uint8[:batch_size].to(device).float() / 255.0

@@ -83,6 +83,7 @@ BAD = [
         "must be a subset of studies.seeds",
     ),
     (with_("studies.lr", -1.0), "studies.lr", "must be > 0"),
+    (with_("evaluate.val_images", 0), "evaluate.val_images", "must be in 1..10000"),
     (with_("studies.multistep.steps", [1, 0]), "studies.multistep.steps\\[1\\]", "must be >= 1"),
     (
         with_("studies.activation.methods", ["gfe"]),
