@@ -77,8 +77,9 @@ EFFICIENCY_COLUMNS = [
     "train_nfe_mean",
 ]
 
-# Subdirectories of runs/ that hold the GFE studies, not datasets of the GON study.
-STUDY_DIRS = ("efficiency", "convergence")
+# Subdirectories of runs/ that hold the GFE studies and the ablation studies, not datasets of
+# the GON study.
+STUDY_DIRS = ("efficiency", "convergence", "studies")
 BENCH_FILE = "bench_gfe_gradients.json"
 BENCH_MODES = ("backprop", "adjoint", "approximate")
 # Settings every efficiency run records; a run that disagrees with params is flagged.
