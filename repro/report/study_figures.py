@@ -231,7 +231,8 @@ def plot_latent(
     """
     set_theme()
     datasets = [d for d in datasets if d in set(points["dataset"])]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.8 * len(datasets), 3.9), squeeze=False)
+    width = max(4.8 * len(datasets), 7.0)  # room for the title with one panel
+    fig, axes = plt.subplots(1, len(datasets), figsize=(width, 3.9), squeeze=False)
     data = points.assign(method=points["method"].map(method_label))
     labels = [method_label(m) for m in methods if method_label(m) in set(data["method"])]
     sources = list(dict.fromkeys(data["source"]))
@@ -269,14 +270,12 @@ def plot_latent(
         ax.set_ylabel(f"{SSE_TEST_LABEL}\n{bn_label(bn)}")
     handles, names = axes[0][0].get_legend_handles_labels()
     _drop_legends(axes[0])
-    if len(sources) == 1:  # one source: say which in the title instead of a legend entry
-        axes[0][0].annotate(
-            f"runs: {sources[0]}", (0.02, 0.02), xycoords="axes fraction", fontsize=7
-        )
     n = points.groupby(["dataset", "nz", "method", "source"])["seed"].nunique()
+    # One source: named in the title instead of a legend entry.
+    where = f" ({sources[0]})" if len(sources) == 1 else ""
     fig.suptitle(
-        f"Latent size: held-out test loss, mean over seeds ({_seed_count_text(n)}); "
-        f"bars = {confidence:.0%} t-interval where n > 1"
+        f"Latent size: held-out test loss against nz{where}\n"
+        f"mean over seeds ({_seed_count_text(n)}); bars = {confidence:.0%} t-interval where n > 1"
     )
     fig.tight_layout()
     entries = [(h, n) for h, n in zip(handles, names, strict=True) if n not in ("method", "source")]
