@@ -316,6 +316,21 @@ def test_multistep_lower_for_some_k_with_cost_ratios(full: tuple[Path, str]) -> 
     assert "![Multi-step GON](figures/study_multistep.png)" in m
 
 
+def test_multistep_learned_step_size_is_reported(tmp_path: Path) -> None:
+    recs = []
+    for k in (1, 2):
+        for s in SEEDS:
+            r = record("multistep", "mnist", "gon", s, MULTI[k] + jitter(s, k), steps=k)
+            recs.append(r | {"learn_step_size": True, "learned_step_size": 0.8 + 0.01 * s})
+        write_cell(tmp_path / "runs", "multistep", f"mnist-k{k}", "mnist", recs[-3:])
+    runs, _, _ = st.load_studies(tmp_path / "runs" / "studies")
+    p = params()
+    p["studies"]["multistep"]["learn_step_size"] = True
+    m = st.multistep_section(runs, p, load_claims(), confidence=0.95, headline_bn="batch")
+    assert m["learn_step_size"] and m["rows"][1]["learned_step_size"].mean == pytest.approx(0.81)
+    assert m["lower_test"] == [2]
+
+
 def test_latent_rows_with_published_value_and_single_seed(full: tuple[Path, str]) -> None:
     _, text = full
     lat = section(text, STUDY_HEADINGS[2])
