@@ -235,7 +235,7 @@ def write_main_runs(
 
 def build(root: Path, p: dict[str, Any] | None = None) -> str:
     runs_dir = root / "runs"
-    runs_dir.mkdir(exist_ok=True)
+    runs_dir.mkdir(parents=True, exist_ok=True)
     path = build_report(
         runs_dir, root / "data", root / "reports", params=p or params(), provenance=PROVENANCE
     )
@@ -277,6 +277,7 @@ def test_activation_elu_best_with_claim_and_diverged_run(full: tuple[Path, str])
     assert claim["quantity"] in a
     assert "**Reduced scale** (`quick` profile" in a
     assert "9,600 training images × 1 epoch(s) = 150 optimiser steps of batch 64" in a
+    assert "per run, nz = 32; Adam learning rate 0.0001; seeds 0, 1, 2" in a
     assert "Headline BatchNorm mode: **BN batch statistics**" in a
     assert "**GON, BN batch statistics (headline):** Outcome: **elu best**" in a
     assert "- AE, BN batch statistics: Outcome: **elu not distinguishable**" in a
@@ -472,13 +473,23 @@ def test_every_section_not_run_without_inputs(tmp_path: Path) -> None:
     assert pd.read_csv(tmp_path / "reports" / "studies.csv").empty
 
 
-def test_cifar10_line_follows_the_code(full: tuple[Path, str]) -> None:
-    _, text = full
-    top = text[: text.index("## Headline")]
-    from repro.config import DATASETS
+def test_cifar10_line_follows_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unsupported = tuple(d for d in st.DATASETS if d != "cifar10")
+    monkeypatch.setattr(st, "DATASETS", unsupported)
+    top = build(tmp_path / "a").split("## Headline")[0]
+    assert "CIFAR-10: **not supported** by this version of the pipeline" in top
+    monkeypatch.setattr(st, "DATASETS", (*unsupported, "cifar10"))
+    p = params()
+    p["data"]["datasets"] = [*p["data"]["datasets"], "cifar10"]
+    top = build(tmp_path / "b", p).split("## Headline")[0]
+    assert "CIFAR-10: supported via torchvision" in top
+    assert "listed in `data.datasets` but **not run**" in top
 
-    if "cifar10" in DATASETS:
-        assert "CIFAR-10: supported via torchvision" in top
-        assert "**not run** (not in `data.datasets`)" in top
-    else:
-        assert "CIFAR-10: **not supported** by this version of the pipeline" in top
+
+def test_a_raised_study_learning_rate_is_stated() -> None:
+    p = params(lr=1.0e-3)
+    a = st.activation_section(
+        [], pd.DataFrame(), p, load_claims(), confidence=0.95, headline_bn="batch"
+    )
+    assert a["scale"]["lr"] == 1.0e-3 and a["scale"]["lr_differs"]
+    assert a["status"] == "not run"

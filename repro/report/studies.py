@@ -233,13 +233,56 @@ def _failures(runs: Iterable[StudyRun]) -> list[dict[str, Any]]:
 
 
 def _study_scale(params: Mapping[str, Any], study: str) -> dict[str, Any]:
-    """Training scale of one study's runs, from params (what the reduced-scale label says)."""
+    """Training scale of one study's runs, from params (what the reduced-scale label says).
+
+    ``studies.lr`` (when set) replaces ``train.lr`` in the studies and ``studies.nz`` sets the
+    latent size of the activation and multistep studies; both are stated when present.
+    """
     s = params.get("studies") or {}
-    batch = (params.get("train") or {}).get("batch_size")
-    images, epochs = s.get("train_images"), s.get("epochs")
+    train = params.get("train") or {}
     seeds = s.get("seeds") or []
     if study == "latent" and (s.get("latent") or {}).get("seeds"):
         seeds = s["latent"]["seeds"]
+    nz = None
+    if study != "latent":
+        nz = s.get("nz", ((params.get("model") or {}).get("nz") or [None])[0])
+    lr = s.get("lr") if s.get("lr") is not None else train.get("lr")
+    return _scale(
+        params,
+        images=s.get("train_images"),
+        epochs=s.get("epochs"),
+        seeds=seeds,
+        test_images=s.get("test_images"),
+        lr=lr,
+        nz=nz,
+    )
+
+
+def _main_scale(params: Mapping[str, Any]) -> dict[str, Any]:
+    t = params.get("train") or {}
+    return _scale(
+        params,
+        images=t.get("train_images"),
+        epochs=t.get("epochs"),
+        seeds=t.get("seeds") or [],
+        test_images=None,
+        lr=t.get("lr"),
+        nz=None,
+    )
+
+
+def _scale(
+    params: Mapping[str, Any],
+    *,
+    images: int | None,
+    epochs: int | None,
+    seeds: Sequence[int],
+    test_images: int | None,
+    lr: float | None,
+    nz: int | None,
+) -> dict[str, Any]:
+    batch = (params.get("train") or {}).get("batch_size")
+    main_lr = (params.get("train") or {}).get("lr")
     return {
         "profile": params.get("profile"),
         "reduced": params.get("profile") != "paper",
@@ -248,22 +291,11 @@ def _study_scale(params: Mapping[str, Any], study: str) -> dict[str, Any]:
         "batch_size": batch,
         "steps": images // batch * epochs if images and batch and epochs else None,
         "seeds": list(seeds),
-        "test_images": s.get("test_images"),
-    }
-
-
-def _main_scale(params: Mapping[str, Any]) -> dict[str, Any]:
-    t = params.get("train") or {}
-    images, epochs, batch = t.get("train_images"), t.get("epochs"), t.get("batch_size")
-    return {
-        "profile": params.get("profile"),
-        "reduced": params.get("profile") != "paper",
-        "train_images": images,
-        "epochs": epochs,
-        "batch_size": batch,
-        "steps": images // batch * epochs if images and batch and epochs else None,
-        "seeds": list(t.get("seeds") or []),
-        "test_images": None,
+        "test_images": test_images,
+        "lr": lr,
+        "main_lr": main_lr,
+        "lr_differs": lr is not None and main_lr is not None and lr != main_lr,
+        "nz": nz,
     }
 
 
