@@ -304,7 +304,8 @@ def plot_linear_control(
     """
     set_theme()
     keys = list(dict.fromkeys(zip(points["dataset"], points["nz"], strict=True)))
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.0), squeeze=False)
+    width = max(5.2 * len(keys), 7.0)  # room for the title with one panel
+    fig, axes = plt.subplots(1, len(keys), figsize=(width, 4.0), squeeze=False)
     data = points.assign(
         method=points["method"].map(method_label), bn=points["bn_mode"].map(bn_label)
     )
@@ -355,11 +356,12 @@ def plot_convergence_curves(
     set_theme()
     ncol = min(len(panels), 3)
     nrow = int(np.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.9 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.8 * ncol, 7.0), 3.9 * nrow), squeeze=False)
     all_methods = {m for p in panels for m in p["curves"]["method"]}
-    order = [method_label(m) for m in [*methods, *sorted(all_methods - set(methods))]]
-    order = [m for m in order if m in {method_label(x) for x in all_methods}]
-    palette = dict(zip(order, sns.color_palette("colorblind", len(order)), strict=False))
+    # Colours over the params' method list, so a method keeps its colour when another is absent.
+    every = [method_label(m) for m in [*methods, *sorted(all_methods - set(methods))]]
+    palette = dict(zip(every, sns.color_palette("colorblind", len(every)), strict=False))
+    order = [m for m in every if m in {method_label(x) for x in all_methods}]
     flat = list(axes.flat)
     for ax, panel in zip(flat, panels, strict=False):
         c = panel["curves"].assign(method=panel["curves"]["method"].map(method_label))
@@ -392,8 +394,8 @@ def plot_convergence_curves(
     _drop_legends(flat)
     n = pd.concat([p["curves"] for p in panels]).groupby("method")["seed"].nunique()
     fig.suptitle(
-        f"Main runs: validation loss during training; line = mean, band = {confidence:.0%} "
-        f"t-interval over seeds ({_seed_count_text(n)})"
+        "Main runs: validation loss during training\n"
+        f"line = mean, band = {confidence:.0%} t-interval over seeds ({_seed_count_text(n)})"
     )
     fig.tight_layout()
     _legend_below(fig, flat[: len(panels)])
