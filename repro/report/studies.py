@@ -46,7 +46,12 @@ from typing import Any
 
 import pandas as pd
 
-from repro.analysis import compare_with_reference, holm_adjust, time_to_threshold
+from repro.analysis import (
+    ReferenceComparison,
+    compare_with_reference,
+    holm_adjust,
+    time_to_threshold,
+)
 from repro.config import BN_MODES, DATASETS
 from repro.io import atomic_write, read_json
 from repro.report import study_figures
@@ -319,7 +324,9 @@ def _by_seed(runs: Iterable[StudyRun], get: Callable[[StudyRun], float | None]) 
     return {r.seed: v for r in runs if r.ok and (v := get(r)) is not None}
 
 
-def _comparison(values: Mapping[str, Mapping[int, float]], reference: str, confidence: float):
+def _comparison(
+    values: Mapping[str, Mapping[int, float]], reference: str, confidence: float
+) -> ReferenceComparison | None:
     """compare_with_reference when it is defined (the reference and one other variant ran)."""
     values = {k: v for k, v in values.items() if v}
     if reference not in values or len(values) < 2:
