@@ -218,6 +218,15 @@ def write_main_runs(
                     "affinity_error": {"batch": AFFINITY[method], "running": AFFINITY[method]},
                 },
             )
+            pd.DataFrame(
+                {
+                    "epoch": [1, 2],
+                    "train_mse_per_pixel": [v / PIXELS * 1.5, v / PIXELS * 1.1],
+                    "val_mse_per_pixel": [v / PIXELS * 1.4, v / PIXELS],
+                    "seconds": [50.0, 50.0],
+                    "images_seen": [32000, 64000],
+                }
+            ).to_csv(run_dir / "history.csv", index=False)
             if curves:
                 steps = range(0, 1001, 100)
                 tau = {"gon": 150.0, "ae": 200.0, "ae_linear": 300.0}[method]
@@ -461,7 +470,8 @@ def test_three_methods_in_the_main_tables(full: tuple[Path, str]) -> None:
     _, text = full
     headline = section(text, "## Headline")
     assert "| AE (linear encoder) | 32 | 3 |" in headline
-    assert (full[0] / "reports" / "figures" / "test_losses.png").is_file()
+    for name in ("test_losses.png", "training_curves.png"):
+        assert (full[0] / "reports" / "figures" / name).read_bytes()[:8] == PNG_MAGIC
 
 
 def test_every_section_not_run_without_inputs(tmp_path: Path) -> None:
