@@ -470,6 +470,9 @@ def test_three_methods_in_the_main_tables(full: tuple[Path, str]) -> None:
     _, text = full
     headline = section(text, "## Headline")
     assert "| AE (linear encoder) | 32 | 3 |" in headline
+    mnist = headline[headline.index("### MNIST") : headline.index("### Fashion-MNIST")]
+    assert "**AE had the lowest mean test loss** of the 3 models" in mnist
+    assert "SSE per image for GON, the runner-up" in mnist
     for name in ("test_losses.png", "training_curves.png"):
         assert (full[0] / "reports" / "figures" / name).read_bytes()[:8] == PNG_MAGIC
 
