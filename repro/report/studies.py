@@ -1228,6 +1228,7 @@ def cost_section(
     confidence: float,
 ) -> dict[str, Any]:
     rows = parameter_rows(main_runs, study_runs, eff_runs, params)
+    ratios = _ratios(rows)
     published = {c["id"]: c for c in claims["claims"] if c["id"].startswith("gon-half-parameters-")}
     pub_g, pub_a = published.get("gon-half-parameters-gon"), published.get("gon-half-parameters-ae")
     pub = None
@@ -1243,7 +1244,10 @@ def cost_section(
         "status": "run" if rows else "not run",
         "claims": _claims_by_id(claims, STUDY_CLAIMS["cost"]),
         "parameter_rows": rows,
-        "ratios": _ratios(rows),
+        "ratios": ratios,
+        "ratio_range": (min(r["ratio"] for r in ratios), max(r["ratio"] for r in ratios))
+        if ratios
+        else None,
         "published": pub,
         "convergence": convergence_section(main_runs, params, confidence=confidence),
     }
