@@ -90,33 +90,49 @@ def plot_activation(
     )
     if has_curves:
         ax = axes.pop(0)
-        data = curves.assign(
-            activation=curves["activation"].map(
-                lambda a: f"{a} (reference)" if a == reference else a
-            )
-        )
-        order = [f"{a} (reference)" if a == reference else a for a in activations]
+        name = {a: f"{a} (reference)" if a == reference else a for a in activations}
+        data = curves.assign(activation=curves["activation"].map(lambda a: name.get(a, a)))
+        present = [name[a] for a in activations if name[a] in set(data["activation"])]
+        colours = {name[a]: c for a, c in palette.items()}
+        # Mean lines for every activation; the interval band only for the reference: seven
+        # overlapping bands hide the lines they belong to.
         sns.lineplot(
             data=data,
             x="step",
             y="val_mse_per_pixel",
             hue="activation",
-            hue_order=[a for a in order if a in set(data["activation"])],
-            palette={(f"{a} (reference)" if a == reference else a): c for a, c in palette.items()},
+            hue_order=present,
+            palette=colours,
             estimator="mean",
-            errorbar=_t_interval(confidence),
+            errorbar=None,
             marker="o",
             markersize=3,
             ax=ax,
         )
+        ref = data[data["activation"] == name.get(reference)]
+        if not ref.empty:
+            sns.lineplot(
+                data=ref,
+                x="step",
+                y="val_mse_per_pixel",
+                color=colours[name[reference]],
+                estimator="mean",
+                errorbar=_t_interval(confidence),
+                linewidth=2.6,
+                legend=False,
+                ax=ax,
+            )
         for line in ax.get_lines():
-            if line.get_label() == f"{reference} (reference)":
+            if line.get_label() == name.get(reference):
                 line.set_linewidth(2.6)
         _log_if_spread(ax, curves["val_mse_per_pixel"])
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(f"GON validation {MSE_LABEL}")
         n_seeds = curves.groupby("activation")["seed"].nunique()
-        ax.set_title(f"GON validation curves ({_seed_count_text(n_seeds)})")
+        ax.set_title(
+            f"GON validation curves, mean ({_seed_count_text(n_seeds)});\n"
+            f"band: {confidence:.0%} t-interval of the reference"
+        )
         ax.legend(title="activation", fontsize=7, title_fontsize=7)
     labels = [method_label(m) for m in methods]
     data = points.assign(method=points["method"].map(method_label))
