@@ -67,6 +67,7 @@ def params(**studies: Any) -> dict[str, Any]:
     p = load_params(ROOT / "params.yaml").to_dict()
     p["studies"]["activation"]["activations"] = list(ACT_GON)
     p["studies"]["multistep"]["steps"] = list(MULTI)
+    p["studies"]["lr"] = None  # train.lr unless a test raises it (params may set studies.lr)
     p["studies"].update(studies)
     return p
 
