@@ -70,6 +70,14 @@ BENCH = {
 }
 
 
+# The ablation-study sections (tested in test_report_studies.py) come between these and the GFE.
+STUDY_HEADINGS = [
+    "## Activation functions (claim: ELU is best)",
+    "## Multi-step GON (k gradient steps)",
+    "## Latent size (Table 1)",
+    "## Linear-encoder control",
+    "## Parameter count and convergence speed",
+]
 GFE_HEADINGS = [
     "## Gradient Flow Encoding: data efficiency",
     "## Gradient Flow Encoding: convergence per iteration",
@@ -300,6 +308,7 @@ def test_report_exists_and_is_fully_rendered(quick_report: tuple[Path, str]) -> 
     assert headings == [
         "## Headline",
         "## Both BatchNorm modes",
+        *STUDY_HEADINGS,
         *GFE_HEADINGS,
         "## Published numbers",
         "## Parameters",
@@ -501,8 +510,8 @@ def test_empty_runs_dir_still_renders(tmp_path: Path) -> None:
     text = report.read_text()
     assert section(text, "Headline", "##").count("**Not run**") == len(DATASETS)
     assert (
-        text.count("**Not run** in this profile") == len(DATASETS) + 2
-    )  # + efficiency, convergence
+        text.count("**Not run** in this profile") == len(DATASETS) + 2 + 4
+    )  # + efficiency, convergence; + activation, multistep, latent size, linear encoder
     assert "**Benchmark not run**" in text
     assert "| MNIST | 64 | 0.59 | dataset not run in this profile |" in text
     assert "| (no runs) |" in text
@@ -697,7 +706,8 @@ def fmt_ci(values: list[float]) -> str:
 def test_gfe_sections_present_and_gon_runs_unaffected(gfe_report: tuple[Path, str]) -> None:
     _, text = gfe_report
     headings = [line for line in text.splitlines() if line.startswith("## ")]
-    assert headings[2:5] == GFE_HEADINGS
+    first = headings.index(GFE_HEADINGS[0])
+    assert headings[first : first + 3] == GFE_HEADINGS
     assert "{{" not in text and "{%" not in text
     # runs/efficiency and runs/convergence are studies, not datasets or incomplete GON runs
     assert "incomplete run" not in text

@@ -33,6 +33,7 @@ DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10":
 METHOD_LABELS = {
     "gon": "GON",
     "ae": "AE",
+    "ae_linear": "AE (linear encoder)",
     "gfe_adaptive": "GFE (adaptive step)",
     "gfe": "GFE (1st-order flow)",
     "gfe2": "GFE (2nd-order flow)",

@@ -13,10 +13,12 @@ Layout read (written by the pipeline)::
     runs/efficiency/<dataset>/<method>-n<train_size>-s<seed>/{metrics.json, curve.csv}
     runs/convergence/<dataset>/{summary.json, curves.csv}      (curves.csv may be absent)
     out_dir/bench_gfe_gradients.json                            (optional benchmark)
+    runs/studies/<study>/<cell>/{metrics.json, curves.csv}      (ablation studies)
 
 Layout written::
 
     out_dir/report.md, out_dir/results.csv, out_dir/figures/*.png
+    out_dir/studies.csv, out_dir/figures/study_*.png     (ablation studies: repro/report/studies.py)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import yaml
 from repro.io import atomic_write, read_json
 from repro.report import figures
 from repro.report.figures import bn_label, dataset_label, flow_label, loss_label, method_label
+from repro.report.studies import studies_context
 from repro.stats import MeanCI, mean_ci, paired_difference
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -77,8 +80,9 @@ EFFICIENCY_COLUMNS = [
     "train_nfe_mean",
 ]
 
-# Subdirectories of runs/ that hold the GFE studies, not datasets of the GON study.
-STUDY_DIRS = ("efficiency", "convergence")
+# Subdirectories of runs/ that hold the GFE studies and the ablation studies, not datasets of
+# the GON study.
+STUDY_DIRS = ("efficiency", "convergence", "studies")
 BENCH_FILE = "bench_gfe_gradients.json"
 BENCH_MODES = ("backprop", "adjoint", "approximate")
 # Settings every efficiency run records; a run that disagrees with params is flagged.
@@ -1856,6 +1860,19 @@ def build_report(
         datasets, runs, results, refs, methods=methods, headline_bn=headline_bn
     )
     datasets_run = {r.dataset for r in runs}
+    # Ablation studies and main-run controls (repro/report/studies.py): studies.csv, figures.
+    study_sections, study_warnings = studies_context(
+        runs_dir,
+        out_dir,
+        main_runs=runs,
+        eff_runs=eff_runs,
+        params=params,
+        claims=claims,
+        confidence=confidence,
+        headline_bn=headline_bn,
+        datasets_run=datasets_run,
+    )
+    warnings += study_warnings
     bn_modes = _bn_modes(runs) or [headline_bn]  # columns stay even with no runs
     pub = _protocol_values(claims)
     size = data.get("image_size")
@@ -1894,6 +1911,7 @@ def build_report(
         "efficiency": efficiency,
         "convergence": convergence,
         "gradients": gradients,
+        "studies": study_sections,
         "efficiency_runs": [
             {
                 "name": r.name,
