@@ -539,6 +539,11 @@ def multistep_section(
                     mode: _ci((r.loss("test", mode) for r in ok), confidence)
                     for mode in bn["modes"]
                 },
+                # How far the k steps move the latent: with batch statistics the first step is
+                # scaled by 1/sqrt(eps) (protocol section 5), so later steps may barely move it.
+                "latent_norm": _ci(
+                    (r.loss("test", bn["headline"], "latent_norm") for r in ok), confidence
+                ),
                 "seconds_per_epoch": _ci((r.value("seconds_per_epoch") for r in ok), confidence),
                 "graph_mb": None if cost[k]["graph_bytes"] is None else cost[k]["graph_bytes"] / MB,
                 "cuda_peak_mb": None
