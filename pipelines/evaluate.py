@@ -46,7 +46,8 @@ def main() -> None:
             model,
             splits["test"],
             combinations=cfg.affinity_combinations,
-            batch_size=cfg.batch_size,
+            # three disjoint batches are combined; a tiny test split gets smaller ones
+            batch_size=min(cfg.batch_size, splits["test"].shape[0] // 3),
             seed=spec.seed,
         )
         save_reconstruction_grid(

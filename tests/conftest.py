@@ -29,7 +29,9 @@ def shrink(params: Params, **train_overrides) -> Params:
         num_threads=1,
         **train_overrides,
     )
-    evaluate = dataclasses.replace(params.evaluate, batch_size=32, order_shuffles=2)
+    evaluate = dataclasses.replace(
+        params.evaluate, batch_size=32, order_shuffles=2, val_images=None
+    )
     model = dataclasses.replace(params.model, nz=[8], ngf=4)
     tracking = dataclasses.replace(params.tracking, enabled=False)
     gfe = dataclasses.replace(params.gfe, tau=50.0, max_nfe=400)
