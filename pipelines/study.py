@@ -68,6 +68,11 @@ def main() -> None:
     out_dir = root / "runs" / "studies" / args.study / cell
     model_root = root / "models" / "studies" / args.study / cell
     seeds = study_seeds(params, args.study)
+    # The MLflow "stage" tag is the DVC stage name, as dvc.yaml's matrix spells it.
+    key = {"activation": args.activation, "multistep": args.steps}.get(
+        args.study, f"{args.dataset}-{args.nz}"
+    )
+    dvc_stage = f"{args.study}@{key}"
     records, curves = [], []
     t_stage = time.perf_counter()
     for variant in variants:
@@ -78,7 +83,7 @@ def main() -> None:
             try:
                 with tracked_run(
                     params.tracking,
-                    stage=f"{args.study}@{cell}",
+                    stage=dvc_stage,
                     run_name=f"{args.study}/{cell}/{variant.label}-s{seed}",
                     params=flatten(run_config(spec, vparams)),
                     tags={"profile": params.profile, "device": str(device), "study": args.study}
