@@ -37,7 +37,7 @@ import yaml
 from repro.io import atomic_write, read_json
 from repro.report import figures
 from repro.report.figures import bn_label, dataset_label, flow_label, loss_label, method_label
-from repro.report.studies import studies_context
+from repro.report.studies import claims_by_id, published_parameter_ratio, studies_context
 from repro.stats import MeanCI, mean_ci, paired_difference
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -702,17 +702,7 @@ def parameters_section(
         if gon and ae and len(gon) == 1 and len(ae) == 1:
             g, a = next(iter(gon)), next(iter(ae))
             ratios.append({"nz": nz, "gon": g, "ae": a, "ratio": g / a})
-    published = {c["id"]: c for c in claims["claims"] if c["id"].startswith("gon-half-parameters-")}
-    pub_g, pub_a = published.get("gon-half-parameters-gon"), published.get("gon-half-parameters-ae")
-    pub = None
-    if pub_g and pub_a:
-        pub = {
-            "nz": pub_g.get("nz"),
-            "gon": pub_g["value"],
-            "ae": pub_a["value"],
-            "ratio": pub_g["value"] / pub_a["value"],
-            "where": pub_g["where"],
-        }
+    pub = published_parameter_ratio(claims)
     inconsistent = [row for row in rows if len(row["n_params"]) > 1]
     return {"rows": rows, "ratios": ratios, "published": pub, "inconsistent": inconsistent}
 
@@ -1255,12 +1245,6 @@ def _efficiency_findings(rows: Sequence[dict[str, Any]], sizes: Sequence[int]) -
     return out
 
 
-def _claims_by_id(claims: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str, Any]]:
-    sources = claims["sources"]
-    items = {c["id"]: c for c in claims["claims"]}
-    return [{**items[i], "cite": sources[items[i]["source"]]["cite"]} for i in ids if i in items]
-
-
 def efficiency_section(
     runs: Sequence[EfficiencyRun],
     finals: pd.DataFrame,
@@ -1275,7 +1259,7 @@ def efficiency_section(
     eff = params.get("efficiency", {}) or {}
     base = {
         "status": "run" if not finals.empty else "not run",
-        "claims": _claims_by_id(claims, GFE_CLAIMS["efficiency"]),
+        "claims": claims_by_id(claims, GFE_CLAIMS["efficiency"]),
         "loss": loss,
         "loss_label": loss_label(loss),
         "show_sse": loss != "sse",
@@ -1489,7 +1473,7 @@ def convergence_sections(
     return {
         "status": "run" if items else "not run",
         "items": items,
-        "claims": _claims_by_id(claims, GFE_CLAIMS["convergence"]),
+        "claims": claims_by_id(claims, GFE_CLAIMS["convergence"]),
     }
 
 
@@ -1515,7 +1499,7 @@ def gradients_section(bench: Mapping[str, Any] | None, claims: Mapping[str, Any]
     """The decoder-gradient benchmark: its table and the approximate-vs-exact finding."""
     base: dict[str, Any] = {
         "present": bench is not None,
-        "claims": _claims_by_id(claims, GFE_CLAIMS["gradients"]),
+        "claims": claims_by_id(claims, GFE_CLAIMS["gradients"]),
     }
     if bench is None:
         return base

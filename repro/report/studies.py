@@ -217,10 +217,26 @@ def _flip(d: PairedDifference) -> PairedDifference:
     )
 
 
-def _claims_by_id(claims: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str, Any]]:
+def claims_by_id(claims: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The claims of ``claims.yaml`` with these ids, each with its source's citation."""
     sources = claims["sources"]
     items = {c["id"]: c for c in claims["claims"]}
     return [{**items[i], "cite": sources[items[i]["source"]]["cite"]} for i in ids if i in items]
+
+
+def published_parameter_ratio(claims: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The published GON and AE parameter counts (the "half the parameters" claim), or None."""
+    published = {c["id"]: c for c in claims["claims"] if c["id"].startswith("gon-half-parameters-")}
+    pub_g, pub_a = published.get("gon-half-parameters-gon"), published.get("gon-half-parameters-ae")
+    if not (pub_g and pub_a):
+        return None
+    return {
+        "nz": pub_g.get("nz"),
+        "gon": pub_g["value"],
+        "ae": pub_a["value"],
+        "ratio": pub_g["value"] / pub_a["value"],
+        "where": pub_g["where"],
+    }
 
 
 def _failures(runs: Iterable[StudyRun]) -> list[dict[str, Any]]:
@@ -350,7 +366,7 @@ def activation_section(
     mine = [r for r in runs if r.study == "activation"]
     base: dict[str, Any] = {
         "status": "run" if mine else "not run",
-        "claims": _claims_by_id(claims, STUDY_CLAIMS["activation"]),
+        "claims": claims_by_id(claims, STUDY_CLAIMS["activation"]),
         "reference": reference,
         "scale": _study_scale(params, "activation"),
         "dataset": dataset_label(str((params.get("studies") or {}).get("dataset", "n/a"))),
@@ -484,7 +500,7 @@ def multistep_section(
     mine = [r for r in runs if r.study == "multistep"]
     base: dict[str, Any] = {
         "status": "run" if mine else "not run",
-        "claims": _claims_by_id(claims, STUDY_CLAIMS["multistep"]),
+        "claims": claims_by_id(claims, STUDY_CLAIMS["multistep"]),
         "scale": _study_scale(params, "multistep"),
         "dataset": dataset_label(str((params.get("studies") or {}).get("dataset", "n/a"))),
         "bn": bn,
@@ -1234,20 +1250,10 @@ def cost_section(
 ) -> dict[str, Any]:
     rows = parameter_rows(main_runs, study_runs, eff_runs, params)
     ratios = _ratios(rows)
-    published = {c["id"]: c for c in claims["claims"] if c["id"].startswith("gon-half-parameters-")}
-    pub_g, pub_a = published.get("gon-half-parameters-gon"), published.get("gon-half-parameters-ae")
-    pub = None
-    if pub_g and pub_a:
-        pub = {
-            "nz": pub_g.get("nz"),
-            "gon": pub_g["value"],
-            "ae": pub_a["value"],
-            "ratio": pub_g["value"] / pub_a["value"],
-            "where": pub_g["where"],
-        }
+    pub = published_parameter_ratio(claims)
     return {
         "status": "run" if rows else "not run",
-        "claims": _claims_by_id(claims, STUDY_CLAIMS["cost"]),
+        "claims": claims_by_id(claims, STUDY_CLAIMS["cost"]),
         "parameter_rows": rows,
         "ratios": ratios,
         "ratio_range": (min(r["ratio"] for r in ratios), max(r["ratio"] for r in ratios))
