@@ -25,23 +25,35 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pandas as pd
-import yaml
 
-from repro.io import atomic_write, read_json
+from repro.io import atomic_write
 from repro.report import figures
 from repro.report.figures import bn_label, dataset_label, flow_label, loss_label, method_label
+from repro.report.loaders import (  # noqa: F401  (re-exported: tests and callers use render.*)
+    BENCH_FILE,
+    CLAIMS_PATH,
+    PACKAGE_DIR,
+    STUDY_DIRS,
+    EfficiencyRun,
+    Run,
+    load_benchmark,
+    load_claims,
+    load_convergence,
+    load_efficiency_runs,
+    load_manifest,
+    load_reference,
+    load_runs,
+)
 from repro.report.studies import claims_by_id, published_parameter_ratio, studies_context
 from repro.stats import MeanCI, mean_ci, paired_difference
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-CLAIMS_PATH = PACKAGE_DIR / "claims.yaml"
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
 TEMPLATE_NAME = "report.md.j2"
 
@@ -82,8 +94,6 @@ EFFICIENCY_COLUMNS = [
 
 # Subdirectories of runs/ that hold the GFE studies and the ablation studies, not datasets of
 # the GON study.
-STUDY_DIRS = ("efficiency", "convergence", "studies")
-BENCH_FILE = "bench_gfe_gradients.json"
 BENCH_MODES = ("backprop", "adjoint", "approximate")
 # Settings every efficiency run records; a run that disagrees with params is flagged.
 EFFICIENCY_SETTINGS = ("architecture", "nz", "steps", "batch_size", "eval_images", "loss")
@@ -98,94 +108,6 @@ GFE_CLAIMS = {
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Run:
-    """One trained model: its held-out metrics and (when present) its training history."""
-
-    dataset: str
-    method: str
-    nz: int
-    seed: int
-    path: Path
-    metrics: dict[str, Any]
-    history: pd.DataFrame | None
-
-    @property
-    def name(self) -> str:
-        return str(self.metrics.get("run", f"{self.dataset}/{self.path.name}"))
-
-    @property
-    def recon(self) -> Path | None:
-        png = self.path / "recon.png"
-        return png if png.is_file() else None
-
-
-def load_claims(path: Path = CLAIMS_PATH) -> dict[str, Any]:
-    """Published claims, sources and protocol constants (see claims.yaml)."""
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
-
-
-def _read_history(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.is_file() else None
-
-
-def _scan_runs(
-    run_dirs: Iterable[Path], label: Callable[[Path], str], curve_name: str, what: str
-) -> tuple[list[tuple[Path, dict[str, Any], pd.DataFrame | None]], list[str]]:
-    """(run dir, metrics, curve) for every run directory with a ``metrics.json``.
-
-    A run killed before evaluation has a curve but no metrics; the report says so instead of
-    averaging it in or crashing, so a partial pipeline still yields a readable report.
-    """
-    found, warnings = [], []
-    for run_dir in sorted(run_dirs):
-        metrics_path = run_dir / "metrics.json"
-        if not metrics_path.is_file():
-            warnings.append(f"`{label(run_dir)}` has no metrics.json (incomplete run): left out")
-            continue
-        m = read_json(metrics_path)
-        curve = _read_history(run_dir / curve_name)
-        if curve is None:
-            warnings.append(f"`{m.get('run', run_dir.name)}` has no {curve_name}: no {what}")
-        found.append((run_dir, m, curve))
-    return found, warnings
-
-
-def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
-    """All GON/AE runs with a ``metrics.json``; directories without one are reported, not fatal."""
-    if not runs_dir.is_dir():
-        return [], [f"runs directory {runs_dir} does not exist"]
-    run_dirs = (p for p in runs_dir.glob("*/*") if p.is_dir() and p.parent.name not in STUDY_DIRS)
-    found, warnings = _scan_runs(
-        run_dirs, lambda d: str(d.relative_to(runs_dir)), "history.csv", "training curve"
-    )
-    runs = [
-        Run(
-            dataset=str(m["dataset"]),
-            method=str(m["method"]),
-            nz=int(m["nz"]),
-            seed=int(m["seed"]),
-            path=d,
-            metrics=m,
-            history=curve,
-        )
-        for d, m, curve in found
-    ]
-    return runs, warnings
-
-
-def load_reference(runs_dir: Path, dataset: str) -> dict[str, Any] | None:
-    """The dataset's reference losses (zero image, mean image, PCA), or None if not computed."""
-    path = runs_dir / dataset / "reference.json"
-    return read_json(path) if path.is_file() else None
-
-
-def load_manifest(data_dir: Path, dataset: str) -> dict[str, Any] | None:
-    path = data_dir / f"{dataset}.manifest.json"
-    return read_json(path) if path.is_file() else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -929,80 +851,6 @@ def _consistency_warnings(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EfficiencyRun:
-    """One run of the data-efficiency study: its final scores and (when present) its curve."""
-
-    dataset: str
-    method: str
-    train_size: int
-    seed: int
-    path: Path
-    metrics: dict[str, Any]
-    curve: pd.DataFrame | None
-
-    @property
-    def name(self) -> str:
-        return str(self.metrics.get("run", f"efficiency/{self.dataset}/{self.path.name}"))
-
-    def final(self, key: str) -> float | None:
-        """A value of the last evaluation point: metrics.json's ``final``, else curve.csv's last row."""
-        final = self.metrics.get("final") or {}
-        if final.get(key) is not None:
-            return float(final[key])
-        if self.curve is not None and not self.curve.empty and key in self.curve:
-            return float(self.curve[key].iloc[-1])
-        return None
-
-
-def load_efficiency_runs(eff_dir: Path) -> tuple[list[EfficiencyRun], list[str]]:
-    """All runs under runs/efficiency/<dataset>/ with a metrics.json; none when not run."""
-    if not eff_dir.is_dir():
-        return [], []
-    found, warnings = _scan_runs(
-        (p for p in eff_dir.glob("*/*") if p.is_dir()),
-        lambda d: f"efficiency/{d.relative_to(eff_dir)}",
-        "curve.csv",
-        "learning curve",
-    )
-    runs = [
-        EfficiencyRun(
-            dataset=str(m["dataset"]),
-            method=str(m["method"]),
-            train_size=int(m["train_size"]),
-            seed=int(m["seed"]),
-            path=d,
-            metrics=m,
-            curve=curve,
-        )
-        for d, m, curve in found
-    ]
-    return runs, warnings
-    for run_dir in sorted(p for p in eff_dir.glob("*/*") if p.is_dir()):
-        metrics_path = run_dir / "metrics.json"
-        if not metrics_path.is_file():
-            warnings.append(
-                f"`efficiency/{run_dir.relative_to(eff_dir)}` has no metrics.json (incomplete run): left out"
-            )
-            continue
-        m = read_json(metrics_path)
-        curve = _read_history(run_dir / "curve.csv")
-        if curve is None:
-            warnings.append(f"`{m.get('run', run_dir.name)}` has no curve.csv: no learning curve")
-        runs.append(
-            EfficiencyRun(
-                dataset=str(m["dataset"]),
-                method=str(m["method"]),
-                train_size=int(m["train_size"]),
-                seed=int(m["seed"]),
-                path=run_dir,
-                metrics=m,
-                curve=curve,
-            )
-        )
-    return runs, warnings
-
-
 def _study_loss(runs: Sequence[EfficiencyRun], eff: Mapping[str, Any]) -> str:
     """The study loss: the one the runs' metrics name when they agree, else the params' one."""
     named = {str(r.metrics["loss"]) for r in runs if r.metrics.get("loss")}
@@ -1314,23 +1162,6 @@ def efficiency_section(
     }
 
 
-def load_convergence(conv_dir: Path) -> list[dict[str, Any]]:
-    """runs/convergence/<dataset>/: its summary and, when present (DVC cache), its curves."""
-    out = []
-    if not conv_dir.is_dir():
-        return out
-    for summary_path in sorted(conv_dir.glob("*/summary.json")):
-        curves_path = summary_path.parent / "curves.csv"
-        out.append(
-            {
-                "dataset": summary_path.parent.name,
-                "summary": read_json(summary_path),
-                "curves": pd.read_csv(curves_path) if curves_path.is_file() else None,
-            }
-        )
-    return out
-
-
 def _per_image(curves: pd.DataFrame, flow: str, iteration: int) -> pd.Series:
     sel = curves[(curves["flow"] == flow) & (curves["iteration"] == iteration)]
     return sel.set_index("image")["loss"].astype(float).sort_index()
@@ -1475,20 +1306,6 @@ def convergence_sections(
         "items": items,
         "claims": claims_by_id(claims, GFE_CLAIMS["convergence"]),
     }
-
-
-def load_benchmark(out_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    """reports/bench_gfe_gradients.json when the benchmark was run; a bad file is a warning."""
-    path = out_dir / BENCH_FILE
-    if not path.is_file():
-        return None, []
-    try:
-        bench = read_json(path)
-    except ValueError as err:
-        return None, [f"{BENCH_FILE} could not be read ({err}): benchmark left out"]
-    if not isinstance(bench, Mapping) or not isinstance(bench.get("results"), list):
-        return None, [f"{BENCH_FILE} has no `results` list: benchmark left out"]
-    return dict(bench), []
 
 
 def _float_or_none(value: Any) -> float | None:
