@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -99,3 +103,70 @@ def tiny_data_dir(tmp_path: Path) -> Path:
             {"images": blob_images(n, seed=i), "labels": torch.zeros(n, dtype=torch.int64)},
         )
     return out
+
+
+# --- A real headless browser for the HTML report's test ------------------------------------------
+
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+DRIVER_NAMES = ("chromedriver",)
+BROWSER_PACKAGES = ("chromium", "chromium-driver")  # Debian's names
+
+
+def find_browser(
+    environ: Mapping[str, str], which: Callable[[str], str | None]
+) -> tuple[str, str] | None:
+    """(chromium, chromedriver): $REPRO_CHROMIUM / $REPRO_CHROMEDRIVER first, then the PATH."""
+
+    def first(var: str, names: tuple[str, ...]) -> str | None:
+        if environ.get(var):
+            return which(environ[var])
+        return next((path for name in names if (path := which(name))), None)
+
+    browser = first("REPRO_CHROMIUM", BROWSER_NAMES)
+    driver = first("REPRO_CHROMEDRIVER", DRIVER_NAMES)
+    return (browser, driver) if browser and driver else None
+
+
+def install_browser(
+    environ: Mapping[str, str],
+    which: Callable[[str], str | None] = shutil.which,
+    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+) -> str:
+    """Install Debian's chromium + chromium-driver when allowed; say what happened."""
+    if environ.get("REPRO_NO_BROWSER_INSTALL"):
+        return "install not attempted: REPRO_NO_BROWSER_INSTALL is set"
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "install not attempted: not root"
+    if which("apt-get") is None or not Path("/etc/debian_version").is_file():
+        return "install not attempted: not a Debian-like system with apt-get"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    steps = (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", *BROWSER_PACKAGES],
+    )
+    for cmd in steps:
+        try:
+            done = run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return f"`{' '.join(cmd)}` failed: {err}"
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr)[-1500:]
+            return f"`{' '.join(cmd)}` exited {done.returncode}: ...{tail}"
+    return f"installed {' and '.join(BROWSER_PACKAGES)} with apt-get"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """(chromium_path, chromedriver_path) for Selenium; installed once if missing, else skip."""
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
+    found = find_browser(os.environ, shutil.which)
+    if found is None:
+        note = install_browser(os.environ)
+        found = find_browser(os.environ, shutil.which)
+        if found is None:
+            pytest.skip(
+                "no headless Chromium with chromedriver: looked at $REPRO_CHROMIUM/"
+                f"$REPRO_CHROMEDRIVER and on PATH for {', '.join(BROWSER_NAMES)} and "
+                f"{', '.join(DRIVER_NAMES)}; {note}"
+            )
+    return found
