@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict
 
+import torch
 from common import run_main, stage
 
 from repro.config import flatten
@@ -18,7 +19,7 @@ from repro.train import configure_torch
 def main() -> None:
     _, params, root = stage(__doc__)
     cfg, eff = params.convergence, params.efficiency
-    configure_torch(__import__("torch").device("cpu"), params.train.num_threads)
+    configure_torch(torch.device("cpu"), params.train.num_threads)
     run_dir = (
         root / "runs" / "efficiency" / eff.dataset / f"{cfg.method}-n{cfg.train_size}-s{cfg.seed}"
     )
@@ -46,6 +47,7 @@ def main() -> None:
             "decoder": str(run_dir.relative_to(root)),
             "loss": eff.loss,
             **asdict(cfg),
+            "mlflow_run_id": tracker.run_id,
             "flows": {},
         }
         for flow in ("first_order", "second_order", "adaptive_step"):

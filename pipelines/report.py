@@ -7,6 +7,7 @@ from common import run_main, stage
 from repro import provenance
 from repro.config import flatten
 from repro.report import build_report
+from repro.report.claims import claims_csv_counts
 from repro.tracking import tracked_run
 
 
@@ -27,8 +28,11 @@ def main() -> None:
             params=params.to_dict(),
             provenance=provenance.collect(params, root),
         )
-        tracker.log_artifact(path)
-    print(f"wrote {path}")
+        for out in (path, path.with_name("report.html"), path.with_name("claims.csv")):
+            tracker.log_artifact(out)
+        counts = claims_csv_counts(path.with_name("claims.csv"))
+        tracker.log_metrics({f"claims_{v.replace(' ', '_')}": n for v, n in counts.items()})
+    print(f"wrote {path} and report.html; claims: {counts}")
 
 
 if __name__ == "__main__":

@@ -306,6 +306,8 @@ def test_report_exists_and_is_fully_rendered(quick_report: tuple[Path, str]) -> 
     assert "Profile: **`quick`**" in text
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == [
+        "## Executive summary",
+        "## Claims and verdicts",
         "## Headline",
         "## Both BatchNorm modes",
         *STUDY_HEADINGS,
@@ -313,6 +315,7 @@ def test_report_exists_and_is_fully_rendered(quick_report: tuple[Path, str]) -> 
         "## Published numbers",
         "## Parameters",
         "## Figures",
+        "## Limitations",
         "## Differences from the published protocol",
         "## Provenance",
     ]
@@ -389,7 +392,7 @@ def test_published_numbers_with_source(quick_report: tuple[Path, str]) -> None:
         assert re.search(rf"\| {c['nz']} \| {re.escape(printed)} \|", pub), printed
     for printed in ("0.59", "2.40", "0.51", "1.36", "0.40", "1.10"):
         assert f"| {printed} |" in pub
-    assert "not measured at this nz in this profile" in pub
+    assert "no main run at this nz in this profile" in pub
     assert "dataset not in this study" in pub  # CIFAR-10 of the Julia reproduction
     assert "most plausibly SSE per image" in pub
 
@@ -410,7 +413,7 @@ def test_parameters_and_provenance(quick_report: tuple[Path, str]) -> None:
     assert "images_resized_sha256: `rs`" in prov and "files.test.images_resized_sha256" in prov
     assert PROVENANCE["git_commit"] in prov
     total = sum(100.0 + s + 10.0 for s in SEEDS) * len(DATASETS) * len(METHODS)
-    assert f"Compute: {total:,.1f} s" in prov
+    assert f"Main runs: {total:,.1f} s" in prov and "Compute, as each stage measured it" in prov
 
 
 def test_differences_list(quick_report: tuple[Path, str]) -> None:
@@ -827,18 +830,18 @@ def test_gradient_benchmark_table_and_sentence(gfe_report: tuple[Path, str]) -> 
     assert "(the adjoint's cosine with backprop: 0.9999)" in grad
 
 
-def test_gfe_claims_in_published_table(gfe_report: tuple[Path, str]) -> None:
+def test_gfe_claims_in_the_claims_table_with_their_source(gfe_report: tuple[Path, str]) -> None:
     _, text = gfe_report
-    other = section(section(text, "Published numbers", "##"), "Other published claims")
+    claims = section(text, "Claims and verdicts", "##")
     for cid in (
         "gfe-data-efficiency",
         "gfe-adjoint-not-necessary",
         "gfe-second-order-faster",
         "gfe-adaptive-step-stiffness",
     ):
-        assert f"| `{cid}` |" in other
-        assert re.search(rf"\| `{cid}` \| [^|]*2105\.05031[^|]*2412\.00864", other)
-    assert "k-flouris/gfe" in other
+        assert f"| `{cid}` | GFE paper |" in claims
+    assert re.search(r"\*\*GFE paper\*\*: [^\n]*2105\.05031[^\n]*2412\.00864", claims)
+    assert "k-flouris/gfe" in claims
 
 
 def test_gfe_figures_are_png(gfe_report: tuple[Path, str]) -> None:
@@ -953,3 +956,51 @@ def test_protocol_differences_name_the_gfe_deviations_from_params():
     assert "τ = 1000 here vs 1e4" in text and "256 held-out test images" in text
     params["gfe"]["tau"] = 1e4
     assert "GFE flow horizon" not in " ".join(protocol_differences(params))
+
+
+def test_every_claim_is_in_the_claims_table_with_source_and_verdict(
+    gfe_report: tuple[Path, str],
+) -> None:
+    from repro.report.claims import load_registry
+
+    _, text = gfe_report
+    claims = section(text, "Claims and verdicts", "##")
+    registry = load_registry()
+    for c in registry["claims"]:
+        short = registry["sources"][c["source"]]["short"]
+        assert re.search(rf"^\| `{re.escape(c['id'])}` \| {re.escape(short)} \|", claims, re.M), c[
+            "id"
+        ]
+    verdicts = re.findall(
+        r"\| \*\*(reproduced|not reproduced|inconclusive|not tested)\*\* \|$", claims, re.M
+    )
+    assert len(verdicts) >= len(registry["claims"])
+
+
+def test_executive_summary_counts_add_up_to_the_claims(gfe_report: tuple[Path, str]) -> None:
+    from repro.report.claims import load_registry
+
+    _, text = gfe_report
+    summary = section(text, "Executive summary", "##")
+    counts = re.findall(
+        r"\*\*(\d+) (?:reproduced|not reproduced|inconclusive|not tested)\*\*", summary
+    )
+    assert sum(map(int, counts)) == len(load_registry()["claims"])
+    assert re.search(r"^1\. \*\*", summary, re.M)  # at least one key finding, numbered
+
+
+def test_html_twin_is_self_contained_with_every_figure(gfe_report: tuple[Path, str]) -> None:
+    from repro.report.html import external_references
+
+    path, text = gfe_report
+    html = (path.parent / "report.html").read_text()
+    assert external_references(html) == []
+    assert html.count('src="data:image/png;base64,') == text.count("![")
+    assert "<script" not in html and "Claims and verdicts" in html
+
+
+def test_limitations_follow_the_params(gfe_report: tuple[Path, str]) -> None:
+    _, text = gfe_report
+    lim = section(text, "Limitations", "##")
+    assert "Scale: the `quick` profile" in lim
+    assert "SmallNORB" in lim and "BatchNorm mode" in lim

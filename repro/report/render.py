@@ -34,8 +34,10 @@ import jinja2
 import pandas as pd
 
 from repro.io import atomic_write
-from repro.report import figures
+from repro.report import figures, narrative
+from repro.report.claims import collect_evidence, evaluate_claims, load_registry, write_claims_csv
 from repro.report.figures import bn_label, dataset_label, flow_label, loss_label, method_label
+from repro.report.html import write_html
 from repro.report.loaders import (  # noqa: F401  (re-exported: tests and callers use render.*)
     BENCH_FILE,
     CLAIMS_PATH,
@@ -51,7 +53,13 @@ from repro.report.loaders import (  # noqa: F401  (re-exported: tests and caller
     load_reference,
     load_runs,
 )
-from repro.report.studies import claims_by_id, published_parameter_ratio, studies_context
+from repro.report.studies import (
+    StudyRun,
+    claims_by_id,
+    load_studies,
+    published_parameter_ratio,
+    studies_context,
+)
 from repro.stats import MeanCI, mean_ci, paired_difference
 
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
@@ -531,7 +539,7 @@ def _ours_cell(
         results, "sse_per_image", dataset=dataset, method=method, nz=nz, bn_mode=bn, split=split
     )
     if ci is None:
-        return {"ci": None, "reason": "not measured at this nz in this profile"}
+        return {"ci": None, "reason": "no main run at this nz in this profile"}
     return {"ci": ci, "reason": None}
 
 
@@ -582,11 +590,6 @@ def published_section(
                 "ours_ae": ours(c["dataset"], int(c["nz"]), "ae", "test"),
             }
         )
-    other = [
-        c
-        for c in items
-        if not c["id"].startswith(("repro-table1-", "julia-test-", "julia-ae-test-"))
-    ]
     return {
         "table1": table1,
         "table1_source": sources["repro_report"]["cite"],
@@ -595,10 +598,6 @@ def published_section(
         ),
         "julia": julia,
         "julia_source": sources["julia_repro"],
-        "other_claims": [
-            {**c, "published": _published_text(c), "cite": sources[c["source"]]["cite"]}
-            for c in other
-        ],
         "sources": sources,
     }
 
@@ -791,14 +790,48 @@ def _sha_entries(obj: Any) -> list[tuple[str, str]]:
     return [(k, v) for k, v in _keys_containing(obj, "sha256") if "expected" not in k.lower()]
 
 
+def _compute_seconds(
+    runs: Sequence[Run],
+    eff_runs: Sequence[EfficiencyRun],
+    study_runs: Sequence[StudyRun],
+    convergence: Mapping[str, Any],
+    bench: Mapping[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """Measured compute per part of the study, as each stage recorded it (start-up excluded)."""
+    main = sum(
+        float(r.metrics.get("train_seconds") or 0.0) + float(r.metrics.get("eval_seconds") or 0.0)
+        for r in runs
+    )
+    eff = sum(float(r.metrics.get("wall_seconds") or 0.0) for r in eff_runs)
+    study = sum(r.value("train_seconds") or 0.0 for r in study_runs)
+    conv = sum(
+        float(f.get("seconds") or 0.0)
+        for item in convergence.get("items", [])
+        for f in (item.get("summary") or {}).get("flows", {}).values()
+    )
+    bench_s = sum(float(r.get("seconds") or 0.0) for r in (bench or {}).get("results", []))
+    parts = [
+        ("main GON/AE/linear-AE runs (training + evaluation)", main),
+        ("ablation studies: activation, multi-step, latent size (training)", study),
+        ("GFE data-efficiency runs", eff),
+        ("GFE convergence study (solvers)", conv),
+        ("GFE decoder-gradient benchmark", bench_s),
+    ]
+    return [{"part": p, "seconds": s} for p, s in parts if s > 0]
+
+
 def provenance_section(
     runs: Sequence[Run],
     manifests: Mapping[str, dict[str, Any] | None],
     provenance: Mapping[str, Any],
+    *,
+    compute: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     train_s = sum(float(r.metrics.get("train_seconds") or 0.0) for r in runs)
     eval_s = sum(float(r.metrics.get("eval_seconds") or 0.0) for r in runs)
     return {
+        "compute": list(compute),
+        "compute_total": sum(float(c["seconds"]) for c in compute),
         "entries": list(provenance.items()),
         "manifests": [
             {
@@ -1502,6 +1535,13 @@ def _fmt_num(value: Any, sig: int = 4) -> str:
     return f"{x:.{sig}g}"
 
 
+def _fmt_qty(value: Any, sig: int = 4) -> str:
+    """Like :func:`_fmt_num`, but whole numbers of 10,000 or more in full (74,321 parameters)."""
+    if value is not None and math.isfinite(x := float(value)) and abs(x) >= 1e4 and x.is_integer():
+        return f"{x:,.0f}"
+    return _fmt_num(value, sig)
+
+
 def _fmt_ci(ci: MeanCI | None, sig: int = 4) -> str:
     """'mean [low, high]'; with one seed, the mean and a note instead of a zero-width interval."""
     if ci is None:
@@ -1551,6 +1591,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(
         num=_fmt_num,
+        qty=_fmt_qty,
         ci=_fmt_ci,
         int=_fmt_int,
         count=_fmt_count,
@@ -1674,6 +1715,10 @@ def build_report(
         datasets_run=datasets_run,
     )
     warnings += study_warnings
+    # Claims: each one's rule applied to the same evidence (repro/report/claims.py).
+    registry = load_registry()
+    verdicts = evaluate_claims(registry, collect_evidence(runs_dir, out_dir, params))
+    write_claims_csv(out_dir / "claims.csv", verdicts)
     bn_modes = _bn_modes(runs) or [headline_bn]  # columns stay even with no runs
     pub = _protocol_values(claims)
     size = data.get("image_size")
@@ -1708,7 +1753,24 @@ def build_report(
             claims,
             resize_methods=[v for m in manifests.values() if m for _, v in _resize_entries(m)],
         ),
-        "provenance": provenance_section(runs, manifests, provenance),
+        "provenance": provenance_section(
+            runs,
+            manifests,
+            provenance,
+            compute=_compute_seconds(
+                runs, eff_runs, load_studies(runs_dir / "studies")[0], convergence, bench
+            ),
+        ),
+        "summary": narrative.executive_summary(verdicts, registry["sources"]),
+        "claims_table": narrative.claims_table(verdicts, registry["sources"]),
+        "sources": [{"key": k, **v} for k, v in registry["sources"].items()],
+        "limitations": narrative.limitations(
+            params,
+            verdicts,
+            datasets_run=datasets_run,
+            published_epochs=pub.get("table1_epochs"),
+            published_train_images=pub.get("train_images") or 0,
+        ),
         "efficiency": efficiency,
         "convergence": convergence,
         "gradients": gradients,
@@ -1727,4 +1789,5 @@ def build_report(
     path = out_dir / "report.md"
     with atomic_write(path, "w") as fh:
         fh.write(render_markdown(context))
+    write_html(path, out_dir / "report.html")
     return path

@@ -166,8 +166,13 @@ def load_studies(studies_dir: Path) -> tuple[list[StudyRun], pd.DataFrame, list[
             warnings.append(f"`studies/{study}/{cell}` has no metrics.json (incomplete): left out")
             continue
         m = read_json(metrics_path)
+        # The cell's training scale belongs to each of its runs (claims compare it to the
+        # published protocol's).
+        scale = {k: m[k] for k in ("epochs", "train_images") if k in m}
         for record in m.get("runs", []):
-            runs.append(StudyRun(study=str(m.get("study", study)), cell=cell, record=record))
+            runs.append(
+                StudyRun(study=str(m.get("study", study)), cell=cell, record={**scale, **record})
+            )
         curves_path = cell_dir / "curves.csv"
         if curves_path.is_file():
             c = pd.read_csv(curves_path)
