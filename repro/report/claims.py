@@ -676,7 +676,7 @@ def _settings(rule: Mapping[str, Any], params: Mapping[str, Any]) -> list[dict[s
 def _judge_setting(
     claim: Mapping[str, Any], rule: Mapping[str, Any], setting: Mapping[str, Any], ev: Evidence
 ) -> SettingResult:
-    label = _setting_label(setting)
+    label = _setting_label(setting or _claim_defaults(claim))
     base = {**_claim_defaults(claim), **(rule.get("where") or {}), **setting}
     if gap := _dataset_gap(base, ev.params):
         return SettingResult(label, not_tested(gap), [])

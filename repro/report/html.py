@@ -187,9 +187,22 @@ def render_html(markdown_text: str, *, base_dir: Path, title: str) -> str:
         len(tokens),
     )
     intro = md.renderer.render(tokens[:split], md.options, env)
-    body = md.renderer.render(tokens[split:], md.options, env)
+    body = _mark_verdicts(md.renderer.render(tokens[split:], md.options, env))
     template = _environment().get_template(TEMPLATE_NAME)
     return template.render(title=title, intro=intro, body=body, toc=toc)
+
+
+_VERDICT_CELL = re.compile(
+    r"<td><strong>(reproduced|not reproduced|inconclusive|not tested)</strong></td>"
+)
+
+
+def _mark_verdicts(html: str) -> str:
+    """Give a verdict cell a class, so a reader sees the verdicts at a glance (colour + text)."""
+    return _VERDICT_CELL.sub(
+        lambda m: f'<td class="verdict v-{m[1].replace(" ", "-")}"><strong>{m[1]}</strong></td>',
+        html,
+    )
 
 
 def _first_heading(markdown_text: str) -> str | None:
