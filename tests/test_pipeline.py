@@ -1,18 +1,79 @@
-"""End to end: the real `dvc repro` on a tiny profile, in a temporary copy of the repository."""
+"""End to end: the real `dvc repro` on a tiny profile, in a temporary copy of the repository.
+
+The pipeline runs once per module (the ``study`` fixture, about three minutes); the tests then
+inspect what it left: its outputs, the MLflow store read directly and read over the REST API of
+an ``mlflow server`` (what ``repro ui`` / ``mlflow ui`` shows a user), and a second ``dvc repro``
+that must be a no-op (last, so the MLflow tests see the store as the first repro left it).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from repro.config import load_params
 from tests.conftest import ROOT, shrink
+
+# The DVC stages (their `stage` tag in MLflow) the tiny profile must track, at least.
+EXPECTED_STAGES = frozenset(
+    {
+        "data@synthetic",
+        "train@synthetic-gon-8-0",
+        "train@synthetic-ae-8-0",
+        "evaluate@synthetic-gon-8-0",
+        "evaluate@synthetic-ae-8-0",
+        "report",
+        "reference@synthetic",
+        "efficiency@gfe_adaptive-64-0",
+        "efficiency@ae-32-0",
+        "convergence",
+        "activation@elu",
+        "activation@relu",
+        "multistep@2",
+        "latent@synthetic-4",
+        "evaluate@synthetic-ae_linear-8-0",
+    }
+)
+# Metrics a run of each stage kind (the stage name before `@`) must carry. `data` and `report`
+# log no metrics, only artifacts; every other kind must log some (checked separately).
+REQUIRED_METRICS = {
+    "train": {"train_mse_per_pixel", "val_mse_per_pixel", "n_params", "train_seconds"},
+    "evaluate": {
+        "losses.batch.test.mse_per_pixel",
+        "losses.batch.test.sse_per_image",
+        "losses.running.test.mse_per_pixel",
+        "affinity_error.batch",
+    },
+}
+METRIC_FREE_KINDS = {"data", "report"}
+# Artifacts a run of each stage kind logs (file: URIs into the copy's mlartifacts/).
+REQUIRED_ARTIFACTS = {
+    "data": {"synthetic.manifest.json"},
+    "train": {"history.csv"},
+    "evaluate": {"metrics.json", "recon.png"},
+    "report": {"report.md"},
+}
+LOOPBACK = "127.0.0.1"
+
+
+def _kind(stage: str) -> str:
+    return stage.split("@", 1)[0]
 
 
 def _copy_checkout(dest: Path) -> None:
@@ -35,9 +96,38 @@ def _copy_checkout(dest: Path) -> None:
             shutil.copy2(src, dest / rel)
 
 
-@pytest.mark.slow
-def test_dvc_repro_runs_every_stage_tracks_it_in_mlflow_and_a_second_repro_is_a_no_op(tmp_path):
-    repo = tmp_path / "study"
+def _tail(text: str, n: int = 3000) -> str:
+    return text[-n:]
+
+
+@dataclasses.dataclass
+class TinyStudy:
+    """The temporary copy after its first `dvc repro`."""
+
+    repo: Path
+    env: dict[str, str]
+    epochs: int
+    first: subprocess.CompletedProcess
+    seconds: float
+
+    def dvc(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=self.repo,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    @property
+    def store_uri(self) -> str:
+        return f"sqlite:///{self.repo / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
+    repo = tmp_path_factory.mktemp("pipeline") / "study"
     repo.mkdir()
     _copy_checkout(repo)
     params = shrink(load_params(ROOT / "params.yaml")).to_dict()
@@ -49,55 +139,365 @@ def test_dvc_repro_runs_every_stage_tracks_it_in_mlflow_and_a_second_repro_is_a_
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(repo)  # the stages run the copied checkout's code, not an installed one
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-
-    def dvc(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "dvc", *args],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
+    tiny = TinyStudy(
+        repo=repo,
+        env=env,
+        epochs=params["train"]["epochs"],
+        first=subprocess.CompletedProcess([], -1),
+        seconds=0.0,
+    )
+    t0 = time.perf_counter()
+    tiny.first = tiny.dvc("repro")
+    tiny.seconds = time.perf_counter() - t0
+    if tiny.first.returncode != 0:
+        pytest.fail(
+            f"`dvc repro` in {repo} failed (exit {tiny.first.returncode}):\n"
+            f"--- stdout ---\n{_tail(tiny.first.stdout)}\n--- stderr ---\n{_tail(tiny.first.stderr)}",
+            pytrace=False,
         )
+    return tiny
 
-    first = dvc("repro")
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 
+# --------------------------------------------------------------------------------------------
+# The MLflow tracking server, and its REST API through the standard library only
+
+
+@dataclasses.dataclass
+class MlflowServer:
+    url: str
+    host: str
+    port: int
+    cmd: list[str]
+    proc: subprocess.Popen
+    log: Path
+    startup_seconds: float
+
+    def log_tail(self, n: int = 3000) -> str:
+        return _tail(self.log.read_text(errors="replace"), n) if self.log.exists() else ""
+
+    def api(self, method: str, path: str, body: dict | None = None, **query: Any) -> dict:
+        """One REST call (``path`` below /api/2.0/mlflow/); the decoded JSON answer."""
+        url = f"{self.url}/api/2.0/mlflow/{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            raise AssertionError(
+                f"{method} {url} -> HTTP {err.code}: {err.read()[:2000]!r}\n"
+                f"--- server log ---\n{self.log_tail()}"
+            ) from err
+
+    def search_experiments(self) -> list[dict]:
+        experiments, token = [], None
+        while True:
+            body = {"max_results": 100} | ({"page_token": token} if token else {})
+            page = self.api("POST", "experiments/search", body)
+            experiments += page.get("experiments", [])
+            token = page.get("next_page_token")
+            if not token:
+                return experiments
+
+    def search_runs(self, experiment_ids: list[str], page_size: int = 10) -> list[dict]:
+        """Every run, a small page at a time (the pagination is part of what is tested)."""
+        runs, token = [], None
+        while True:
+            body = {"experiment_ids": experiment_ids, "max_results": page_size}
+            if token:
+                body["page_token"] = token
+            page = self.api("POST", "runs/search", body)
+            runs += page.get("runs", [])
+            token = page.get("next_page_token")
+            if not token:
+                return runs
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (mlflow forwards it to its uvicorn child), then SIGKILL; the whole group."""
+
+    def signal_group(sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)  # the server runs in its own session: pgid == its pid
+        except ProcessLookupError:
+            pass
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+    signal_group(signal.SIGTERM)  # a child left behind (uvicorn) gets the same treatment
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    signal_group(signal.SIGKILL)
+
+
+def _start_server(study: TinyStudy, log: Path, timeout: float = 60.0) -> MlflowServer:
+    """`mlflow server` (what `mlflow ui` runs) on the study's store, on a free loopback port."""
+    artifacts = (study.repo / "mlartifacts").as_uri()  # where repro.tracking puts artifacts
+    env = dict(study.env)
+    # No huey job runner (it serves LLM-evaluation jobs, not the runs browsed here, and leaves
+    # a storage directory in /dev/shm behind) and no usage telemetry from a test.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    for _attempt in range(3):  # the free port may be taken between finding and binding it
+        port = _free_port(LOOPBACK)
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            study.store_uri,
+            "--default-artifact-root",
+            artifacts,
+            "--artifacts-destination",
+            artifacts,
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        url = f"http://{LOOPBACK}:{port}"
+        t0 = time.perf_counter()
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=study.repo,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = MlflowServer(url, LOOPBACK, port, cmd, proc, log, 0.0)
+        try:
+            while proc.poll() is None and time.perf_counter() - t0 < timeout:
+                if _healthy(url):
+                    server.startup_seconds = time.perf_counter() - t0
+                    return server
+                time.sleep(0.25)
+        except BaseException:
+            _stop(proc)
+            raise
+        exit_code = proc.poll()
+        _stop(proc)
+        text = server.log_tail()
+        if exit_code is not None and "address already in use" in text.lower():
+            continue  # lost the race for the port: try another one
+        what = (
+            f"exited with {exit_code} before answering GET {url}/health"
+            if exit_code is not None
+            else f"did not answer GET {url}/health with 200 within {timeout:.0f} s"
+        )
+        pytest.fail(f"`{' '.join(cmd)}` {what}\n--- server log ---\n{text}", pytrace=False)
+    pytest.fail(f"no free port for the MLflow server after 3 tries:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(
+    study: TinyStudy, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowServer]:
+    server = _start_server(study, tmp_path_factory.mktemp("mlflow-server") / "server.log")
+    try:
+        yield server
+    finally:
+        _stop(server.proc)
+
+
+@pytest.fixture(scope="module")
+def served_runs(mlflow_server: MlflowServer) -> dict[str, list[dict]]:
+    """The runs the server lists, by their `stage` tag (runs/search over every experiment)."""
+    experiments = mlflow_server.search_experiments()
+    assert experiments, f"the server lists no experiments\n{mlflow_server.log_tail()}"
+    runs = mlflow_server.search_runs([e["experiment_id"] for e in experiments])
+    by_stage: dict[str, list[dict]] = {}
+    for run in runs:
+        tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
+        by_stage.setdefault(tags.get("stage", "<no stage tag>"), []).append(run)
+    return by_stage
+
+
+def _missing_stages(found: set[str]) -> str:
+    missing = sorted(EXPECTED_STAGES - found)
+    return f"stages without a run: {missing}; stages found: {sorted(found, key=str)}"
+
+
+def _listening_addresses(port: int) -> list[str] | None:
+    """The local addresses of LISTEN sockets on ``port`` (Linux /proc), None if unreadable."""
+    found, readable = [], False
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if fields[3] != "0A" or int(hex_port, 16) != port:  # 0A: TCP_LISTEN
+                continue
+            raw = b"".join(  # /proc prints each 32-bit word in host (little-endian) order
+                bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8)
+            )
+            found.append(socket.inet_ntop(family, raw))
+    return found if readable else None
+
+
+# --------------------------------------------------------------------------------------------
+# The tests, in the order they run
+
+
+@pytest.mark.slow
+def test_first_repro_builds_the_report_and_every_run_output(study: TinyStudy):
+    repo = study.repo
     report = (repo / "reports" / "report.md").read_text()
     assert "tiny" in report
     for method in ("gon", "ae"):
-        assert (repo / "runs" / "synthetic" / f"{method}-nz8-s0" / "metrics.json").is_file()
+        path = repo / "runs" / "synthetic" / f"{method}-nz8-s0" / "metrics.json"
+        assert path.is_file(), f"{path} missing after `dvc repro`"
     assert (repo / "dvc.lock").is_file()
     for cell in ("activation/synthetic-elu", "multistep/synthetic-k2", "latent/synthetic-nz4"):
         assert (repo / "runs" / "studies" / cell / "metrics.json").is_file(), cell
         assert (repo / "runs" / "studies" / cell / "curves.csv").is_file(), cell
 
-    second = dvc("repro")
-    assert second.returncode == 0 and "up to date" in second.stdout, second.stdout
 
+@pytest.mark.slow
+def test_mlflow_store_holds_every_stage_finished(study: TinyStudy):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=study.store_uri)
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     stages = {r.data.tags.get("stage") for r in runs}
-    expected = {
-        "data@synthetic",
-        "train@synthetic-gon-8-0",
-        "train@synthetic-ae-8-0",
-        "evaluate@synthetic-gon-8-0",
-        "evaluate@synthetic-ae-8-0",
-        "report",
-        "reference@synthetic",
-        "efficiency@gfe_adaptive-64-0",
-        "efficiency@ae-32-0",
-        "convergence",
-        "activation@elu",
-        "activation@relu",
-        "multistep@2",
-        "latent@synthetic-4",
-        "evaluate@synthetic-ae_linear-8-0",
-    }
-    assert expected <= stages, stages
-    assert all(r.info.status == "FINISHED" for r in runs)
+    assert EXPECTED_STAGES <= stages, _missing_stages(stages)
+    unfinished = [(r.data.tags.get("stage"), r.info.status) for r in runs]
+    unfinished = [(s, status) for s, status in unfinished if status != "FINISHED"]
+    assert not unfinished, f"runs not FINISHED: {unfinished}"
     train_run = next(r for r in runs if r.data.tags.get("stage") == "train@synthetic-gon-8-0")
-    assert len(client.get_metric_history(train_run.info.run_id, "train_mse_per_pixel")) == 3
+    history = client.get_metric_history(train_run.info.run_id, "train_mse_per_pixel")
+    assert len(history) == 3, history
+
+
+@pytest.mark.slow
+def test_mlflow_server_binds_to_loopback_only(mlflow_server: MlflowServer):
+    assert mlflow_server.cmd[mlflow_server.cmd.index("--host") + 1] == LOOPBACK
+    assert mlflow_server.url.startswith(f"http://{LOOPBACK}:")
+    addresses = _listening_addresses(mlflow_server.port)
+    if addresses is None:
+        pytest.skip("no /proc/net/tcp here to see what the server listens on")
+    assert addresses and set(addresses) == {LOOPBACK}, (
+        f"port {mlflow_server.port} listens on {addresses}, expected only {LOOPBACK}"
+    )
+
+
+@pytest.mark.slow
+def test_mlflow_server_lists_every_stage_finished_with_params(
+    study: TinyStudy, mlflow_server: MlflowServer, served_runs: dict[str, list[dict]]
+):
+    assert EXPECTED_STAGES <= served_runs.keys(), _missing_stages(set(served_runs))
+    problems = []
+    for stage, runs in sorted(served_runs.items()):
+        for run in runs:
+            info, data = run["info"], run.get("data", {})
+            if info.get("status") != "FINISHED":
+                problems.append(f"{stage} run {info['run_id']}: status {info.get('status')}")
+            if not data.get("params"):
+                problems.append(f"{stage} run {info['run_id']}: no params")
+    assert not problems, "\n".join(problems)
+
+    # The server shows exactly the runs in the store (nothing lost between SQLite and the UI).
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=study.store_uri)
+    stored = {
+        r.info.run_id
+        for e in client.search_experiments()
+        for r in client.search_runs([e.experiment_id])
+    }
+    served = {run["info"]["run_id"] for runs in served_runs.values() for run in runs}
+    assert served == stored, (
+        f"served but not stored: {sorted(served - stored)}; stored but not served: {sorted(stored - served)}"
+    )
+
+
+@pytest.mark.slow
+def test_mlflow_server_serves_train_and_evaluate_metrics(
+    study: TinyStudy, mlflow_server: MlflowServer, served_runs: dict[str, list[dict]]
+):
+    problems = []
+    for stage in sorted(EXPECTED_STAGES):
+        kind = _kind(stage)
+        for run in served_runs.get(stage, []):
+            run_id = run["info"]["run_id"]
+            logged = {m["key"] for m in run.get("data", {}).get("metrics", [])}
+            if missing := REQUIRED_METRICS.get(kind, set()) - logged:
+                problems.append(f"{stage} run {run_id}: metrics {sorted(missing)} missing")
+            if kind not in METRIC_FREE_KINDS and not logged:
+                problems.append(f"{stage} run {run_id}: no metrics at all")
+            if kind == "train":  # one value per epoch, the epoch as the step
+                history = mlflow_server.api(
+                    "GET", "metrics/get-history", run_id=run_id, metric_key="train_mse_per_pixel"
+                ).get("metrics", [])
+                steps = sorted(int(m["step"]) for m in history)
+                if steps != list(range(1, study.epochs + 1)):
+                    problems.append(
+                        f"{stage} run {run_id}: train_mse_per_pixel history has steps {steps}, "
+                        f"expected 1..{study.epochs}"
+                    )
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_mlflow_server_lists_each_stage_artifacts(
+    mlflow_server: MlflowServer, served_runs: dict[str, list[dict]]
+):
+    problems = []
+    for stage in sorted(EXPECTED_STAGES):
+        wanted = REQUIRED_ARTIFACTS.get(_kind(stage))
+        for run in served_runs.get(stage, []) if wanted else []:
+            run_id = run["info"]["run_id"]
+            listed = mlflow_server.api("GET", "artifacts/list", run_id=run_id).get("files", [])
+            if missing := wanted - {f["path"] for f in listed}:
+                problems.append(
+                    f"{stage} run {run_id}: artifacts {sorted(missing)} not listed "
+                    f"(listed: {sorted(f['path'] for f in listed)})"
+                )
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_second_repro_is_a_no_op(study: TinyStudy):
+    """Last: it must change nothing, and the MLflow tests above saw the first repro's store."""
+    second = study.dvc("repro")
+    assert second.returncode == 0 and "up to date" in second.stdout, (
+        f"exit {second.returncode}\n--- stdout ---\n{_tail(second.stdout)}\n"
+        f"--- stderr ---\n{_tail(second.stderr)}"
+    )
