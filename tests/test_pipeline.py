@@ -50,9 +50,15 @@ EXPECTED_STAGES = frozenset(
         "evaluate@synthetic-ae_linear-8-0",
     }
 )
-# Metrics a run of each stage kind (the stage name before `@`) must carry. `data` and `report`
-# log no metrics, only artifacts; every other kind must log some (checked separately).
+# Metrics a run of each stage kind (the stage name before `@`) must carry. `data` logs no
+# metrics, only artifacts; every other kind must log some (checked separately).
 REQUIRED_METRICS = {
+    "report": {
+        "claims_reproduced",
+        "claims_not_reproduced",
+        "claims_inconclusive",
+        "claims_not_tested",
+    },
     "train": {"train_mse_per_pixel", "val_mse_per_pixel", "n_params", "train_seconds"},
     "evaluate": {
         "losses.batch.test.mse_per_pixel",
@@ -61,13 +67,13 @@ REQUIRED_METRICS = {
         "affinity_error.batch",
     },
 }
-METRIC_FREE_KINDS = {"data", "report"}
+METRIC_FREE_KINDS = {"data"}
 # Artifacts a run of each stage kind logs (file: URIs into the copy's mlartifacts/).
 REQUIRED_ARTIFACTS = {
     "data": {"synthetic.manifest.json"},
     "train": {"history.csv"},
     "evaluate": {"metrics.json", "recon.png"},
-    "report": {"report.md"},
+    "report": {"report.md", "report.html", "claims.csv"},
 }
 LOOPBACK = "127.0.0.1"
 
@@ -388,6 +394,29 @@ def test_first_repro_builds_the_report_and_every_run_output(study: TinyStudy):
     for cell in ("activation/synthetic-elu", "multistep/synthetic-k2", "latent/synthetic-nz4"):
         assert (repo / "runs" / "studies" / cell / "metrics.json").is_file(), cell
         assert (repo / "runs" / "studies" / cell / "curves.csv").is_file(), cell
+
+
+@pytest.mark.slow
+def test_report_judges_every_claim_and_has_an_offline_html_twin(study: TinyStudy):
+    import csv
+
+    from repro.report.claims import load_registry
+    from repro.report.html import external_references
+
+    reports = study.repo / "reports"
+    with open(reports / "claims.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    ids = {c["id"] for c in load_registry()["claims"]}
+    assert {r["claim_id"] for r in rows} == ids
+    by_id = {r["claim_id"]: r for r in rows}
+    # The tiny profile trains GON and the AE on its synthetic dataset: that claim is judged.
+    assert by_id["gon-lower-loss-than-ae"]["verdict"] != "not tested", by_id[
+        "gon-lower-loss-than-ae"
+    ]
+    assert by_id["gon-lower-loss-than-ae"]["mlflow_run_ids"]
+    html = (reports / "report.html").read_text()
+    assert external_references(html) == []
+    assert html.count("data:image/png;base64,") == (reports / "report.md").read_text().count("![")
 
 
 @pytest.mark.slow

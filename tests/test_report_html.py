@@ -162,18 +162,13 @@ CLAIMS_REPORT = """\
 """
 
 
-def test_report_html_opens_in_headless_chromium(tmp_path: Path, chromium: tuple[str, str]) -> None:
+def open_in_chromium(page: Path, chromium: tuple[str, str], workdir: Path) -> dict:
+    """Load ``page`` in headless Chromium (Selenium) and read back what a reader would see."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser_path, driver_path = chromium
-    report = tmp_path / "report" / "report.md"
-    write_png(report.parent / "figures" / "curves.png", (40, 30), (20, 120, 200))
-    write_png(report.parent / "figures" / "recon.png", (30, 20), (30, 160, 60))
-    report.write_text(CLAIMS_REPORT)
-    page = write_html(report, tmp_path / "elsewhere" / "report.html")  # no figures beside it
-
     options = webdriver.ChromeOptions()
     options.binary_location = browser_path
     for arg in (
@@ -185,7 +180,7 @@ def test_report_html_opens_in_headless_chromium(tmp_path: Path, chromium: tuple[
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--user-data-dir={workdir / 'profile'}",
         "--window-size=1200,1400",
     ):
         options.add_argument(arg)
@@ -197,39 +192,70 @@ def test_report_html_opens_in_headless_chromium(tmp_path: Path, chromium: tuple[
         WebDriverWait(driver, 10).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
-        images = driver.execute_script(
-            "return Array.from(document.images, i => [i.complete, i.naturalWidth, i.alt]);"
-        )
-        claims_rows = driver.execute_script(
-            """
-            const h = Array.from(document.querySelectorAll('h2'))
-                .find(e => e.textContent.trim() === 'Claims and verdicts');
-            if (!h) return -1;
-            for (let e = h.nextElementSibling; e && e.tagName !== 'H2'; e = e.nextElementSibling) {
-                const t = e.matches('table') ? e : e.querySelector('table');
-                if (t) return t.tBodies[0].rows.length;
-            }
-            return 0;
-            """
-        )
-        broken_anchors = driver.execute_script(
-            "return Array.from(document.querySelectorAll('a[href^=\"#\"]'))"
-            ".map(a => a.getAttribute('href').slice(1))"
-            ".filter(id => !document.getElementById(id));"
-        )
-        fetched = driver.execute_script(
-            "return performance.getEntriesByType('resource').map(e => e.name);"
-        )
-        shot = tmp_path / "report.png"
-        assert driver.save_screenshot(str(shot))
+        seen = {
+            "images": driver.execute_script(
+                "return Array.from(document.images, i => [i.complete, i.naturalWidth, i.alt]);"
+            ),
+            "claims_rows": driver.execute_script(
+                """
+                const h = Array.from(document.querySelectorAll('h2'))
+                    .find(e => e.textContent.trim() === 'Claims and verdicts');
+                if (!h) return -1;
+                for (let e = h.nextElementSibling; e && e.tagName !== 'H2';
+                     e = e.nextElementSibling) {
+                    const t = e.matches('table') ? e : e.querySelector('table');
+                    if (t) return t.tBodies[0].rows.length;
+                }
+                return 0;
+                """
+            ),
+            "broken_anchors": driver.execute_script(
+                "return Array.from(document.querySelectorAll('a[href^=\"#\"]'))"
+                ".map(a => a.getAttribute('href').slice(1))"
+                ".filter(id => !document.getElementById(id));"
+            ),
+            "fetched": driver.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name);"
+            ),
+            "screenshot": workdir / "report.png",
+        }
+        assert driver.save_screenshot(str(seen["screenshot"]))
     finally:
         driver.quit()
     print(f"headless Chromium check took {time.monotonic() - started:.1f} s")
+    return seen
 
+
+def test_report_html_opens_in_headless_chromium(tmp_path: Path, chromium: tuple[str, str]) -> None:
+    report = tmp_path / "report" / "report.md"
+    write_png(report.parent / "figures" / "curves.png", (40, 30), (20, 120, 200))
+    write_png(report.parent / "figures" / "recon.png", (30, 20), (30, 160, 60))
+    report.write_text(CLAIMS_REPORT)
+    page = write_html(report, tmp_path / "elsewhere" / "report.html")  # no figures beside it
+    seen = open_in_chromium(page, chromium, tmp_path)
+    images = seen["images"]
     assert len(images) == 2  # one per figure in the Markdown
     assert all(complete and width > 0 for complete, width, _ in images), images
     assert [width for _, width, _ in images] == [40, 30]
-    assert claims_rows == 2
-    assert broken_anchors == []
-    assert fetched == []  # the browser loaded nothing besides the file itself
+    assert seen["claims_rows"] == 2
+    assert seen["broken_anchors"] == []
+    assert seen["fetched"] == []  # the browser loaded nothing besides the file itself
+    shot = seen["screenshot"]
     assert shot.stat().st_size > 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_pipeline_report_opens_in_chromium_with_every_figure_and_claim(
+    tmp_path: Path, chromium: tuple[str, str]
+) -> None:
+    """The report the report stage writes (synthetic metrics, real code), as a reader opens it."""
+    from repro.report.claims import load_registry
+    from tests.test_report import build_gfe
+
+    report, text = build_gfe(tmp_path, gon_runs=True)
+    page = report.parent / "report.html"
+    seen = open_in_chromium(page, chromium, tmp_path)
+    assert len(seen["images"]) == text.count("![") > 5
+    assert all(complete and width > 0 for complete, width, _ in seen["images"])
+    n_claims = len(load_registry()["claims"])
+    assert seen["claims_rows"] >= n_claims
+    assert seen["broken_anchors"] == [] and seen["fetched"] == []
