@@ -102,6 +102,8 @@ class TrainConfig:
     num_threads: int = 2
     max_loss: float = 1e3
     curve_every: int = 0
+    tf32: bool = False  # TF32 matmuls/convolutions on a GPU (off: full float32, as on CPU)
+    cuda_graphs: bool = False  # replay the fixed-shape step as one CUDA graph (GPU only)
 
 
 @dataclass(frozen=True)
@@ -438,6 +440,11 @@ def validate(p: Params) -> Params:
         f"must be >= 0 (0 = torch default), got {t.num_threads}",
     )
     _require(t.max_loss > 0, "train.max_loss", f"must be > 0, got {t.max_loss}")
+    _require(
+        not (t.cuda_graphs and t.device == "cpu"),
+        "train.cuda_graphs",
+        "needs a CUDA device but train.device is 'cpu'; set train.cuda_graphs: false",
+    )
     _require(
         t.curve_every >= 0, "train.curve_every", f"must be >= 0 (0 = off), got {t.curve_every}"
     )

@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from repro.config import Params, RunSpec
 from repro.data import load_split
 from repro.encoders import LatentModel, build_model, gon_training_loss
 from repro.evaluate import mean_mse_per_pixel
+from repro.gpu import graphed_training_step
 from repro.io import atomic_write, load_torch, save_torch
 from repro.models import count_parameters
 
@@ -74,12 +76,19 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def configure_torch(device: torch.device, num_threads: int) -> None:
-    """Thread count and determinism, set deliberately rather than left to the machine."""
+def configure_torch(device: torch.device, num_threads: int, *, tf32: bool = False) -> None:
+    """Thread count, determinism and float32 precision, set deliberately, not left to defaults.
+
+    TF32 (10-bit mantissa matmuls and convolutions on Ampere and later GPUs) is off unless
+    ``train.tf32`` asks for it: PyTorch enables it for cuDNN convolutions by default, which
+    would make GPU losses differ from CPU ones by more than rounding. It has no effect on CPU.
+    """
     if num_threads > 0:
         torch.set_num_threads(num_threads)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def model_options(params: Params) -> dict[str, Any]:
@@ -122,10 +131,10 @@ def code_fingerprint() -> str:
     Part of the checkpoint key: when DVC re-runs a training stage because this code changed, a
     checkpoint written by the old code must not be resumed (it would pass as the new result).
     """
-    from repro import encoders, evaluate, models
+    from repro import encoders, evaluate, gpu, models
 
     h = hashlib.sha256()
-    for module in (sys.modules[__name__], encoders, evaluate, models):
+    for module in (sys.modules[__name__], encoders, evaluate, gpu, models):
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()
 
@@ -198,7 +207,7 @@ def fit(
     """
     cfg = params.train
     device = select_device(cfg.device)
-    configure_torch(device, cfg.num_threads)
+    configure_torch(device, cfg.num_threads, tf32=cfg.tf32)
     config = run_config(spec, params)
     key = config_key(config)
 
@@ -211,7 +220,16 @@ def fit(
 
     torch.manual_seed(spec.seed)
     model = build_run_model(spec, params, channels).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    if cfg.cuda_graphs and device.type != "cuda":
+        raise ValueError(
+            f"train.cuda_graphs: true needs a CUDA device, but this run is on {device}; "
+            "set train.cuda_graphs: false (or train.device: cuda on a GPU machine)"
+        )
+    # capturable: Adam keeps its step count on the device, as CUDA graph capture requires.
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), capturable=cfg.cuda_graphs
+    )
+    graphed_step = None  # built on the first step when train.cuda_graphs (repro/gpu.py)
     data_order = torch.Generator().manual_seed(spec.seed)
     history: list[dict[str, float]] = []
     curve: list[dict[str, float]] = []
@@ -253,6 +271,7 @@ def fit(
             }
         )
 
+    check_every = 50 if device.type == "cpu" else 0
     if not curve:
         record_curve(0, 0, 0.0)  # the untrained decoder: where every curve starts
     if device.type == "cuda":
@@ -273,7 +292,11 @@ def fit(
         )
         for step in bar:
             x = to_unit_float(train_x[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]])
-            if step == 0 and epoch == start_epoch:
+            if cfg.cuda_graphs:
+                if graphed_step is None:
+                    graphed_step = graphed_training_step(model, optimizer, x.shape)
+                loss = graphed_step(x)  # the same step, replayed as one CUDA graph
+            elif step == 0 and epoch == start_epoch:
                 with SavedTensorCounter() as counter:
                     _, x_hat = model(x)
                     loss = gon_training_loss(x_hat, x)
@@ -281,11 +304,13 @@ def fit(
             else:
                 _, x_hat = model(x)
                 loss = gon_training_loss(x_hat, x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-            if step % 50 == 0 or step == n_batches - 1:
+            if not cfg.cuda_graphs:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            loss_sum += loss.detach()  # accumulated on the device: no host sync per step
+            # On a GPU, .item() stalls the queue; there the loss is checked at the epoch's end.
+            if check_every and (step % check_every == 0 or step == n_batches - 1):
                 value = loss.item()
                 if not torch.isfinite(loss_sum) or value != value or abs(value) == float("inf"):
                     raise DivergenceError(
@@ -306,6 +331,11 @@ def fit(
                 t0 = time.perf_counter()
         train_loss = loss_sum.item() / n_batches
         epoch_seconds += time.perf_counter() - t0
+        if not math.isfinite(train_loss):
+            raise DivergenceError(
+                f"{spec.name}: non-finite mean training loss in epoch {epoch} (lr={cfg.lr}); "
+                f"the last good checkpoint {ckpt_path} is kept"
+            )
         if train_loss > cfg.max_loss:
             raise DivergenceError(
                 f"{spec.name}: epoch {epoch} mean loss {train_loss:.4g} exceeds train.max_loss="

@@ -110,3 +110,89 @@ def test_a_checkpoint_from_other_training_code_is_not_resumed(
     fit(SPEC, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path / "r")
     rows = list(csv.DictReader((tmp_path / "r" / "history.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]  # started over
+
+
+def test_tf32_is_set_deliberately_and_off_by_default():
+    from repro.train import configure_torch
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        configure_torch(torch.device("cpu"), 0)
+        assert not torch.backends.cuda.matmul.allow_tf32
+        assert not torch.backends.cudnn.allow_tf32  # PyTorch's own default here is True
+        configure_torch(torch.device("cpu"), 0, tf32=True)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tf32_changes_gon_training_losses_by_less_than_one_percent():
+    """The stated tolerance for `train.tf32: true`: 20 GON steps, per-step loss within 1%."""
+    from repro.encoders import build_model, gon_training_loss
+
+    def losses(tf32: bool) -> torch.Tensor:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        torch.manual_seed(0)
+        model = build_model("gon", nz=32, inner_norm=64).cuda()
+        opt = torch.optim.Adam(model.parameters(), 1e-4)
+        x = torch.rand(20, 64, 1, 32, 32, generator=torch.Generator().manual_seed(1)).cuda()
+        out = []
+        for xb in x:
+            _, x_hat = model(xb)
+            loss = gon_training_loss(x_hat, xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            out.append(loss.detach())
+        return torch.stack(out).double().cpu()
+
+    try:
+        exact, fast = losses(False), losses(True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    assert torch.allclose(fast, exact, rtol=1e-2, atol=0), (fast / exact - 1).abs().max()
+
+
+def test_cuda_graphs_on_a_cpu_run_is_refused_with_the_key():
+    from repro.config import ConfigError, load_params, params_from_dict
+    from tests.conftest import ROOT
+
+    d = load_params(ROOT / "params.yaml").to_dict()
+    d["train"]["cuda_graphs"] = True
+    d["train"]["device"] = "cpu"
+    with pytest.raises(ConfigError, match="train.cuda_graphs"):
+        params_from_dict(d)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_step_equals_the_eager_step():
+    """Same weights after 10 steps, replayed graph vs eager (float32, TF32 off): 1e-5."""
+    from repro.encoders import build_model, gon_training_loss
+    from repro.gpu import graphed_training_step
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    x = torch.rand(10, 64, 1, 32, 32, generator=torch.Generator().manual_seed(1)).cuda()
+
+    def train(graphed: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = build_model("gon", nz=32, inner_norm=64).cuda()
+        opt = torch.optim.Adam(model.parameters(), 1e-4, capturable=graphed)
+        step = graphed_training_step(model, opt, x[0].shape) if graphed else None
+        for xb in x:
+            if graphed:
+                step(xb)
+            else:
+                _, x_hat = model(xb)
+                loss = gon_training_loss(x_hat, xb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+    eager, replayed = train(False), train(True)
+    for name in eager:
+        assert torch.allclose(replayed[name].double(), eager[name].double(), atol=1e-5), name

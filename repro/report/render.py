@@ -53,6 +53,7 @@ from repro.report.loaders import (  # noqa: F401  (re-exported: tests and caller
     load_reference,
     load_runs,
 )
+from repro.report.speed import speed_section
 from repro.report.studies import (
     StudyRun,
     claims_by_id,
@@ -1715,6 +1716,8 @@ def build_report(
         datasets_run=datasets_run,
     )
     warnings += study_warnings
+    speed, speed_warnings = speed_section(out_dir, out_dir / "figures")
+    warnings += speed_warnings
     # Claims: each one's rule applied to the same evidence (repro/report/claims.py).
     registry = load_registry()
     verdicts = evaluate_claims(registry, collect_evidence(runs_dir, out_dir, params))
@@ -1761,6 +1764,7 @@ def build_report(
                 runs, eff_runs, load_studies(runs_dir / "studies")[0], convergence, bench
             ),
         ),
+        "speed": speed,
         "summary": narrative.executive_summary(verdicts, registry["sources"]),
         "claims_table": narrative.claims_table(verdicts, registry["sources"]),
         "sources": [{"key": k, **v} for k, v in registry["sources"].items()],

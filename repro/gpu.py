@@ -1,0 +1,86 @@
+"""The fixed-shape training step captured once as a CUDA graph and replayed every step.
+
+Why: the GON decoder has about 74k parameters, so a training step on a GPU is a few hundred
+tiny kernels (forward at the origin, the inner gradient with ``create_graph=True``, the second
+forward, the double backward, Adam), and the GPU waits on Python to launch each one. A CUDA
+graph records the launches once and replays them with one call, so the step costs what its
+arithmetic costs. ``torch.compile`` cannot do this for GON: its AOTAutograd backend does not
+support the double backward through the inner gradient.
+
+The captured step is the same arithmetic as :func:`repro.train.fit`'s eager step (same ops,
+same order). Capture needs warm-up iterations on a side stream; they would move the weights, so
+the model's and optimiser's state is saved before and restored after, in place (the graph holds
+the tensors' addresses). Adam must be ``capturable=True`` (its step count lives on the device).
+
+Opt-in (``train.cuda_graphs``) and GPU-only; it has not yet run on real hardware in this
+project (see the issue notes), and ``tests/test_train.py``'s GPU test checks it against eager.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from repro.encoders import gon_training_loss
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, model_state, opt_state) -> None:
+    """Put back weights, buffers and optimiser state in place (same tensors, same addresses)."""
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            t.copy_(model_state[name])
+    optimizer.load_state_dict(opt_state)
+
+
+def graphed_training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch_shape: torch.Size,
+    *,
+    warmup: int = 3,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Capture ``loss = gon_training_loss(model(x)); backward; optimizer.step()`` as a graph.
+
+    Returns ``step(x) -> loss``: copies ``x`` into the graph's input buffer, replays, and returns
+    the graph's loss tensor (on the device; read it without a per-step host sync).
+    """
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        raise ValueError("train.cuda_graphs needs a CUDA device; set it to false on CPU")
+    if not optimizer.defaults.get("capturable", False):
+        raise ValueError("CUDA graph capture needs the optimiser built with capturable=True")
+    static_x = torch.zeros(batch_shape, device=device)
+    model_state = copy.deepcopy(model.state_dict())
+    opt_state = copy.deepcopy(optimizer.state_dict())
+
+    def eager() -> torch.Tensor:
+        _, x_hat = model(static_x)
+        loss = gon_training_loss(x_hat, static_x)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            optimizer.zero_grad(set_to_none=False)
+            eager()
+    torch.cuda.current_stream(device).wait_stream(side)
+    _restore(model, optimizer, model_state, opt_state)
+    optimizer.zero_grad(set_to_none=False)  # grads must exist (and be zero) before capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        optimizer.zero_grad(set_to_none=False)
+        static_loss = eager()
+    # Capture records but does not run the step: the weights are still the restored ones.
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        static_x.copy_(x)
+        graph.replay()
+        return static_loss
+
+    return step
