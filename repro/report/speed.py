@@ -55,6 +55,50 @@ def benchmark_rows(bench: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
+PHASES = ("data", "inner_forward", "inner_grad", "outer_forward", "outer_backward", "optimizer")
+
+
+def phase_rows(bench: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Milliseconds per GON step by phase, ours and the original loop (``--profile``)."""
+    rows = []
+    for device, prof in ((bench or {}).get("profile") or {}).items():
+        phases = (prof or {}).get("phases_ms_per_step") or {}
+        ours, base = phases.get("ours") or {}, phases.get("baseline") or {}
+        if not ours or not base:
+            continue
+        total_b = float(base.get("total", 0))
+        data_o, data_b = float(ours.get("data", 0)), float(base.get("data", 0))
+        rows.append(
+            {
+                "device": device,
+                "ours": {k: ours.get(k) for k in (*PHASES, "total")},
+                "baseline": {k: base.get(k) for k in (*PHASES, "total")},
+                # Amdahl: the original loop with its data cost removed is ours at best.
+                "bound": total_b / (total_b - data_b + data_o) if total_b > data_b else None,
+            }
+        )
+    return rows
+
+
+def compile_findings(bench: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """What torch.compile did to each variant (``--compile-check``): speed or the error."""
+    out = []
+    for device, found in ((bench or {}).get("compile") or {}).items():
+        for variant, r in (found or {}).items():
+            if not isinstance(r, Mapping) or "status" not in r:
+                continue
+            what = (
+                f"{float(r['ms_per_step']):.1f} ms per step"
+                if r.get("status") == "ok"
+                else f"fails: {str(r.get('error', '')).splitlines()[0]}"
+            )
+            drift = r.get("first_loss_rel_diff_vs_eager")
+            if drift:  # a compiled variant that does not compute the same numbers
+                what += f" (its first loss differs from eager by {float(drift):.2%})"
+            out.append({"device": device, "variant": variant, "result": what})
+    return out
+
+
 def scaling_frames(scalings: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(images/s against batch size, seconds against models trained together), all devices."""
     batch, models = [], []
@@ -123,11 +167,15 @@ def speed_section(out_dir: Path, fig_dir: Path) -> tuple[dict[str, Any], list[st
     bench = _read(out_dir / BENCHMARKS_FILE, warnings)
     scalings = [s for f in SCALING_FILES if (s := _read(out_dir / f, warnings))]
     rows = benchmark_rows(bench)
+    machine = (bench or {}).get("machine")
+    threads = (bench or {}).get("threads")
     section: dict[str, Any] = {
         "benchmarks": rows,
-        "machine": (bench or {}).get("machine"),
+        "machine": machine.get("device_name") if isinstance(machine, Mapping) else machine,
         "torch": (bench or {}).get("torch"),
-        "threads": (bench or {}).get("threads"),
+        "threads": threads.get("ours") if isinstance(threads, Mapping) else threads,
+        "phases": phase_rows(bench),
+        "compile": compile_findings(bench),
         "setting": (bench or {}).get("setting"),
         "scaling": [
             {
