@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -33,19 +32,10 @@ import torch
 
 from repro.batched import StackedTrainer, data_orders, seeded_models, together_batches
 from repro.encoders import LatentModel, build_model, gon_training_loss
+from repro.provenance import cpu_name
 
 BATCH_SIZES = (16, 32, 64, 128, 256)
 N_MODELS = (1, 2, 3, 5)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _sync(device: torch.device) -> None:
@@ -174,7 +164,7 @@ def main() -> None:
         "machine": (
             torch.cuda.get_device_name(device)
             if device.type == "cuda"
-            else f"{_cpu_name()}, {os.cpu_count()} cores"
+            else f"{cpu_name()}, {os.cpu_count()} cores"
         ),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

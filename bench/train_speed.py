@@ -705,15 +705,9 @@ def spawn(opts: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs"
+    from repro.provenance import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs"
 
 
 def med(results: list[dict[str, Any]], key: str) -> float:

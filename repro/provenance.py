@@ -35,7 +35,8 @@ def _git_dirty(root: Path) -> bool:
         return False
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (else the platform's guess); for provenance and bench/."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -59,7 +60,7 @@ def collect(params: Params, root: Path) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "cuda": cuda,
         "device": gpu or "cpu",
-        "hardware": f"{_cpu_name()}, {os.cpu_count()} logical CPUs" + (f", {gpu}" if gpu else ""),
+        "hardware": f"{cpu_name()}, {os.cpu_count()} logical CPUs" + (f", {gpu}" if gpu else ""),
         "python": platform.python_version(),
         "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }

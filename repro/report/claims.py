@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from repro.analysis import time_to_threshold
 from repro.io import atomic_write
@@ -40,7 +39,7 @@ from repro.report.loaders import (
     load_efficiency_runs,
     load_runs,
 )
-from repro.report.studies import StudyRun, load_studies
+from repro.report.studies import StudyRun, finite_or_none, load_studies, read_curve
 from repro.report.verdicts import (
     NOT_TESTED,
     VERDICTS,
@@ -150,14 +149,6 @@ def collect_evidence(runs_dir: Path, out_dir: Path, params: Mapping[str, Any]) -
 # --------------------------------------------------------------------------------------------
 
 
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _bn(sel: Mapping[str, Any], ev: Evidence) -> str:
     bn = str(sel.get("bn", "headline"))
     return ev.headline_bn if bn == "headline" else bn
@@ -176,9 +167,9 @@ def _scale(items: Iterable[tuple[Any, Any]]) -> dict[str, float]:
     """The smallest training scale among the runs behind a number (epochs, training images)."""
     epochs, images = [], []
     for e, n in items:
-        if (v := _finite(e)) is not None:
+        if (v := finite_or_none(e)) is not None:
             epochs.append(v)
-        if (v := _finite(n)) is not None:
+        if (v := finite_or_none(n)) is not None:
             images.append(v)
     out = {}
     if epochs:
@@ -209,7 +200,7 @@ def _main_loss(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     values, ids, files = {}, [], []
     for r in runs:
         try:
-            v = _finite(r.metrics["losses"][bn][split][unit])
+            v = finite_or_none(r.metrics["losses"][bn][split][unit])
         except (KeyError, TypeError):
             v = None
         if v is None:
@@ -284,7 +275,7 @@ def measure_n_params(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     values, ids = {}, []
     for r in ev.main:
         if _matches(r.method, sel.get("method")) and _matches(r.nz, sel.get("nz")):
-            if (v := _finite(r.metrics.get("n_params"))) is not None:
+            if (v := finite_or_none(r.metrics.get("n_params"))) is not None:
                 values[r.name] = v
                 ids.append(str(r.metrics.get("mlflow_run_id") or ""))
     for r in ev.studies:
@@ -305,7 +296,7 @@ def measure_param_ratio(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     counts: dict[tuple, dict[str, float]] = {}
     ids: dict[tuple, list[str]] = {}
     for r in ev.main:
-        if (v := _finite(r.metrics.get("n_params"))) is not None:
+        if (v := finite_or_none(r.metrics.get("n_params"))) is not None:
             key = ("main", r.dataset, r.nz, r.seed)
             counts.setdefault(key, {})[r.method] = v
             ids.setdefault(key, []).append(str(r.metrics.get("mlflow_run_id") or ""))
@@ -339,13 +330,7 @@ def measure_steps_to_threshold(sel: Mapping[str, Any], ev: Evidence) -> Sample:
         for r in ev.main
         if _matches(r.dataset, sel.get("dataset")) and _matches(r.nz, sel.get("nz"))
     ]
-    curves = {}
-    for r in runs:
-        path = r.path / "curve.csv"
-        if path.is_file():
-            c = pd.read_csv(path).sort_values("step")
-            if not c.empty:
-                curves[id(r)] = c
+    curves = {id(r): c for r in runs if (c := read_curve(r)) is not None}
     for nz in sorted({r.nz for r in runs}):
         ae = [curves[id(r)] for r in runs if r.method == "ae" and r.nz == nz and id(r) in curves]
         if not ae:
@@ -392,7 +377,7 @@ def measure_efficiency_loss(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     for r in runs:
         unit = str(sel.get("unit", "study"))
         key = f"test_{r.metrics.get('loss', 'sse')}" if unit == "study" else f"test_{unit}"
-        if (v := _finite(r.final(key))) is not None:
+        if (v := finite_or_none(r.final(key))) is not None:
             values[r.seed] = v
             ids.append(str(r.metrics.get("mlflow_run_id") or ""))
     return Sample(
@@ -431,7 +416,7 @@ def measure_bench(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     for row in ev.bench.get("results", []):
         if (
             row.get("mode") == sel.get("mode")
-            and (v := _finite(row.get(sel.get("field")))) is not None
+            and (v := finite_or_none(row.get(sel.get("field")))) is not None
         ):
             return Sample(
                 values={"bench": v}, files=("reports/bench_gfe_gradients.json",), deterministic=True

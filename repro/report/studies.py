@@ -130,15 +130,15 @@ class StudyRun:
     def loss(self, split: str, bn: str, unit: str = SSE) -> float | None:
         """Held-out loss; study records nest split first, then BN mode."""
         try:
-            return _finite_or_none(self.record["losses"][split][bn][unit])
+            return finite_or_none(self.record["losses"][split][bn][unit])
         except (KeyError, TypeError):
             return None
 
     def value(self, key: str) -> float | None:
-        return _finite_or_none(self.record.get(key))
+        return finite_or_none(self.record.get(key))
 
 
-def _finite_or_none(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
     if value is None:
         return None
     try:
@@ -196,12 +196,12 @@ def _ordered(values: Iterable[Any], preferred: Sequence[Any]) -> list[Any]:
 
 def _ci(values: Iterable[float | None], confidence: float) -> MeanCI | None:
     """Mean and t-interval of the finite values; None when there are none."""
-    vals = [v for v in (_finite_or_none(x) for x in values) if v is not None]
+    vals = [v for v in (finite_or_none(x) for x in values) if v is not None]
     return mean_ci(vals, confidence) if vals else None
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
-    vals = [v for v in (_finite_or_none(x) for x in values) if v is not None]
+    vals = [v for v in (finite_or_none(x) for x in values) if v is not None]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -641,7 +641,7 @@ def multistep_section(
 def _main_loss(run: Any, split: str, bn: str, unit: str = SSE) -> float | None:
     """Held-out loss of a main run; main metrics nest BN mode first, then split."""
     try:
-        return _finite_or_none(run.metrics["losses"][bn][split][unit])
+        return finite_or_none(run.metrics["losses"][bn][split][unit])
     except (KeyError, TypeError):
         return None
 
@@ -900,7 +900,7 @@ def linear_encoder_section(
                 vals = [
                     v
                     for r in g
-                    if (v := _finite_or_none((r.metrics.get("affinity_error") or {}).get(mode)))
+                    if (v := finite_or_none((r.metrics.get("affinity_error") or {}).get(mode)))
                     is not None
                 ]
                 affinity[mode] = max(vals) if vals else None
@@ -1091,7 +1091,7 @@ def _ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _read_curve(run: Any) -> pd.DataFrame | None:
+def read_curve(run: Any) -> pd.DataFrame | None:
     path = Path(run.path) / "curve.csv"
     if not path.is_file():
         return None
@@ -1111,7 +1111,7 @@ def convergence_section(
     censored: counted and shown, never averaged (a mean that treats it as 0 would reward it).
     """
     factor = float((params.get("report") or {}).get("convergence_threshold", 1.1))
-    curves = {id(r): c for r in main_runs if (c := _read_curve(r)) is not None}
+    curves = {id(r): c for r in main_runs if (c := read_curve(r)) is not None}
     base: dict[str, Any] = {
         "status": "run" if curves else "not run",
         "factor": factor,
