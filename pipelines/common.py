@@ -9,7 +9,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from repro.config import ConfigError, Params, load_params
+from repro.data import DataSourceError
+from repro.flows import FlowError
 from repro.tracking import repo_root
+from repro.train import DivergenceError
+
+#: The library's errors that tell the user what went wrong and what to do (bad params, a missing
+#: or corrupt file, a diverged run, a flow over its evaluation cap, no data source): one line,
+#: no traceback. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (
+    ConfigError,
+    FileNotFoundError,
+    ValueError,
+    DivergenceError,
+    FlowError,
+    DataSourceError,
+)
 
 
 def stage(description: str, add_args: Callable[[argparse.ArgumentParser], None] | None = None):
@@ -33,5 +48,5 @@ def run_main(main: Callable[[], None]) -> None:
     """Turn the library's user-facing errors into one clear line and a non-zero exit."""
     try:
         main()
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")

@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -303,6 +304,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            # YAML's .inf/.nan would pass every `> 0` check below and poison a run later.
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -311,7 +315,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported annotation {_type_name(tp)} for {key}")  # a bug in this file
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _build(cls: type, data: Any, prefix: str, complete: bool = False) -> Any:
+    """Build the dataclass ``cls`` from ``data``, checking every key and value.
+
+    ``complete``: every key must be present. A params *file* is complete (profiles are complete
+    files), so a key left out is an error rather than a silent dataclass default that may differ
+    from the profile's value (the default of ``train.epochs`` is not the ``quick`` profile's).
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'params'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -324,12 +334,17 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             raise ConfigError(f"{dotted}: unknown key.{hint} Allowed keys here: {names}")
     kwargs = {}
     for name in names:
-        if name not in data:
-            continue
         dotted = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            if complete:
+                raise ConfigError(
+                    f"{dotted}: missing; a params file must set every key "
+                    f"(copy it from profiles/<name>.yaml). Keys here: {names}"
+                )
+            continue
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data[name], dotted)
+            kwargs[name] = _build(tp, data[name], dotted, complete)
         else:
             kwargs[name] = _coerce(data[name], tp, dotted)
     return cls(**kwargs)
@@ -634,12 +649,40 @@ def _validate_studies(p: Params) -> None:
         )
 
 
-def params_from_dict(data: Any, source: str = "params") -> Params:
-    """Build and validate :class:`Params`; errors are prefixed with ``source``."""
+def params_from_dict(data: Any, source: str = "params", *, complete: bool = False) -> Params:
+    """Build and validate :class:`Params`; errors are prefixed with ``source``.
+
+    ``complete=False`` lets a partial mapping take the defaults (tests and overrides build
+    params that way); files go through :func:`load_params`, which requires every key.
+    """
     try:
-        return validate(_build(Params, data if data is not None else {}, ""))
+        return validate(_build(Params, data if data is not None else {}, "", complete))
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, prefix: str, path: Path) -> None:
+    """Raise on a key given twice in one mapping, naming its dotted key and both lines.
+
+    PyYAML keeps the last of two equal keys without a word, so an edit that adds
+    ``epochs: 0`` above an existing ``epochs: 2`` would otherwise be silently ignored.
+    """
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            dotted = f"{prefix}.{key}" if prefix else key
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{path}: {dotted}: duplicate key (lines {seen[key]} and {line}); "
+                    "YAML would silently keep the last one: delete one of them"
+                )
+            seen[key] = line
+            _refuse_duplicate_keys(value_node, dotted, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{prefix}[{i}]", path)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -648,15 +691,21 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(
             f"{path}: file not found (run from the repository root, or pass the path)"
         )
+    loader = yaml.SafeLoader(path.read_text())
+    loader.name = str(path)  # PyYAML's locations then name the file, not "<unicode string>"
     try:
-        return yaml.safe_load(path.read_text())
+        node = loader.get_single_node()
+        _refuse_duplicate_keys(node, "", path)
+        return loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: YAML syntax error: {err}") from None
+    finally:
+        loader.dispose()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Parse and validate a params file; raise :class:`ConfigError` naming the bad key."""
-    return params_from_dict(read_yaml(path), source=str(path))
+    return params_from_dict(read_yaml(path), source=str(path), complete=True)
 
 
 def params_sha256(p: Params) -> str:

@@ -57,7 +57,7 @@ from repro.config import (
     SPLIT_SIZES,
     SYNTHETIC_CHANNELS,
 )
-from repro.io import atomic_write, load_torch, save_torch, sha256_bytes, sha256_file
+from repro.io import atomic_write, load_torch, read_json, save_torch, sha256_bytes, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -1025,12 +1025,28 @@ def prepare_dataset(
     return manifest
 
 
+def _manifest_sha256(manifest: Path, split: str) -> str | None:
+    """The SHA-256 the data stage recorded for ``<split>.pt``, or None without a manifest."""
+    if not manifest.is_file():
+        return None  # a data directory made outside the pipeline (tests, synthetic splits)
+    try:
+        return read_json(manifest).get("files", {}).get(split, {}).get("sha256")
+    except (ValueError, AttributeError) as err:
+        raise CorruptFileError(
+            f"{manifest}: not a data manifest ({err}); re-run the data stage "
+            f"(dvc repro data@{manifest.name.removesuffix('.manifest.json')})"
+        ) from err
+
+
 def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Load ``data_dir/<split>.pt`` and check it is what :func:`prepare_dataset` writes.
 
     Why the checks: every consumer (training, evaluation, reports) assumes uint8 images
     N x C x H x W (C = 1, or 3) and int64 labels N; a stale or hand-edited file should fail
-    here with a clear fix rather than deep inside a model.
+    here with a clear fix rather than deep inside a model. Next to ``data_dir`` the data
+    stage's manifest (``<data_dir>.manifest.json``) records each file's SHA-256: when it is
+    there, the file must match it, so an altered file that still has the right shapes is
+    refused too.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
@@ -1045,6 +1061,14 @@ def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
     def bad(problem: str) -> ValueError:
         return ValueError(f"{path}: {problem}; {fix}")
+
+    manifest = Path(data_dir).parent / f"{Path(data_dir).name}.manifest.json"
+    expected = _manifest_sha256(manifest, split)
+    if expected is not None and (actual := sha256_file(path)) != expected:
+        raise ChecksumError(
+            f"{path}: SHA-256 {actual} differs from the {expected} that {manifest} recorded when "
+            f"the data stage wrote it: the file was altered or replaced; {fix}"
+        )
 
     if not isinstance(obj, dict) or set(obj) != {"images", "labels"}:
         keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__

@@ -10,10 +10,16 @@ What it guarantees (and why):
 * **Resume.** After every epoch a checkpoint carries the configuration, model, optimizer and RNG
   states and the history, written atomically. A re-run after a crash continues from the last
   complete epoch and ends with exactly the weights of an uninterrupted run (tested on CPU).
-  A checkpoint made with a different configuration is not resumed from.
-* **Divergence guard.** A non-finite loss, or an epoch loss above ``train.max_loss``, stops the
-  run with :class:`DivergenceError` naming the run, epoch and step; the last good checkpoint
-  stays intact.
+  A checkpoint made with a different configuration is not resumed from. Checkpoints and models
+  carry the SHA-256 of their content (``repro.io.save_torch(checksum=True)``): a truncated,
+  altered or incomplete checkpoint is refused with its path, never resumed from or overwritten.
+  A SIGKILL at any point, during a checkpoint write included, loses at most the current epoch
+  (tests/test_crash_resume.py).
+* **Divergence guard.** A non-finite loss or gradient (checked every 50 steps and at the last
+  step on CPU; on a GPU the epoch's mean loss, to keep the queue free of host syncs), or an
+  epoch loss above ``train.max_loss``, stops the run with :class:`DivergenceError` naming the
+  run, epoch and step; the last good checkpoint stays intact (it is only written after an
+  epoch passed these checks), and the stage's MLflow run is marked FAILED with the reason.
 * **Curves and cost.** ``curve.csv`` holds the validation loss against optimiser steps: before
   training, at every epoch end and, with ``train.curve_every > 0``, every that many steps (the
   training curves and convergence speed). Time is
@@ -41,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from repro.config import Params, RunSpec
@@ -48,7 +55,7 @@ from repro.data import load_split
 from repro.encoders import LatentModel, build_model, gon_training_loss
 from repro.evaluate import mean_mse_per_pixel
 from repro.gpu import graphed_training_step
-from repro.io import atomic_write, load_torch, save_torch
+from repro.io import atomic_write, load_torch, remove_stale_temporaries, save_torch
 from repro.models import count_parameters
 
 log = logging.getLogger(__name__)
@@ -179,15 +186,57 @@ class SavedTensorCounter:
         self._hooks.__exit__(*exc)
 
 
+CHECKPOINT_KEYS = frozenset(
+    {"config", "config_key", "epoch", "model", "optimizer", "torch_rng", "data_rng", "history"}
+)
+
+
 def _load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
-    """The checkpoint to resume from, or None when there is none or it belongs to other params."""
+    """The checkpoint to resume from, or None when there is none or it belongs to other params.
+
+    A checkpoint that cannot be read, fails its content checksum or lacks a part is refused
+    (ValueError naming the path and the fix), never silently replaced: it may be the only copy
+    of hours of training, and a corrupt file means something outside the study went wrong.
+    """
     if not path.exists():
         return None
-    ckpt = load_torch(path)
+    ckpt = load_torch(path)  # weights_only=True; verifies the content SHA-256
+    missing = CHECKPOINT_KEYS - set(ckpt) if isinstance(ckpt, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise ValueError(
+            f"{path}: not a complete training checkpoint (missing {sorted(missing)}); "
+            "delete it to train this run from scratch (dvc repro)"
+        )
     if ckpt.get("config_key") != key:
         log.warning("%s was written with a different configuration; starting from scratch", path)
         return None
     return ckpt
+
+
+def _restore(
+    ckpt: dict[str, Any],
+    path: Path,
+    model: LatentModel,
+    optimizer: torch.optim.Optimizer,
+    data_order: torch.Generator,
+) -> None:
+    """Load a checkpoint's states; a shape or type mismatch names the file, not a tensor."""
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        data_order.set_state(ckpt["data_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{path}: its states do not fit this run ({type(err).__name__}: {err}); "
+            "delete it to train this run from scratch (dvc repro)"
+        ) from err
+
+
+def _finite_gradients(model: nn.Module) -> bool:
+    """True when every parameter's gradient is finite (one reduction, one host sync)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
 
 
 def fit(
@@ -238,12 +287,12 @@ def fit(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT
+    for name in (CHECKPOINT, MODEL, HISTORY, CURVE):  # left by a writer killed mid-write
+        for tmp in remove_stale_temporaries(run_dir / name):
+            log.warning("removed %s, a partial write of a killed run", tmp)
     ckpt = _load_checkpoint(ckpt_path, key)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        data_order.set_state(ckpt["data_rng"])
+        _restore(ckpt, ckpt_path, model, optimizer, data_order)
         history = list(ckpt["history"])
         curve = list(ckpt.get("curve", []))
         cost = dict(ckpt.get("cost", cost))
@@ -304,20 +353,27 @@ def fit(
             else:
                 _, x_hat = model(x)
                 loss = gon_training_loss(x_hat, x)
-            if not cfg.cuda_graphs:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            loss_sum += loss.detach()  # accumulated on the device: no host sync per step
-            # On a GPU, .item() stalls the queue; there the loss is checked at the epoch's end.
-            if check_every and (step % check_every == 0 or step == n_batches - 1):
+            # On a GPU, .item() stalls the queue; there the loss is checked at the epoch's end
+            # (a non-finite gradient makes the weights, then the loss, non-finite).
+            check = check_every and (step % check_every == 0 or step == n_batches - 1)
+            if check:
                 value = loss.item()
-                if not torch.isfinite(loss_sum) or value != value or abs(value) == float("inf"):
+                if not math.isfinite(value) or not torch.isfinite(loss_sum):
                     raise DivergenceError(
                         f"{spec.name}: non-finite training loss at epoch {epoch}, step {step} "
                         f"(lr={cfg.lr}); the last good checkpoint {ckpt_path} is kept"
                     )
                 bar.set_postfix(mse_per_pixel=f"{value:.5f}")
+            if not cfg.cuda_graphs:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if check and not _finite_gradients(model):
+                    raise DivergenceError(
+                        f"{spec.name}: non-finite gradient at epoch {epoch}, step {step} "
+                        f"(lr={cfg.lr}); the last good checkpoint {ckpt_path} is kept"
+                    )
+                optimizer.step()
+            loss_sum += loss.detach()  # accumulated on the device: no host sync per step
             global_step = (epoch - 1) * n_batches + step + 1
             if cfg.curve_every and global_step % cfg.curve_every == 0:
                 if device.type == "cuda":
@@ -379,6 +435,7 @@ def fit(
                 "curve": curve,
                 "cost": cost,
             },
+            checksum=True,
         )
         if on_epoch is not None:
             on_epoch(row)
@@ -401,6 +458,7 @@ def fit(
         save_torch(
             run_dir / MODEL,
             {"config": config, "state_dict": model.state_dict(), "summary": summary},
+            checksum=True,
         )
     return summary
 

@@ -530,3 +530,30 @@ def test_second_repro_is_a_no_op(study: TinyStudy):
         f"exit {second.returncode}\n--- stdout ---\n{_tail(second.stdout)}\n"
         f"--- stderr ---\n{_tail(second.stderr)}"
     )
+
+
+def test_an_altered_metrics_file_is_caught_by_dvc_and_rebuilt(study: TinyStudy):
+    """After the no-op check (it re-runs a stage): DVC's checksums in dvc.lock catch an edit.
+
+    A metrics file with a better number typed in is still valid JSON of the right shape, so no
+    reader can tell; `dvc status` names it as modified and `dvc repro` re-runs the stage that
+    owns it, which measures the number again.
+    """
+    rel = "runs/synthetic/gon-nz8-s0/metrics.json"
+    path = study.repo / rel
+    original = json.loads(path.read_text())
+    forged = json.loads(path.read_text())
+    forged["losses"]["batch"]["test"]["sse_per_image"] = 0.0
+    path.write_text(json.dumps(forged, indent=2, sort_keys=True))
+
+    status = study.dvc("status")
+    assert "evaluate@synthetic-gon-8-0" in status.stdout, status.stdout
+    assert f"modified:           {rel}" in status.stdout or (
+        "modified" in status.stdout and rel in status.stdout
+    ), status.stdout
+    rerun = study.dvc("repro")
+    assert rerun.returncode == 0, _tail(rerun.stdout) + _tail(rerun.stderr)
+    assert "Running stage 'evaluate@synthetic-gon-8-0'" in rerun.stdout, rerun.stdout
+    assert "Running stage 'train@" not in rerun.stdout, "a metrics edit must not retrain"
+    assert json.loads(path.read_text())["losses"] == original["losses"]
+    assert study.dvc("status").stdout.strip().endswith("up to date."), "not rebuilt"

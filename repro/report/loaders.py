@@ -87,18 +87,25 @@ def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
     found, warnings = _scan_runs(
         run_dirs, lambda d: str(d.relative_to(runs_dir)), "history.csv", "training curve"
     )
-    runs = [
-        Run(
-            dataset=str(m["dataset"]),
-            method=str(m["method"]),
-            nz=int(m["nz"]),
-            seed=int(m["seed"]),
-            path=d,
-            metrics=m,
-            history=curve,
-        )
-        for d, m, curve in found
-    ]
+    runs = []
+    for d, m, curve in found:
+        try:
+            runs.append(
+                Run(
+                    dataset=str(m["dataset"]),
+                    method=str(m["method"]),
+                    nz=int(m["nz"]),
+                    seed=int(m["seed"]),
+                    path=d,
+                    metrics=m,
+                    history=curve,
+                )
+            )
+        except (KeyError, TypeError, ValueError) as err:  # valid JSON, but not our metrics
+            raise ValueError(
+                f"{d / 'metrics.json'}: not a metrics file of this study "
+                f"({type(err).__name__}: {err}); delete it and re-run its stage (dvc repro)"
+            ) from err
     return runs, warnings
 
 

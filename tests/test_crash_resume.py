@@ -1,0 +1,205 @@
+"""A training stage killed with SIGKILL anywhere resumes and ends bitwise where an unkilled run ends.
+
+Each case runs the real stage script (``pipelines/train.py``) in a study copy, pauses it at one
+point (mid-epoch, half-way through writing a checkpoint, half-way through writing the final model)
+and sends it SIGKILL there: no handler, no ``finally``, exactly what the OOM killer or a pulled
+plug does. The pause is the only thing the driver adds; the write itself is the library's own
+``atomic_write``. Then the unmodified stage runs again, as the next ``dvc repro`` would, and its
+weights, optimizer-free final model, losses and curves must equal those of a run never killed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from repro.config import load_params
+from repro.io import load_torch
+from tests.conftest import ROOT, shrink
+
+RUN = Path("runs/synthetic/gon-nz8-s0")
+ARGS = ["--dataset", "synthetic", "--method", "gon", "--nz", "8", "--seed", "0"]
+STEPS_PER_EPOCH = 4  # tiny profile: 128 images / batch 32
+
+# Runs the stage in-process after arranging one pause; the test kills the process there.
+DRIVER = r"""
+import io, os, runpy, sys, time
+from pathlib import Path
+
+import torch
+import repro.io
+import repro.train as T
+
+where, at = os.environ["PAUSE_WHERE"], int(os.environ["PAUSE_AT"])
+marker = Path(os.environ["PAUSE_MARKER"])
+
+def pause():
+    marker.write_text(str(os.getpid()))
+    time.sleep(600)  # the test sends SIGKILL long before this ends
+
+if where == "step":  # inside the training step number `at` (1-based), before the update
+    real_loss, calls = T.gon_training_loss, [0]
+    def loss(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == at:
+            pause()
+        return real_loss(*args, **kwargs)
+    T.gon_training_loss = loss
+else:  # half-way through writing checkpoint.pt of epoch `at`, or model.pt
+    real_save = T.save_torch
+    def save_torch(path, obj, **kwargs):
+        name = Path(path).name
+        if (where == "checkpoint" and name == "checkpoint.pt" and obj["epoch"] == at) or (
+            where == "model" and name == "model.pt"
+        ):
+            buf = io.BytesIO()
+            torch.save(obj, buf)
+            with repro.io.atomic_write(path, "wb") as fh:
+                fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                fh.flush()
+                pause()
+        return real_save(path, obj, **kwargs)
+    T.save_torch = save_torch
+
+sys.path.insert(0, "pipelines")
+sys.argv = ["pipelines/train.py", *sys.argv[1:]]
+runpy.run_path("pipelines/train.py", run_name="__main__")
+"""
+
+
+def env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {
+        **os.environ,
+        "PYTHONPATH": path,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "REPRO_TRACKING": "off",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, *cmd], cwd=cwd, env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study copy with the tiny profile and its data, made by the real data stage."""
+    root = tmp_path_factory.mktemp("study")
+    shutil.copytree(
+        ROOT / "pipelines", root / "pipelines", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    p = shrink(load_params(ROOT / "params.yaml"))
+    p = dataclasses.replace(p, train=dataclasses.replace(p.train, curve_every=3))
+    (root / "params.yaml").write_text(yaml.safe_dump(p.to_dict(), sort_keys=False))
+    run(root, "pipelines/data.py", "--dataset", "synthetic")
+    (root / "driver.py").write_text(DRIVER)
+    return root
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    shutil.copytree(template, root, dirs_exist_ok=True)
+    run(root, "pipelines/train.py", *ARGS)
+    return root / RUN
+
+
+def kill_at(root: Path, where: str, at: int) -> None:
+    """Start the stage through the driver, wait for its pause, SIGKILL it there."""
+    marker = root / "paused"
+    proc = subprocess.Popen(
+        [sys.executable, "driver.py", *ARGS],
+        cwd=root,
+        env={**env(), "PAUSE_WHERE": where, "PAUSE_AT": str(at), "PAUSE_MARKER": str(marker)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the stage ended before its pause: {proc.stdout.read().decode()}")
+        assert time.monotonic() < deadline, "the stage never reached its pause"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def rows(path: Path, drop: tuple[str, ...]) -> list[dict[str, str]]:
+    """A CSV's rows without the wall-clock columns (the only thing a resume may change)."""
+    with path.open() as fh:
+        return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(fh)]
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# (where, at, the checkpoint epoch left on disk at the kill)
+KILLS = {
+    "mid_epoch_1_no_checkpoint_yet": ("step", 2, None),
+    "mid_epoch_2": ("step", STEPS_PER_EPOCH + 3, 1),
+    "during_checkpoint_write_epoch_2": ("checkpoint", 2, 1),
+    "during_final_model_write": ("model", 0, 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KILLS))
+def test_sigkill_then_rerun_ends_bitwise_like_an_uninterrupted_run(
+    case: str, template: Path, uninterrupted: Path, tmp_path: Path
+):
+    where, at, ckpt_epoch = KILLS[case]
+    root = tmp_path / "study"
+    shutil.copytree(template, root)
+    kill_at(root, where, at)
+    run_dir = root / RUN
+
+    # What the kill left: the last complete checkpoint (or none), never a half-written file.
+    assert not (run_dir / "model.pt").exists()
+    if ckpt_epoch is None:
+        assert not (run_dir / "checkpoint.pt").exists()
+    else:
+        assert load_torch(run_dir / "checkpoint.pt")["epoch"] == ckpt_epoch  # checksum verified
+    partial = sorted(p.name for p in run_dir.glob(".*.tmp"))
+    assert partial if where != "step" else not partial, partial
+
+    proc = run(root, "pipelines/train.py", *ARGS)  # the next `dvc repro` of this stage
+    if ckpt_epoch is not None:
+        assert f"resuming after epoch {ckpt_epoch}" in proc.stderr
+    assert not list(run_dir.glob(".*.tmp")), "the resumed stage left the partial write behind"
+
+    resumed, reference = load_torch(run_dir / "model.pt"), load_torch(uninterrupted / "model.pt")
+    assert same_state(resumed["state_dict"], reference["state_dict"])
+    assert resumed["config"] == reference["config"]
+    final_ckpt = load_torch(run_dir / "checkpoint.pt")
+    reference_ckpt = load_torch(uninterrupted / "checkpoint.pt")
+    assert same_state(final_ckpt["model"], reference_ckpt["model"])
+    assert torch.equal(final_ckpt["torch_rng"], reference_ckpt["torch_rng"])
+    assert torch.equal(final_ckpt["data_rng"], reference_ckpt["data_rng"])
+    assert rows(run_dir / "history.csv", ("seconds",)) == rows(
+        uninterrupted / "history.csv", ("seconds",)
+    )
+    assert rows(run_dir / "curve.csv", ("train_seconds",)) == rows(
+        uninterrupted / "curve.csv", ("train_seconds",)
+    )
+    summary, ref_summary = resumed["summary"], reference["summary"]
+    for key in ("final_train_mse_per_pixel", "final_val_mse_per_pixel", "epochs_completed"):
+        assert summary[key] == ref_summary[key], key
