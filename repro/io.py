@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,7 +122,15 @@ def load_torch(path: str | os.PathLike[str]) -> Any:
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, wrong format, a pickle that is not weights only
+    except pickle.UnpicklingError as err:  # a class or function reference: refused, never run
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        blocked = next((ln for ln in str(err).splitlines() if "GLOBAL" in ln), first)
+        raise ValueError(
+            f"{path}: holds objects other than tensors, numbers, strings and containers "
+            f"({blocked.strip()}); torch.load(weights_only=True) refused it without running "
+            "it. This study never writes such a file: delete it and re-run its stage"
+        ) from err
+    except Exception as err:  # truncated zip, wrong format
         raise ValueError(
             f"{path}: cannot be read as a torch file ({type(err).__name__}: {err}); "
             "it is probably truncated or corrupt: delete it and re-run its stage"

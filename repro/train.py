@@ -250,7 +250,8 @@ def fit(
 ) -> dict[str, Any]:
     """Train one run; write ``model.pt``, ``history.csv`` and the resume ``checkpoint.pt``.
 
-    ``on_epoch`` receives each epoch's history row (for MLflow). ``stop_after_epochs`` ends the
+    ``on_epoch`` receives each epoch's history row (for MLflow), on a resume first the rows of
+    the epochs the checkpoint holds. ``stop_after_epochs`` ends the
     process-local loop early (used by tests to simulate a crash between epochs).
     Returns a summary (final losses, seconds, parameter count).
     """
@@ -298,6 +299,9 @@ def fit(
         cost = dict(ckpt.get("cost", cost))
         start_epoch = int(ckpt["epoch"]) + 1
         log.info("%s: resuming after epoch %d from %s", spec.name, start_epoch - 1, ckpt_path)
+        if on_epoch is not None:  # this run's record (MLflow) then holds the whole curve
+            for row in history:
+                on_epoch(row)
 
     n_batches = train_x.shape[0] // cfg.batch_size
     images_seen = history[-1]["images_seen"] if history else 0

@@ -203,3 +203,25 @@ def test_sigkill_then_rerun_ends_bitwise_like_an_uninterrupted_run(
     summary, ref_summary = resumed["summary"], reference["summary"]
     for key in ("final_train_mse_per_pixel", "final_val_mse_per_pixel", "epochs_completed"):
         assert summary[key] == ref_summary[key], key
+
+
+def test_a_resumed_run_reports_every_epoch_to_its_tracker(tiny_params, tiny_data_dir, tmp_path):
+    """The run that finishes after a crash logs the checkpoint's epochs too: a whole curve."""
+    from repro.config import RunSpec
+    from repro.train import fit
+
+    spec = RunSpec(dataset="synthetic", method="gon", nz=8, seed=0)
+    first: list[dict] = []
+    fit(
+        spec,
+        tiny_params,
+        data_dir=tiny_data_dir,
+        run_dir=tmp_path,
+        on_epoch=first.append,
+        stop_after_epochs=1,
+    )
+    resumed: list[dict] = []
+    fit(spec, tiny_params, data_dir=tiny_data_dir, run_dir=tmp_path, on_epoch=resumed.append)
+    assert [r["epoch"] for r in first] == [1]
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+    assert resumed[0] == first[0]
