@@ -233,6 +233,13 @@ def _restore(
         ) from err
 
 
+def _kept(ckpt_path: Path) -> str:
+    """What a failed run leaves to resume from, for its error message."""
+    if ckpt_path.exists():
+        return f"the last good checkpoint {ckpt_path} is kept"
+    return f"no checkpoint was written yet ({ckpt_path})"
+
+
 def _finite_gradients(model: nn.Module) -> bool:
     """True when every parameter's gradient is finite (one reduction, one host sync)."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -365,7 +372,7 @@ def fit(
                 if not math.isfinite(value) or not torch.isfinite(loss_sum):
                     raise DivergenceError(
                         f"{spec.name}: non-finite training loss at epoch {epoch}, step {step} "
-                        f"(lr={cfg.lr}); the last good checkpoint {ckpt_path} is kept"
+                        f"(lr={cfg.lr}); {_kept(ckpt_path)}"
                     )
                 bar.set_postfix(mse_per_pixel=f"{value:.5f}")
             if not cfg.cuda_graphs:
@@ -374,7 +381,7 @@ def fit(
                 if check and not _finite_gradients(model):
                     raise DivergenceError(
                         f"{spec.name}: non-finite gradient at epoch {epoch}, step {step} "
-                        f"(lr={cfg.lr}); the last good checkpoint {ckpt_path} is kept"
+                        f"(lr={cfg.lr}); {_kept(ckpt_path)}"
                     )
                 optimizer.step()
             loss_sum += loss.detach()  # accumulated on the device: no host sync per step
@@ -394,12 +401,12 @@ def fit(
         if not math.isfinite(train_loss):
             raise DivergenceError(
                 f"{spec.name}: non-finite mean training loss in epoch {epoch} (lr={cfg.lr}); "
-                f"the last good checkpoint {ckpt_path} is kept"
+                f"{_kept(ckpt_path)}"
             )
         if train_loss > cfg.max_loss:
             raise DivergenceError(
                 f"{spec.name}: epoch {epoch} mean loss {train_loss:.4g} exceeds train.max_loss="
-                f"{cfg.max_loss}; the last good checkpoint {ckpt_path} is kept"
+                f"{cfg.max_loss}; {_kept(ckpt_path)}"
             )
         end_step = epoch * n_batches
         # The epoch end may already be a curve point (same weights): do not score twice.

@@ -270,6 +270,7 @@ def test_a_non_finite_gradient_is_caught_before_the_update(
     with pytest.raises(DivergenceError, match="non-finite gradient at epoch 1, step 0") as err:
         tracked_fit(tiny_params, tiny_data_dir, tmp_path / "r")
     assert not (tmp_path / "r" / CHECKPOINT).exists()  # nothing good to keep yet
+    assert "no checkpoint was written yet" in str(err.value)
     run = the_run(store)
     assert run.info.status == "FAILED" and "non-finite gradient" in run.data.tags["error"]
     assert str(err.value) in run.data.tags["error"]
