@@ -45,6 +45,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """``mlflow ui`` on the study's store, bound to 127.0.0.1 unless told otherwise."""
     root = repo_root()
@@ -60,6 +63,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
     ]
+    if args.host not in LOOPBACK:
+        print(
+            f"warning: --host {args.host} serves the MLflow store (no authentication) to other "
+            "machines; the default, 127.0.0.1, keeps it local",
+            file=sys.stderr,
+        )
     print("running:", " ".join(cmd))
     return subprocess.call(cmd, cwd=root)
 
@@ -74,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("name", choices=[n for n in PROFILES if n != "tiny"])
     pr.set_defaults(func=cmd_profile)
     ui = sub.add_parser("ui", help="browse the MLflow runs (127.0.0.1 by default)")
-    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)
     args = parser.parse_args(argv)

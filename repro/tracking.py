@@ -3,9 +3,10 @@
 Conventions (DESIGN.md "MLflow conventions"):
 
 * Backend: a SQLite file ``mlflow.db`` at the repository root, addressed by an **absolute** URI
-  (a relative one breaks under ``dvc exp run --temp/--queue``, which run in a temporary copy);
-  ``MLFLOW_TRACKING_URI`` overrides it (e.g. a shared tracking server). Artifacts go to
-  ``mlartifacts/`` beside it. Both are git- and DVC-ignored.
+  built from ``DVC_ROOT`` when DVC runs the stage (``dvc exp run --temp/--queue`` run stages in
+  a temporary copy under ``.dvc/tmp/exps/``; neither a relative URI nor the copy's own root would
+  reach the user's store); ``MLFLOW_TRACKING_URI`` overrides it (e.g. a shared tracking server).
+  Artifacts go to ``mlartifacts/`` beside it. Both are git- and DVC-ignored.
 * One MLflow run per executed DVC stage, in one experiment per study group; params are the
   flattened configuration, logged once; per-epoch metrics carry their epoch as ``step``;
   tags name the stage, git commit, profile, device and params hash.
@@ -13,13 +14,39 @@ Conventions (DESIGN.md "MLflow conventions"):
   box without mlflow; the stage then records ``mlflow_run_id: null``.
 * A stage that fails marks its run FAILED with the error as a tag, so a crash is visible in
   ``mlflow ui``; nothing of the run already logged is lost.
+* Nothing machine-specific is recorded: params, tags, the run name and the error tag pass
+  through :func:`portable` (the repository's and the store's directories become relative, the
+  home directory ``~``), so a store shared over ``MLFLOW_TRACKING_URI`` or exported holds no
+  user paths. ``MlflowClient.create_run`` (unlike ``mlflow.start_run``) adds no tags of its own:
+  no user name, source path or environment variables.
+
+Concurrent stages (``dvc queue start -j 2``, parallel ``dvc repro`` of independent stages):
+several processes open the one SQLite store at once. **Why a lock:** MLflow (3.x) builds a
+fresh store's schema in each process that finds it missing (``SqlAlchemyStore.__init__`` runs
+``create_all`` plus every alembic migration, unguarded), so two stages that start together
+against a store that does not exist yet both migrate it. Measured before this lock (two to four
+processes, fresh store): 10 of 10 trials lost at least one stage, with ``duplicate column name:
+step``, ``table _alembic_tmp_tags already exists`` or alembic's ``Online migration expected to
+match one row ... 0 found``; when every process failed, the store was left half-migrated and
+refused all later runs. So :func:`_store_lock` takes an exclusive ``fcntl.flock`` on
+``<store>.lock`` (next to the database file, so on the same filesystem, not in a per-user
+``/tmp``) around opening the store and getting or creating the experiment: the first process
+migrates, the others then find the schema complete, and the experiment is created once. The lock
+file is removed on release (no litter in the repository); an acquirer re-checks that the file it
+locked is still the one on disk. Once the store exists, concurrent writes are safe without us:
+MLflow sets ``PRAGMA busy_timeout = 20000`` on every session, and four processes logging 300
+steps each at once (tests/test_concurrency.py does a smaller version) never saw ``database is
+locked``. WAL is not switched on: it needs shared memory, which fails on network filesystems,
+and the rollback journal with a busy timeout suffices here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,10 +65,22 @@ def repo_root(start: Path | None = None) -> Path:
     return here
 
 
+def store_root(root: Path | None = None) -> Path:
+    """The directory of ``mlflow.db`` and ``mlartifacts/``: the user's repository.
+
+    DVC sets ``DVC_ROOT`` for every stage it runs, to the repository's root also when the
+    stage runs in an experiment's temporary copy (``dvc exp run --temp/--queue`` work in
+    ``.dvc/tmp/exps/...``, deleted afterwards): found upwards from the working directory, the
+    store would be the copy's own and lost with it. Outside DVC, the root found from ``root``.
+    """
+    dvc_root = os.environ.get("DVC_ROOT")
+    if dvc_root and Path(dvc_root).is_dir():
+        return Path(dvc_root).resolve()
+    return root or repo_root()
+
+
 def tracking_uri(root: Path | None = None) -> str:
-    return (
-        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root or repo_root()) / 'mlflow.db'}"
-    )
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root(root) / 'mlflow.db'}"
 
 
 def tracking_enabled(cfg: TrackingConfig) -> bool:
@@ -64,6 +103,80 @@ def git_commit(root: Path | None = None) -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+LOCK_TIMEOUT_S = 300.0
+
+
+def portable(text: str, *roots: Path) -> str:
+    """``text`` without this machine's directories: paths under ``roots`` relative to them
+    (the root itself ``.``), then the user's home directory as ``~``."""
+    for root in sorted({str(r) for r in roots}, key=len, reverse=True):
+        if len(root) > 1:
+            text = re.sub(re.escape(root) + r"(/|(?![\w.-]))", lambda m: "" if m[1] else ".", text)
+    home = str(Path.home())
+    if len(home) > 1:
+        text = re.sub(re.escape(home) + r"(?=/|(?![\w.-]))", "~", text)
+    return text
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for other backends or in-memory SQLite."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path).absolute() if path and path != ":memory:" else None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Exclusive inter-process lock on a SQLite store (see the module docstring for why).
+
+    A no-op for server or non-SQLite URIs and where ``fcntl`` does not exist (Windows).
+    """
+    db = sqlite_path(uri)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None
+    if db is None or fcntl is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    lock = db.with_name(db.name + ".lock")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"waited {timeout_s:.0f} s for the lock {lock}: another live "
+                            "process holds it while opening the MLflow store"
+                        ) from None
+                    time.sleep(0.05)
+            # The holder before us unlinks the file before unlocking it: if what we locked is no
+            # longer the file at that path, a newcomer may lock a new file, so start again.
+            try:
+                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)  # releases the flock
 
 
 class Tracker:
@@ -130,24 +243,29 @@ def tracked_run(
             f"or set {ENV_SWITCH}=off to train without tracking"
         ) from err
     root = repo_root()
-    client = MlflowClient(tracking_uri=tracking_uri(root))
-    exp_id = _experiment_id(client, experiment or cfg.experiment, root)
+    uri = tracking_uri(root)
+    with _store_lock(uri):  # creates/migrates a new store and the experiment in one process
+        client = MlflowClient(tracking_uri=uri)
+        exp_id = _experiment_id(client, experiment or cfg.experiment, store_root(root))
+    roots = (root, store_root(root))
+    run_name = portable(run_name, *roots)
     all_tags = {"stage": stage, "git_commit": git_commit(root), "mlflow.runName": run_name} | (
         tags or {}
     )
     if os.environ.get("DVC_EXP_NAME"):
         all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    all_tags = {k: portable(str(v), *roots) for k, v in all_tags.items()}
     run = client.create_run(exp_id, run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
     from mlflow.entities import Param
 
-    flat = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    flat = [Param(k, portable(str(v), *roots)[:6000]) for k, v in params.items()]
     for i in range(0, len(flat), 100):  # log_batch accepts at most 100 params per call
         client.log_batch(run_id, params=flat[i : i + 100])
     try:
         yield MlflowTracker(client, run_id)
     except BaseException as err:
-        client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+        client.set_tag(run_id, "error", portable(f"{type(err).__name__}: {err}", *roots)[:5000])
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")

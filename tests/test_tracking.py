@@ -3,7 +3,7 @@
 import pytest
 
 from repro.config import TrackingConfig
-from repro.tracking import tracked_run, tracking_uri
+from repro.tracking import _store_lock, tracked_run, tracking_uri
 
 
 @pytest.fixture
@@ -12,6 +12,8 @@ def store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("REPRO_TRACKING", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     return tmp_path
 
 
@@ -56,3 +58,44 @@ def test_tracking_can_be_switched_off_by_environment(store, monkeypatch):
     with tracked_run(TrackingConfig(), stage="s", run_name="r", params={}) as tracker:
         tracker.log_metrics({"a": 1.0})
     assert tracker.run_id is None and not (store / "mlflow.db").exists()
+
+
+def test_a_stage_in_a_dvc_experiment_copy_logs_into_the_users_store(store, monkeypatch):
+    """`dvc exp run --temp/--queue` run stages in .dvc/tmp/exps/<tmp>/ (a copy with its own
+    dvc.yaml, deleted afterwards) and set DVC_ROOT to the user's repository: the run lands there."""
+    copy = store / ".dvc" / "tmp" / "exps" / "standalone" / "tmpabc"
+    copy.mkdir(parents=True)
+    (copy / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(store))
+    monkeypatch.setenv("DVC_EXP_NAME", "queued-exp")
+    with tracked_run(TrackingConfig(), stage="s", run_name="r", params={"a": 1}) as tracker:
+        tracker.log_metrics({"m": 1.0}, step=1)
+    assert (store / "mlflow.db").exists() and not (copy / "mlflow.db").exists()
+    assert tracking_uri() == f"sqlite:///{store / 'mlflow.db'}"
+    run = client().get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["dvc_exp_name"] == "queued-exp"
+    assert run.info.artifact_uri.startswith((store / "mlartifacts").as_uri())
+
+
+def test_the_store_lock_is_exclusive_and_leaves_no_file(store):
+    import fcntl
+    import os
+
+    uri = tracking_uri()
+    lock = store / "mlflow.db.lock"
+    with _store_lock(uri):
+        assert lock.exists()
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        with pytest.raises(TimeoutError, match="mlflow.db.lock"):
+            # A second process would wait; here a zero timeout shows it cannot enter.
+            with _store_lock(uri, timeout_s=0.0):
+                pass
+    assert not lock.exists()
+    with _store_lock("http://127.0.0.1:5000"):  # a server needs no lock and gets no file
+        pass
