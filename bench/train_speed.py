@@ -91,6 +91,20 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine_free(text: str) -> str:
+    """``text`` (an error, a traceback) without this machine's paths: the checkout's and the
+    installed packages' directories become relative, home ``~``. benchmarks.json is committed."""
+    import site
+    import sysconfig
+
+    from repro.tracking import portable
+
+    packages = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return portable(text, ROOT, *map(Path, packages | set(site.getsitepackages())))
+
+
 METHODS = ("gon", "ae", "gfe")
 DEFAULT_OUT = Path("reports/benchmarks.json")
 GON_LOG_EVERY = 100  # GON.py prints loss.item() every 100 steps
@@ -940,8 +954,9 @@ def compile_check(opts: dict[str, Any]) -> dict[str, Any]:
         except Exception as err:  # the finding is the error itself
             record["status"] = "error"
             record["error_type"] = f"{type(err).__module__}.{type(err).__name__}"
-            record["error"] = str(err).strip()[:1500]
-            record["traceback_tail"] = traceback.format_exc().strip().splitlines()[-6:]
+            record["error"] = machine_free(str(err).strip())[:1500]
+            tail = traceback.format_exc().strip().splitlines()[-6:]
+            record["traceback_tail"] = [machine_free(line) for line in tail]
         findings[label] = record
         print(label, json.dumps(record, indent=1)[:2000], file=sys.stderr, flush=True)
 

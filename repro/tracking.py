@@ -13,7 +13,9 @@ Conventions (DESIGN.md "MLflow conventions"):
 * ``REPRO_TRACKING=off`` (or ``tracking.enabled: false``) switches tracking off, e.g. on a GPU
   box without mlflow; the stage then records ``mlflow_run_id: null``.
 * A stage that fails marks its run FAILED with the error as a tag, so a crash is visible in
-  ``mlflow ui``; nothing of the run already logged is lost.
+  ``mlflow ui``; nothing of the run already logged is lost. A stage killed outright (SIGKILL)
+  cannot; its run is marked KILLED when the stage next runs (:func:`close_abandoned_runs`,
+  by the ``pid`` and ``host_id`` tags every run carries).
 * Nothing machine-specific is recorded: params, tags, the run name and the error tag pass
   through :func:`portable` (the repository's and the store's directories become relative, the
   home directory ``~``), so a store shared over ``MLFLOW_TRACKING_URI`` or exported holds no
@@ -43,8 +45,10 @@ and the rollback journal with a busy timeout suffices here.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -208,17 +212,75 @@ class MlflowTracker(Tracker):
             self.client.log_artifact(self.run_id, str(path))
 
 
-def _experiment_id(client: Any, name: str, root: Path) -> str:
+def _experiment_id(client: Any, name: str, root: Path, uri: str) -> str:
+    """The experiment ``name``, created if missing.
+
+    With the local SQLite store, its artifacts go to ``<root>/mlartifacts``. With a tracking
+    server the server decides (its ``--artifacts-destination``): a ``file://`` location of the
+    machine that happened to create the experiment would leave every other machine's
+    artifacts on that machine's disk, unreachable from the server.
+    """
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
+    location = (root / "mlartifacts").as_uri() if sqlite_path(uri) is not None else None
     try:
-        return client.create_experiment(name, artifact_location=(root / "mlartifacts").as_uri())
+        return client.create_experiment(name, artifact_location=location)
     except Exception:  # created concurrently by another stage
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+
+
+PID_TAG, HOST_TAG = "pid", "host_id"
+
+
+def host_id() -> str:
+    """This machine, recognisably but not by name: the hostname's SHA-256, shortened."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def close_abandoned_runs(client: Any, exp_id: str, stage: str, successor: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of ``stage`` whose process on this machine is gone.
+
+    A stage killed with SIGKILL (the OOM killer, ``kill -9``, a power cut) runs no code, so
+    its run stays RUNNING for ever. When the stage runs again (the next ``dvc repro``), the
+    old run is closed as KILLED with an ``error`` tag naming the run that took over. Only runs
+    started on this machine whose process no longer exists are touched: a run of the same
+    stage that is alive (another queue worker) or on another machine is left alone.
+    """
+    closed = []
+    stale = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.stage = '{stage}' and attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    for run in stale:
+        tags = run.data.tags
+        if run.info.run_id == successor or tags.get(HOST_TAG) != host_id():
+            continue
+        if not tags.get(PID_TAG, "").isdigit() or _alive(int(tags[PID_TAG])):
+            continue
+        client.set_tag(
+            run.info.run_id,
+            "error",
+            f"process {tags[PID_TAG]} ended without closing this run (killed: SIGKILL, out of "
+            f"memory or power loss); the stage ran again as run {successor}",
+        )
+        client.set_terminated(run.info.run_id, status="KILLED")
+        closed.append(run.info.run_id)
+    return closed
 
 
 @contextlib.contextmanager
@@ -246,7 +308,7 @@ def tracked_run(
     uri = tracking_uri(root)
     with _store_lock(uri):  # creates/migrates a new store and the experiment in one process
         client = MlflowClient(tracking_uri=uri)
-        exp_id = _experiment_id(client, experiment or cfg.experiment, store_root(root))
+        exp_id = _experiment_id(client, experiment or cfg.experiment, store_root(root), uri)
     roots = (root, store_root(root))
     run_name = portable(run_name, *roots)
     all_tags = {"stage": stage, "git_commit": git_commit(root), "mlflow.runName": run_name} | (
@@ -255,8 +317,10 @@ def tracked_run(
     if os.environ.get("DVC_EXP_NAME"):
         all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     all_tags = {k: portable(str(v), *roots) for k, v in all_tags.items()}
+    all_tags |= {PID_TAG: str(os.getpid()), HOST_TAG: host_id()}
     run = client.create_run(exp_id, run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
+    close_abandoned_runs(client, exp_id, stage, run_id)
     from mlflow.entities import Param
 
     flat = [Param(k, portable(str(v), *roots)[:6000]) for k, v in params.items()]

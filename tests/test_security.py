@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -93,16 +94,6 @@ def leaks(text: str) -> list[str]:
     return found
 
 
-# Known leaks in committed files, each to be fixed in the file's generator and then removed from
-# here (strict: the test fails once the file is clean, so the entry cannot outlive the leak).
-KNOWN_LEAKS = {
-    "reports/benchmarks.json": (
-        "bench/train_speed.py's torch.compile findings store str(err) and the traceback tail "
-        "verbatim: absolute paths of the benchmark checkout and the virtualenv"
-    ),
-}
-
-
 def test_the_scan_sees_the_committed_results_and_catches_leaks():
     files = _committed()
     assert any(f.startswith("reports/") for f in files)
@@ -113,12 +104,7 @@ def test_the_scan_sees_the_committed_results_and_catches_leaks():
 
 @pytest.mark.parametrize(
     "rel",
-    [
-        pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=KNOWN_LEAKS[f]))
-        if f in KNOWN_LEAKS
-        else f
-        for f in _committed()
-    ],
+    _committed(),
 )
 def test_committed_file_holds_no_machine_path_or_secret(rel):
     found = leaks((ROOT / rel).read_text(errors="replace"))
@@ -229,7 +215,16 @@ def test_a_tracked_run_records_no_path_no_env_and_only_our_tags(tmp_path, monkey
         "train.lr": "0.0001",
     }
     assert run.data.tags["error"] == "FileNotFoundError: no file data/synthetic/train.pt"
-    assert set(run.data.tags) == {"stage", "git_commit", "mlflow.runName", "profile", "error"}
+    assert set(run.data.tags) == {
+        "stage",
+        "git_commit",
+        "mlflow.runName",
+        "profile",
+        "error",
+        "pid",
+        "host_id",
+    }
+    assert run.data.tags["host_id"] != socket.gethostname()  # a hash, not the name
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", run.data.tags["git_commit"])
     assert run.info.user_id in ("", "unknown")
     recorded = {**run.data.params, **run.data.tags, "name": run.info.run_name}

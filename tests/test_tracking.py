@@ -99,3 +99,68 @@ def test_the_store_lock_is_exclusive_and_leaves_no_file(store):
     assert not lock.exists()
     with _store_lock("http://127.0.0.1:5000"):  # a server needs no lock and gets no file
         pass
+
+
+KILL_ITSELF = """
+import os, signal
+from repro.config import TrackingConfig
+from repro.tracking import tracked_run
+with tracked_run(TrackingConfig(), stage="train@x", run_name="x/gon", params={}) as t:
+    t.log_metrics({"loss": 1.0}, step=1)
+    os.kill(os.getpid(), signal.SIGKILL)  # no handler, no finally: the run cannot close itself
+"""
+
+
+def test_a_run_killed_outright_is_marked_killed_when_its_stage_runs_again(store):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", KILL_ITSELF], cwd=store, capture_output=True)
+    assert proc.returncode == -9, proc.stderr
+    (orphan,) = client().search_runs([client().get_experiment_by_name("gon-repro").experiment_id])
+    assert orphan.info.status == "RUNNING"
+
+    with tracked_run(TrackingConfig(), stage="train@other", run_name="y", params={}):
+        pass  # another stage: leaves it alone
+    assert client().get_run(orphan.info.run_id).info.status == "RUNNING"
+    with tracked_run(TrackingConfig(), stage="train@x", run_name="x/gon", params={}) as t:
+        successor = t.run_id
+    killed = client().get_run(orphan.info.run_id)
+    assert killed.info.status == "KILLED"
+    assert f"the stage ran again as run {successor}" in killed.data.tags["error"]
+    assert killed.data.metrics == {"loss": 1.0}  # what it logged is kept
+    assert client().get_run(successor).info.status == "FINISHED"
+
+
+def test_a_live_or_foreign_run_of_the_same_stage_is_left_running(store):
+    """Two queue workers may run the same stage at once; another machine's runs are not ours."""
+    from repro.tracking import HOST_TAG, PID_TAG, close_abandoned_runs
+
+    c = client()
+    with tracked_run(TrackingConfig(), stage="train@x", run_name="a", params={}) as t:
+        exp_id = c.get_run(t.run_id).info.experiment_id
+    live = c.create_run(exp_id, tags={"stage": "train@x", PID_TAG: "1", HOST_TAG: "x"}).info
+    c.set_tag(live.run_id, HOST_TAG, c.get_run(t.run_id).data.tags[HOST_TAG])  # pid 1 lives
+    foreign = c.create_run(exp_id, tags={"stage": "train@x", PID_TAG: "999999999", HOST_TAG: "b"})
+    assert close_abandoned_runs(c, exp_id, "train@x", "new") == []
+    assert c.get_run(live.run_id).info.status == "RUNNING"
+    assert c.get_run(foreign.info.run_id).info.status == "RUNNING"
+
+
+def test_with_a_tracking_server_the_server_places_the_artifacts(tmp_path):
+    """A file:// location of whichever machine created the experiment would strand artifacts."""
+    from repro.tracking import _experiment_id
+
+    class Client:
+        def get_experiment_by_name(self, name):
+            return None
+
+        def create_experiment(self, name, artifact_location=None):
+            self.location = artifact_location
+            return "1"
+
+    server, local = Client(), Client()
+    _experiment_id(server, "e", tmp_path, "http://127.0.0.1:5055")
+    _experiment_id(local, "e", tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert server.location is None
+    assert local.location == (tmp_path / "mlartifacts").as_uri()
