@@ -242,13 +242,18 @@ def host_id() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process; a zombie (killed, not yet reaped) is not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's live process
         return True
-    return True
+    try:  # Linux: a killed process stays a zombie until its parent reaps it; kill(0) succeeds
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def close_abandoned_runs(client: Any, exp_id: str, stage: str, successor: str) -> list[str]:

@@ -164,3 +164,21 @@ def test_with_a_tracking_server_the_server_places_the_artifacts(tmp_path):
     _experiment_id(local, "e", tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert server.location is None
     assert local.location == (tmp_path / "mlartifacts").as_uri()
+
+
+def test_a_killed_but_unreaped_process_counts_as_gone():
+    """A zombie still answers kill(pid, 0); its run must be closed all the same."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from repro.tracking import _alive
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert _alive(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    time.sleep(0.5)  # not waited for: a zombie until proc.wait()
+    assert not _alive(proc.pid)
+    proc.wait()
+    assert not _alive(proc.pid)
