@@ -27,7 +27,7 @@ from repro.config import Params, RunSpec, load_params
 from repro.data import ChecksumError, load_split
 from repro.flows import FlowError
 from repro.io import load_torch, save_torch, sha256_file
-from repro.report.loaders import load_runs
+from repro.report.loaders import load_efficiency_runs, load_runs
 from repro.tracking import tracked_run
 from repro.train import CHECKPOINT, MODEL, DivergenceError, fit
 from tests.conftest import ROOT, shrink
@@ -184,6 +184,15 @@ def test_metrics_file_of_another_shape_is_refused_with_its_path(tmp_path):
     with pytest.raises(ValueError, match="not a metrics file of this study") as err:
         load_runs(tmp_path / "runs")
     assert str(path) in str(err.value)
+
+
+def test_efficiency_metrics_of_another_shape_are_refused_with_their_path(tmp_path):
+    run = tmp_path / "efficiency" / "mnist" / "gfe_adaptive-n100-s0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"dataset": "mnist", "method": "gfe_adaptive"}))
+    with pytest.raises(ValueError, match="not a metrics file of this study") as err:
+        load_efficiency_runs(tmp_path / "efficiency")
+    assert str(run / "metrics.json") in str(err.value) and "train_size" in str(err.value)
 
 
 # --------------------------------------------------------------------------- numerical faults

@@ -8,7 +8,8 @@ pipeline still yields a report in which the missing part is "not run" or "not te
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,19 @@ def _scan_runs(
     return found, warnings
 
 
+@contextlib.contextmanager
+def _reading_metrics(run_dir: Path) -> Iterator[None]:
+    """Name a ``metrics.json`` that is valid JSON but not this study's (a key missing, a value
+    of another type) with the fix, instead of a bare KeyError deep in the report."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{run_dir / 'metrics.json'}: not a metrics file of this study "
+            f"({type(err).__name__}: {err}); delete it and re-run its stage (dvc repro)"
+        ) from err
+
+
 def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
     """All GON/AE runs with a ``metrics.json``; directories without one are reported, not fatal."""
     if not runs_dir.is_dir():
@@ -89,7 +103,7 @@ def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
     )
     runs = []
     for d, m, curve in found:
-        try:
+        with _reading_metrics(d):
             runs.append(
                 Run(
                     dataset=str(m["dataset"]),
@@ -101,11 +115,6 @@ def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
                     history=curve,
                 )
             )
-        except (KeyError, TypeError, ValueError) as err:  # valid JSON, but not our metrics
-            raise ValueError(
-                f"{d / 'metrics.json'}: not a metrics file of this study "
-                f"({type(err).__name__}: {err}); delete it and re-run its stage (dvc repro)"
-            ) from err
     return runs, warnings
 
 
@@ -156,18 +165,20 @@ def load_efficiency_runs(eff_dir: Path) -> tuple[list[EfficiencyRun], list[str]]
         "curve.csv",
         "learning curve",
     )
-    runs = [
-        EfficiencyRun(
-            dataset=str(m["dataset"]),
-            method=str(m["method"]),
-            train_size=int(m["train_size"]),
-            seed=int(m["seed"]),
-            path=d,
-            metrics=m,
-            curve=curve,
-        )
-        for d, m, curve in found
-    ]
+    runs = []
+    for d, m, curve in found:
+        with _reading_metrics(d):
+            runs.append(
+                EfficiencyRun(
+                    dataset=str(m["dataset"]),
+                    method=str(m["method"]),
+                    train_size=int(m["train_size"]),
+                    seed=int(m["seed"]),
+                    path=d,
+                    metrics=m,
+                    curve=curve,
+                )
+            )
     return runs, warnings
 
 
