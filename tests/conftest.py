@@ -77,6 +77,35 @@ def shrink(params: Params, **train_overrides) -> Params:
     )
 
 
+def stage_env(*, tracking: bool = False) -> dict[str, str]:
+    """The environment of a stage script run as a subprocess by a test.
+
+    This checkout's ``repro`` first on the path (not an installed copy), no bytecode written,
+    one thread. Tracking off; or on, into the study copy's own store: the caller's
+    ``MLFLOW_TRACKING_URI``, ``REPRO_TRACKING`` and ``DVC_ROOT`` would send it elsewhere.
+    """
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    if tracking:
+        for key in ("MLFLOW_TRACKING_URI", "REPRO_TRACKING", "DVC_ROOT"):
+            env.pop(key, None)
+    else:
+        env["REPRO_TRACKING"] = "off"
+    return env
+
+
+def study_copy(directory: Path, params_text: str) -> Path:
+    """A study checkout without data: the stage scripts, dvc.yaml and ``params_text`` as
+    ``params.yaml`` (returned)."""
+    shutil.copytree(
+        ROOT / "pipelines", directory / "pipelines", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(ROOT / "dvc.yaml", directory / "dvc.yaml")
+    path = directory / "params.yaml"
+    path.write_text(params_text)
+    return path
+
+
 @pytest.fixture
 def tiny_params() -> Params:
     return shrink(load_params(ROOT / "params.yaml"))

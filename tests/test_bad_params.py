@@ -12,9 +12,7 @@ every stage script once on a bad file. Cases the library does not yet reject pro
 from __future__ import annotations
 
 import copy
-import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,7 +23,7 @@ import pytest
 import yaml
 
 from repro.config import ConfigError, load_params
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stage_env, study_copy
 
 PARAMS_TEXT = (ROOT / "params.yaml").read_text()
 DOCS = ROOT / "docs" / "params.md"
@@ -45,8 +43,8 @@ TRAIN_KEYS = "Allowed keys here: ['methods', 'seeds', 'device', 'epochs', 'batch
 # --------------------------------------------------------------------------- edits
 
 
-def set_key(dotted: str, value: object) -> Callable[[str], str]:
-    """Load the committed params.yaml, set ``dotted`` to ``value``, dump it again."""
+def _edit_key(dotted: str, change: Callable[[dict, str], None]) -> Callable[[str], str]:
+    """Load the committed params.yaml, ``change(parent mapping, leaf key)``, dump it again."""
 
     def edit(text: str) -> str:
         data = yaml.safe_load(text)
@@ -54,38 +52,25 @@ def set_key(dotted: str, value: object) -> Callable[[str], str]:
         node = data
         for key in parents:
             node = node[key]
-        node[leaf] = copy.deepcopy(value)
+        change(node, leaf)
         return yaml.safe_dump(data, sort_keys=False)
 
     return edit
+
+
+def set_key(dotted: str, value: object) -> Callable[[str], str]:
+    """Set ``dotted`` to ``value``."""
+    return _edit_key(dotted, lambda node, leaf: node.__setitem__(leaf, copy.deepcopy(value)))
 
 
 def rename_key(dotted: str, new: str) -> Callable[[str], str]:
     """Rename the key ``dotted`` to ``new`` in place (a misspelling of a real key)."""
-
-    def edit(text: str) -> str:
-        data = yaml.safe_load(text)
-        *parents, leaf = dotted.split(".")
-        node = data
-        for key in parents:
-            node = node[key]
-        node[new] = node.pop(leaf)
-        return yaml.safe_dump(data, sort_keys=False)
-
-    return edit
+    return _edit_key(dotted, lambda node, leaf: node.__setitem__(new, node.pop(leaf)))
 
 
 def drop_key(dotted: str) -> Callable[[str], str]:
-    def edit(text: str) -> str:
-        data = yaml.safe_load(text)
-        *parents, leaf = dotted.split(".")
-        node = data
-        for key in parents:
-            node = node[key]
-        del node[leaf]
-        return yaml.safe_dump(data, sort_keys=False)
-
-    return edit
+    """Delete the key ``dotted``."""
+    return _edit_key(dotted, lambda node, leaf: node.pop(leaf))
 
 
 def replace_text(old: str, new: str) -> Callable[[str], str]:
@@ -245,31 +230,10 @@ def assert_message(message: str, case: Case) -> None:
         assert one_line(part) in flat, f"{part!r} missing from the message: {message}"
 
 
-def subprocess_env() -> dict[str, str]:
-    """This checkout's ``repro`` first, no bytecode written, tracking off, one thread."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    return {
-        **os.environ,
-        "PYTHONPATH": path,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "REPRO_TRACKING": "off",
-        "OMP_NUM_THREADS": "1",
-    }
-
-
 def snapshot(directory: Path) -> dict[str, int]:
     return {
         str(p.relative_to(directory)): p.stat().st_mtime_ns for p in sorted(directory.rglob("*"))
     }
-
-
-def study_copy(directory: Path, case: Case) -> Path:
-    """A study checkout with no data: the stage scripts, dvc.yaml and the case's params.yaml."""
-    shutil.copytree(
-        ROOT / "pipelines", directory / "pipelines", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copy(ROOT / "dvc.yaml", directory / "dvc.yaml")
-    return write_case(case, directory)
 
 
 # --------------------------------------------------------------------------- the tests
@@ -297,7 +261,7 @@ def test_repro_validate_refuses(case: Case, tmp_path: Path):
         [sys.executable, "-m", "repro.cli", "validate", str(path)],
         capture_output=True,
         text=True,
-        env=subprocess_env(),
+        env=stage_env(),
         timeout=60,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -311,14 +275,14 @@ def run_stage(directory: Path, script: str, *args: str) -> subprocess.CompletedP
         cwd=directory,
         capture_output=True,
         text=True,
-        env=subprocess_env(),
+        env=stage_env(),
         timeout=120,
     )
 
 
 @pytest.mark.parametrize("case", TABLE)
 def test_data_stage_refuses_before_any_work(case: Case, tmp_path: Path):
-    study_copy(tmp_path, case)
+    study_copy(tmp_path, case.edit(PARAMS_TEXT))
     try:
         load_params(tmp_path / "params.yaml")
     except ConfigError:
@@ -355,7 +319,7 @@ def test_every_stage_script_is_in_the_stage_list():
 @pytest.mark.parametrize("script", sorted(STAGES))
 def test_every_stage_refuses_before_any_work(script: str, tmp_path: Path):
     case = next(c for c in CASES if c.id == "lr_zero")
-    study_copy(tmp_path, case)
+    study_copy(tmp_path, case.edit(PARAMS_TEXT))
     before = snapshot(tmp_path)
     proc = run_stage(tmp_path, script, *STAGES[script])
     assert proc.returncode != 0, proc.stdout + proc.stderr

@@ -9,7 +9,6 @@ half-migrated. The processes here are real interpreters started together behind 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import yaml
 
 from repro.config import flatten, load_params, run_spec
 from repro.train import run_config
-from tests.conftest import ROOT, shrink
+from tests.conftest import ROOT, shrink, stage_env
 
 N_WORKERS = 4
 N_PARAMS = 30
@@ -76,10 +75,8 @@ STAGE_RUNNER = textwrap.dedent(
 
 
 def _env() -> dict[str, str]:
-    drop = {"MLFLOW_TRACKING_URI", "REPRO_TRACKING", "DVC_ROOT", "PYTEST_CURRENT_TEST"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["PYTHONPATH"] = str(ROOT)  # this checkout's `repro`, not an installed one
-    env["OMP_NUM_THREADS"] = "1"
+    env = stage_env(tracking=True)
+    env.pop("PYTEST_CURRENT_TEST", None)
     return env
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import yaml
 
 from repro.config import load_params
 from repro.io import load_torch
-from tests.conftest import ROOT, shrink
+from tests.conftest import ROOT, shrink, stage_env, study_copy
 
 RUN = Path("runs/synthetic/gon-nz8-s0")
 ARGS = ["--dataset", "synthetic", "--method", "gon", "--nz", "8", "--seed", "0"]
@@ -78,20 +77,14 @@ runpy.run_path("pipelines/train.py", run_name="__main__")
 """
 
 
-def env() -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    return {
-        **os.environ,
-        "PYTHONPATH": path,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "REPRO_TRACKING": "off",
-        "OMP_NUM_THREADS": "1",
-    }
-
-
 def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, *cmd], cwd=cwd, env=env(), capture_output=True, text=True, timeout=300
+        [sys.executable, *cmd],
+        cwd=cwd,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -101,13 +94,9 @@ def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A study copy with the tiny profile and its data, made by the real data stage."""
     root = tmp_path_factory.mktemp("study")
-    shutil.copytree(
-        ROOT / "pipelines", root / "pipelines", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     p = shrink(load_params(ROOT / "params.yaml"))
     p = dataclasses.replace(p, train=dataclasses.replace(p.train, curve_every=3))
-    (root / "params.yaml").write_text(yaml.safe_dump(p.to_dict(), sort_keys=False))
+    study_copy(root, yaml.safe_dump(p.to_dict(), sort_keys=False))
     run(root, "pipelines/data.py", "--dataset", "synthetic")
     (root / "driver.py").write_text(DRIVER)
     return root
@@ -127,7 +116,7 @@ def kill_at(root: Path, where: str, at: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "driver.py", *ARGS],
         cwd=root,
-        env={**env(), "PAUSE_WHERE": where, "PAUSE_AT": str(at), "PAUSE_MARKER": str(marker)},
+        env={**stage_env(), "PAUSE_WHERE": where, "PAUSE_AT": str(at), "PAUSE_MARKER": str(marker)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

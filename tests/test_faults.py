@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from repro.io import load_torch, save_torch, sha256_file
 from repro.report.loaders import load_efficiency_runs, load_runs
 from repro.tracking import tracked_run
 from repro.train import CHECKPOINT, MODEL, DivergenceError, fit
-from tests.conftest import ROOT, shrink
+from tests.conftest import ROOT, shrink, stage_env, study_copy
 
 SPEC = RunSpec(dataset="synthetic", method="gon", nz=8, seed=0)
 
@@ -313,23 +312,12 @@ def test_the_stage_script_exits_with_one_error_line_and_a_failed_mlflow_run(tmp_
     """The real ``pipelines/train.py``: a flow over its cap ends the stage, not in a traceback."""
     pytest.importorskip("mlflow")
     root = tmp_path / "study"
-    shutil.copytree(
-        ROOT / "pipelines", root / "pipelines", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     params = gfe_params(shrink(load_params(ROOT / "params.yaml")), max_nfe=3)
     params = dataclasses.replace(
         params, tracking=dataclasses.replace(params.tracking, enabled=True)
     )
-    (root / "params.yaml").write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    env.pop("REPRO_TRACKING", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
+    study_copy(root, yaml.safe_dump(params.to_dict(), sort_keys=False))
+    env = stage_env(tracking=True)
 
     def stage(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
