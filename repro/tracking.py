@@ -266,14 +266,17 @@ def close_abandoned_runs(client: Any, exp_id: str, stage: str, successor: str) -
     stage that is alive (another queue worker) or on another machine is left alone.
     """
     closed = []
-    stale = client.search_runs(
+    stale = client.search_runs(  # this stage's open runs started on this machine
         [exp_id],
-        filter_string=f"tags.stage = '{stage}' and attributes.status = 'RUNNING'",
+        filter_string=(
+            f"tags.stage = '{stage}' and tags.{HOST_TAG} = '{host_id()}' "
+            "and attributes.status = 'RUNNING'"
+        ),
         max_results=1000,
     )
     for run in stale:
         tags = run.data.tags
-        if run.info.run_id == successor or tags.get(HOST_TAG) != host_id():
+        if run.info.run_id == successor:
             continue
         if not tags.get(PID_TAG, "").isdigit() or _alive(int(tags[PID_TAG])):
             continue
