@@ -11,6 +11,7 @@ from common import run_main, stage
 from repro.config import flatten
 from repro.data import load_split
 from repro.efficiency import convergence_curves, efficiency_model
+from repro.groups import efficiency_name
 from repro.io import atomic_write, load_torch, write_json
 from repro.tracking import tracked_run
 from repro.train import configure_torch
@@ -20,9 +21,7 @@ def main() -> None:
     _, params, root = stage(__doc__)
     cfg, eff = params.convergence, params.efficiency
     configure_torch(torch.device("cpu"), params.train.num_threads)
-    run_dir = (
-        root / "runs" / "efficiency" / eff.dataset / f"{cfg.method}-n{cfg.train_size}-s{cfg.seed}"
-    )
+    run_dir = root / "models" / efficiency_name(eff.dataset, cfg.method, cfg.train_size, cfg.seed)
     test_x, _ = load_split(root / "data" / eff.dataset, "test")
     model = efficiency_model(
         cfg.method, eff, params.gfe, test_x.shape[1], test_x.shape[-1], where="convergence"

@@ -1,104 +1,79 @@
-"""Stage `efficiency@<method>-<train_size>-<seed>`: one run of the data-efficiency study."""
+"""Stage `efficiency`: every method × training-set size × seed of the GFE data-efficiency study.
+
+The runs are one group (:mod:`repro.engine`). Outputs per run:
+``runs/efficiency/<dataset>/<method>-n<size>-s<seed>/`` (metrics.json, curve.csv; committed)
+and its ``model.pt`` under ``models/efficiency/`` (DVC-cached); MLflow: one run for the stage,
+one nested run per model.
+"""
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import asdict
 
-from common import run_main, stage
+from common import record_child, run_main, stage
 
 from repro.config import flatten
-from repro.data import load_split
-from repro.efficiency import train_efficiency_run
-from repro.io import atomic_write, save_torch, write_json
-from repro.models import count_parameters
+from repro.engine import Job, mode_of, resolve_workers, run_group
+from repro.groups import efficiency_run
+from repro.io import write_json
 from repro.tracking import tracked_run
-from repro.train import configure_torch
 
-
-def add_args(p):
-    p.add_argument("--method", required=True)
-    p.add_argument("--train-size", type=int, required=True)
-    p.add_argument("--seed", type=int, required=True)
+#: Relative cost of a step per method (a GFE step integrates a flow per batch), for the schedule.
+COST = {"gfe": 8.0, "gfe2": 8.0, "gfe_adaptive": 6.0, "gon": 1.5, "ae": 1.0}
 
 
 def main() -> None:
-    args, params, root = stage(__doc__, add_args)
+    _, params, root = stage(__doc__)
     cfg = params.efficiency
-    if (
-        args.method not in cfg.methods
-        or args.train_size not in cfg.train_sizes
-        or args.seed not in cfg.seeds
-    ):
-        raise ValueError(
-            f"efficiency: ({args.method}, {args.train_size}, {args.seed}) is not a cell of "
-            f"efficiency.methods × train_sizes × seeds in params.yaml"
+    jobs = [
+        Job(
+            f"efficiency/{cfg.dataset}/{m}-n{n}-s{seed}",
+            efficiency_run,
+            {"method": m, "train_size": n, "seed": seed, "params": params, "root": root},
+            COST.get(m, 1.0),
         )
-    configure_torch(__import__("torch").device("cpu"), params.train.num_threads)
-    name = f"efficiency/{cfg.dataset}/{args.method}-n{args.train_size}-s{args.seed}"
-    out = (
-        root
-        / "runs"
-        / "efficiency"
-        / cfg.dataset
-        / f"{args.method}-n{args.train_size}-s{args.seed}"
-    )
-    data_dir = root / "data" / cfg.dataset
-    train_x, _ = load_split(data_dir, "train")
-    test_x = load_split(data_dir, "test")[0][: cfg.eval_images]
-    run_params = flatten({"efficiency": asdict(cfg), "gfe": asdict(params.gfe)}) | {
-        "method": args.method,
-        "train_size": args.train_size,
-        "seed": args.seed,
-    }
+        for m in cfg.methods
+        for n in cfg.train_sizes
+        for seed in cfg.seeds
+    ]
+    workers = resolve_workers(params.train.workers, "cpu", len(jobs))
+    experiment = f"{params.tracking.experiment}/efficiency"
+    group_params = flatten({"efficiency": asdict(cfg), "gfe": asdict(params.gfe)})
+    errors = []
+    t0 = time.perf_counter()
     with tracked_run(
         params.tracking,
-        stage=f"efficiency@{args.method}-{args.train_size}-{args.seed}",
-        run_name=name,
-        params=run_params,
-        tags={"profile": params.profile, "device": "cpu"},
-        experiment=f"{params.tracking.experiment}/efficiency",
-    ) as tracker:
-        t0 = time.perf_counter()
-        model, curve = train_efficiency_run(
-            args.method,
-            cfg,
-            params.gfe,
-            train_uint8=train_x,
-            test_uint8=test_x,
-            train_size=args.train_size,
-            seed=args.seed,
-            name=name,
-            on_point=lambda row: tracker.log_metrics(
-                {k: v for k, v in row.items() if k != "step"}, step=int(row["images_seen"])
-            ),
-        )
-        with atomic_write(out / "curve.csv", "w") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(curve[0]))
-            writer.writeheader()
-            writer.writerows(curve)
-        save_torch(out / "model.pt", {"state_dict": model.state_dict(), "method": args.method})
-        metrics = {
-            "run": name,
-            "dataset": cfg.dataset,
-            "method": args.method,
-            "train_size": args.train_size,
-            "seed": args.seed,
-            "architecture": cfg.architecture,
-            "nz": cfg.nz,
-            "loss": cfg.loss,
-            "steps": cfg.steps,
-            "batch_size": cfg.batch_size,
-            "eval_images": cfg.eval_images,
-            "n_params": count_parameters(model),
-            "final": curve[-1],
-            "wall_seconds": time.perf_counter() - t0,
-            "profile": params.profile,
-            "mlflow_run_id": tracker.run_id,
-        }
-        write_json(out / "metrics.json", metrics)
-        tracker.log_artifact(out / "curve.csv")
+        stage="efficiency",
+        run_name="efficiency",
+        params=group_params | {"workers": workers},
+        tags={"profile": params.profile, "device": "cpu", "mode": mode_of(workers)},
+        experiment=experiment,
+    ) as parent:
+        for outcome in run_group(jobs, workers=workers):
+            kw = outcome.job.kwargs
+            rec = outcome.result or {}
+            run_id = record_child(
+                params,
+                stage="efficiency",
+                parent_run_id=parent.run_id,
+                name=outcome.job.name,
+                run_params=group_params | {k: kw[k] for k in ("method", "train_size", "seed")},
+                tags={"profile": params.profile, "device": "cpu"},
+                experiment=experiment,
+                curve=rec.get("curve", []),
+                curve_x="images_seen",
+                artifacts=rec.get("files", []),
+                error=outcome.error,
+            )
+            if outcome.error is not None:
+                errors.append(outcome.error)
+                continue
+            rec["metrics"]["mlflow_run_id"] = run_id
+            write_json(root / "runs" / outcome.job.name / "metrics.json", rec["metrics"])
+        if errors:
+            raise errors[0]
+        parent.log_metrics({"stage_seconds": time.perf_counter() - t0})
 
 
 if __name__ == "__main__":

@@ -100,9 +100,15 @@ class TrainConfig:
     gon_steps: int = 1
     gon_step_size: float = 1.0
     gon_learn_step_size: bool = False
-    num_threads: int = 2
+    num_threads: int = 1
+    # Runs of one stage group trained at once: worker processes, each with num_threads threads
+    # (0 = auto: one per CPU core on a CPU, 1 on a GPU; 1 = one after another in-process).
+    workers: int = 0
     max_loss: float = 1e3
-    curve_every: int = 0
+    # Held-out learning curve: test loss on the first curve_images test images at step 0 and at
+    # curve_points roughly log-spaced optimiser steps up to the last (0 = off).
+    curve_points: int = 12
+    curve_images: int = 1_000
     tf32: bool = False  # TF32 matmuls/convolutions on a GPU (off: full float32, as on CPU)
     cuda_graphs: bool = False  # replay the fixed-shape step as one CUDA graph (GPU only)
 
@@ -213,8 +219,8 @@ class StudiesConfig:
     subset so the whole pipeline fits its time budget, and ``lr`` can raise the learning rate so
     that a short run still reaches a trained regime; the report says so), with the same
     ``seeds`` everywhere so that comparisons can be paired; ``test_images`` held-out images are
-    scored in both BatchNorm modes, and the validation loss on ``curve_images`` images is
-    recorded every ``curve_every`` optimiser steps (the training curves).
+    scored in both BatchNorm modes, and the held-out test loss on the first ``curve_images``
+    test images is recorded at ``curve_points`` log-spaced optimiser steps (the curves).
     """
 
     dataset: str = "mnist"
@@ -224,7 +230,7 @@ class StudiesConfig:
     lr: float | None = None  # None: train.lr
     nz: int = 32  # latent size of the activation and multistep studies
     test_images: int = 2_000
-    curve_every: int = 25
+    curve_points: int = 8
     curve_images: int = 500
     activation: ActivationStudyConfig = field(default_factory=ActivationStudyConfig)
     multistep: MultistepStudyConfig = field(default_factory=MultistepStudyConfig)
@@ -461,8 +467,16 @@ def validate(p: Params) -> Params:
         "needs a CUDA device but train.device is 'cpu'; set train.cuda_graphs: false",
     )
     _require(
-        t.curve_every >= 0, "train.curve_every", f"must be >= 0 (0 = off), got {t.curve_every}"
+        t.curve_points >= 0, "train.curve_points", f"must be >= 0 (0 = off), got {t.curve_points}"
     )
+    _require(t.workers >= 0, "train.workers", f"must be >= 0 (0 = auto), got {t.workers}")
+    for name in d.datasets:
+        n_test = split_sizes(name, d)["test"]
+        _require(
+            0 < t.curve_images <= n_test,
+            "train.curve_images",
+            f"{t.curve_images} must be in 1..{n_test} (the {name} test split)",
+        )
 
     _validate_gfe(p.gfe)
     _validate_efficiency(p)
@@ -600,7 +614,7 @@ def _validate_studies(p: Params) -> None:
                 f"{s.train_images} must be in {p.train.batch_size}..{n_train} "
                 f"(train.batch_size .. the {name} train split)",
             )
-            for part, split in (("test_images", "test"), ("curve_images", "val")):
+            for part, split in (("test_images", "test"), ("curve_images", "test")):
                 n = _split_size(p, name, split)
                 value = getattr(s, part)
                 _require(
@@ -616,7 +630,9 @@ def _validate_studies(p: Params) -> None:
     if s.lr is not None:
         _positive(s.lr, "studies.lr")
     _require(
-        s.curve_every >= 0, "studies.curve_every", f"must be >= 0 (0 = off), got {s.curve_every}"
+        s.curve_points >= 0,
+        "studies.curve_points",
+        f"must be >= 0 (0 = off), got {s.curve_points}",
     )
     conv_methods = ("gon", "ae", "ae_linear")  # the studies train the GON conv decoder
     a = s.activation
@@ -739,8 +755,18 @@ class RunSpec:
     def name(self) -> str:
         return f"{self.dataset}/{self.method}-nz{self.nz}-s{self.seed}"
 
+    @property
+    def group(self) -> str:
+        """The stage group that trains this run: ``train@<dataset>-nz<nz>`` (all methods × seeds)."""
+        return f"{self.dataset}-nz{self.nz}"
+
     def run_dir(self, root: str | Path = "runs") -> Path:
-        return Path(root) / self.dataset / f"{self.method}-nz{self.nz}-s{self.seed}"
+        """Committed results: ``runs/main/<dataset>-nz<nz>/<method>-s<seed>/``."""
+        return Path(root) / "main" / self.group / f"{self.method}-s{self.seed}"
+
+    def model_dir(self, root: str | Path = "models") -> Path:
+        """DVC-cached ``model.pt`` and the resume ``checkpoint.pt``: same layout under models/."""
+        return Path(root) / "main" / self.group / f"{self.method}-s{self.seed}"
 
 
 def run_spec(p: Params, dataset: str, method: str, nz: int, seed: int) -> RunSpec:

@@ -31,6 +31,7 @@ from repro.flows import (
     per_sample_loss,
     running_batchnorm,
 )
+from repro.step import training_step
 from repro.train import DivergenceError, to_unit_float
 
 
@@ -138,13 +139,18 @@ def train_efficiency_run(
         t0 = time.perf_counter()
         model.train()
         _label(model, f"{name}: training batch {step}")
-        _, x_hat = model(x)
-        loss = per_sample_loss(cfg.loss, x_hat, x).mean()
-        if not torch.isfinite(loss):
-            raise DivergenceError(f"{name}: non-finite training loss at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+
+        def guard(loss: torch.Tensor, step: int = step) -> None:
+            if not torch.isfinite(loss):
+                raise DivergenceError(f"{name}: non-finite training loss at step {step}")
+
+        training_step(
+            model,
+            optimizer,
+            x,
+            lambda x_hat, x: per_sample_loss(cfg.loss, x_hat, x).mean(),
+            before_update=guard,
+        )
         seconds += time.perf_counter() - t0
         stats = _flow_stats(model) or FlowStats()
         nfe, accepted, rejected = (

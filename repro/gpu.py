@@ -7,8 +7,8 @@ graph records the launches once and replays them with one call, so the step cost
 arithmetic costs. ``torch.compile`` cannot do this for GON: its AOTAutograd backend does not
 support the double backward through the inner gradient.
 
-The captured step is the same arithmetic as :func:`repro.train.fit`'s eager step (same ops,
-same order). Capture needs warm-up iterations on a side stream; they would move the weights, so
+The captured step is :func:`repro.step.training_step`, the eager step of :func:`repro.train.fit`
+(same ops, same order). Capture needs warm-up iterations on a side stream; they would move the weights, so
 the model's and optimiser's state is saved before and restored after, in place (the graph holds
 the tensors' addresses). Adam must be ``capturable=True`` (its step count lives on the device).
 
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from repro.encoders import gon_training_loss
+from repro.step import training_step
 
 
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, model_state, opt_state) -> None:
@@ -56,25 +57,19 @@ def graphed_training_step(
     model_state = copy.deepcopy(model.state_dict())
     opt_state = copy.deepcopy(optimizer.state_dict())
 
-    def eager() -> torch.Tensor:
-        _, x_hat = model(static_x)
-        loss = gon_training_loss(x_hat, static_x)
-        loss.backward()
-        optimizer.step()
-        return loss
+    def eager() -> torch.Tensor:  # the eager step itself, grads zeroed in place (capturable)
+        return training_step(model, optimizer, static_x, gon_training_loss, set_to_none=False)
 
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
         for _ in range(warmup):
-            optimizer.zero_grad(set_to_none=False)
             eager()
     torch.cuda.current_stream(device).wait_stream(side)
     _restore(model, optimizer, model_state, opt_state)
     optimizer.zero_grad(set_to_none=False)  # grads must exist (and be zero) before capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        optimizer.zero_grad(set_to_none=False)
         static_loss = eager()
     # Capture records but does not run the step: the weights are still the restored ones.
 

@@ -1,7 +1,8 @@
 """The ablation studies (issue 6): which variants a study trains, and how one is run and scored.
 
-Three studies, each a group of DVC stages (one stage per *cell*; a cell trains every method of
-the study for every seed, so that the paired comparisons share seeds):
+Three studies, each one DVC stage that trains all its *cells* as one group (:mod:`repro.engine`;
+a cell trains every method of the study for every seed, so that the paired comparisons share
+seeds):
 
 * ``activation`` — GON and the AE with each activation (the reproducibility report's five plus
   SiLU and GELU); one cell per activation.
@@ -135,7 +136,8 @@ def variant_params(params: Params, variant: Variant) -> Params:
         train_images=s.train_images,
         lr=params.train.lr if s.lr is None else s.lr,
         val_images=s.curve_images,
-        curve_every=s.curve_every,
+        curve_points=s.curve_points,
+        curve_images=s.curve_images,
         gon_steps=variant.steps,
         gon_step_size=variant.step_size,
         gon_learn_step_size=variant.learn_step_size,
@@ -197,3 +199,19 @@ def score_variant(
 def failed_record(variant: Variant, seed: int, error: BaseException) -> dict[str, Any]:
     """A run that diverged stays in the results (as a failure), never silently dropped."""
     return variant.describe() | {"seed": seed, "status": "diverged", "error": str(error)}
+
+
+def study_cells(params: Params, study: str) -> list[tuple[str, list[Variant]]]:
+    """Every cell of ``study`` as :func:`cell_variants` names it: the whole study's one stage."""
+    s = params.studies
+    if study == "activation":
+        return [cell_variants(params, study, activation=a) for a in s.activation.activations]
+    if study == "multistep":
+        return [cell_variants(params, study, steps=k) for k in s.multistep.steps]
+    if study == "latent":
+        return [
+            cell_variants(params, study, dataset=d, nz=nz)
+            for d in s.latent.datasets
+            for nz in s.latent.nz
+        ]
+    raise ConfigError(f"unknown study {study!r}; allowed: {list(STUDIES)}")

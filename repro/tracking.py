@@ -7,7 +7,8 @@ Conventions (DESIGN.md "MLflow conventions"):
   a temporary copy under ``.dvc/tmp/exps/``; neither a relative URI nor the copy's own root would
   reach the user's store); ``MLFLOW_TRACKING_URI`` overrides it (e.g. a shared tracking server).
   Artifacts go to ``mlartifacts/`` beside it. Both are git- and DVC-ignored.
-* One MLflow run per executed DVC stage, in one experiment per study group; params are the
+* One MLflow run per executed DVC stage, and nested under it one run per model the stage
+  trained (``parent_run_id``), in one experiment per study group; params are the
   flattened configuration, logged once; per-epoch metrics carry their epoch as ``step``;
   tags name the stage, git commit, profile, device and params hash.
 * ``REPRO_TRACKING=off`` (or ``tracking.enabled: false``) switches tracking off, e.g. on a GPU
@@ -300,8 +301,13 @@ def tracked_run(
     params: dict[str, Any],
     tags: dict[str, str] | None = None,
     experiment: str | None = None,
+    parent_run_id: str | None = None,
 ) -> Iterator[Tracker]:
-    """One MLflow run around a stage's work; FAILED (with the reason) if the work raises."""
+    """One MLflow run around a stage's work; FAILED (with the reason) if the work raises.
+
+    ``parent_run_id``: this run is one model of a group stage, nested under the stage's run
+    (MLflow's ``mlflow.parentRunId`` tag: ``mlflow ui`` shows it under its parent).
+    """
     if not tracking_enabled(cfg):
         yield Tracker()
         return
@@ -324,6 +330,8 @@ def tracked_run(
     )
     if os.environ.get("DVC_EXP_NAME"):
         all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
     all_tags = {k: portable(str(v), *roots) for k, v in all_tags.items()}
     all_tags |= {PID_TAG: str(os.getpid()), HOST_TAG: host_id()}
     run = client.create_run(exp_id, run_name=run_name, tags=all_tags)

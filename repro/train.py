@@ -20,10 +20,12 @@ What it guarantees (and why):
   epoch loss above ``train.max_loss``, stops the run with :class:`DivergenceError` naming the
   run, epoch and step; the last good checkpoint stays intact (it is only written after an
   epoch passed these checks), and the stage's MLflow run is marked FAILED with the reason.
-* **Curves and cost.** ``curve.csv`` holds the validation loss against optimiser steps: before
-  training, at every epoch end and, with ``train.curve_every > 0``, every that many steps (the
-  training curves and convergence speed). Time is
-  training time only (validation scoring excluded); the bytes autograd saves for the backward
+* **Curves and cost.** ``curve.csv`` is the held-out learning curve: the test loss (headline
+  BatchNorm mode; both modes at the last point) of the first ``train.curve_images`` test images
+  at step 0 and ``train.curve_points`` log-spaced optimiser steps (:func:`curve_schedule`), with
+  the images seen and training seconds at each point: what convergence speed and the GON − AE
+  difference along training are judged on. ``history.csv`` has the validation loss per epoch.
+  Time is training time only (scoring excluded); the bytes autograd saves for the backward
   pass of one step are counted (device-independent memory cost), and CUDA's peak allocation is
   recorded on a GPU.
 * Adam with the protocol's defaults (lr 1e-4, betas 0.9/0.999), batch 64, the GON.py loss
@@ -53,10 +55,11 @@ from tqdm.auto import tqdm
 from repro.config import Params, RunSpec
 from repro.data import load_split
 from repro.encoders import LatentModel, build_model, gon_training_loss
-from repro.evaluate import mean_mse_per_pixel
+from repro.evaluate import BN_MODES, mean_mse_per_pixel
 from repro.gpu import graphed_training_step
 from repro.io import atomic_write, load_torch, remove_stale_temporaries, save_torch
 from repro.models import count_parameters
+from repro.step import training_step
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,31 @@ MODEL = "model.pt"
 HISTORY = "history.csv"
 HISTORY_FIELDS = ("epoch", "train_mse_per_pixel", "val_mse_per_pixel", "seconds", "images_seen")
 CURVE = "curve.csv"
-CURVE_FIELDS = ("step", "images_seen", "train_seconds", "val_mse_per_pixel")
+#: The held-out learning curve's loss column (headline BN mode); ``<it>_<mode>`` per BN mode.
+CURVE_LOSS = "test_mse_per_pixel"
+CURVE_FIELDS = (
+    "step",
+    "images_seen",
+    "train_seconds",
+    CURVE_LOSS,
+    *(f"{CURVE_LOSS}_{mode}" for mode in BN_MODES),
+)
+
+
+def curve_schedule(total_steps: int, points: int) -> list[int]:
+    """Step 0 and ``points`` roughly log-spaced optimiser steps ending at ``total_steps``.
+
+    Log spacing puts most points early, where the loss falls fastest, and still reaches the end:
+    ``curve_schedule(3905, 12)`` is 0, 1, 2, 4, 10, 20, 43, 91, 193, 409, 868, 1841, 3905 —
+    the same for every run of a setting, so curves can be paired point by point. 0 points: none.
+    """
+    if points <= 0 or total_steps <= 0:
+        return []
+    if points == 1:
+        return [0, total_steps]
+    ratio = total_steps ** (1.0 / (points - 1))
+    steps = {0, total_steps} | {round(ratio**i) for i in range(points)}
+    return sorted(s for s in steps if 0 <= s <= total_steps)
 
 
 class DivergenceError(RuntimeError):
@@ -119,7 +146,10 @@ def run_config(spec: RunSpec, params: Params) -> dict[str, Any]:
     """Everything that determines a run's result; stored in checkpoints and the final model."""
     # The matrix lists (methods, seeds, nz) are left out: adding a seed must not invalidate the
     # runs that already exist. dvc.yaml declares the same keys as this stage's params.
-    train = {k: v for k, v in asdict(params.train).items() if k not in ("methods", "seeds")}
+    # train.workers is left out too: how a group shares the machine never changes a run's numbers.
+    train = {
+        k: v for k, v in asdict(params.train).items() if k not in ("methods", "seeds", "workers")
+    }
     return {
         "run": asdict(spec),
         "model": {"ngf": params.model.ngf, "activation": params.model.activation, "nz": spec.nz},
@@ -252,10 +282,12 @@ def fit(
     *,
     data_dir: Path,
     run_dir: Path,
+    results_dir: Path | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     stop_after_epochs: int | None = None,
 ) -> dict[str, Any]:
-    """Train one run; write ``model.pt``, ``history.csv`` and the resume ``checkpoint.pt``.
+    """Train one run; write ``model.pt`` and the resume ``checkpoint.pt`` into ``run_dir`` and
+    ``history.csv`` and ``curve.csv`` into ``results_dir`` (default: ``run_dir``).
 
     ``on_epoch`` receives each epoch's history row (for MLflow), on a resume first the rows of
     the epochs the checkpoint holds. ``stop_after_epochs`` ends the
@@ -270,9 +302,11 @@ def fit(
 
     train_x, _ = load_split(data_dir, "train")
     val_x, _ = load_split(data_dir, "val")
+    curve_x, _ = load_split(data_dir, "test")
     # The first `train_images` of the train split: every seed sees the same images, in its own order.
     train_x = train_x[: cfg.train_images].to(device)
     val_x = val_x[: cfg.val_images].to(device)
+    curve_x = curve_x[: cfg.curve_images].to(device)  # the same fixed test subset for every run
     channels = train_x.shape[1]
 
     torch.manual_seed(spec.seed)
@@ -295,8 +329,10 @@ def fit(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT
-    for name in (CHECKPOINT, MODEL, HISTORY, CURVE):  # left by a writer killed mid-write
-        for tmp in remove_stale_temporaries(run_dir / name):
+    partial = [run_dir / CHECKPOINT, run_dir / MODEL]  # left by a writer killed mid-write
+    partial += [(results_dir or run_dir) / name for name in (HISTORY, CURVE)]
+    for path in partial:
+        for tmp in remove_stale_temporaries(path):
             log.warning("removed %s, a partial write of a killed run", tmp)
     ckpt = _load_checkpoint(ckpt_path, key)
     if ckpt is not None:
@@ -313,27 +349,36 @@ def fit(
     n_batches = train_x.shape[0] // cfg.batch_size
     images_seen = history[-1]["images_seen"] if history else 0
     train_seconds = sum(r["seconds"] for r in history)
+    schedule = set(curve_schedule(cfg.epochs * n_batches, cfg.curve_points))
+    headline = params.evaluate.headline_bn
 
     def score_val() -> float:
         return mean_mse_per_pixel(
-            model, val_x, batch_size=params.evaluate.batch_size, bn_mode=params.evaluate.headline_bn
+            model, val_x, batch_size=params.evaluate.batch_size, bn_mode=headline
         )
 
-    def record_curve(step: int, seen: int, seconds: float, val: float | None = None) -> None:
-        if curve and curve[-1]["step"] == step:
-            return  # a curve point that is also an epoch end
-        curve.append(
-            {
-                "step": step,
-                "images_seen": seen,
-                "train_seconds": seconds,
-                "val_mse_per_pixel": score_val() if val is None else val,
-            }
-        )
+    def record_curve(step: int, seconds: float) -> None:
+        """A point of the held-out learning curve: test loss (headline BN; both at the end)."""
+        row: dict[str, float] = {
+            "step": step,
+            "images_seen": step * cfg.batch_size,
+            "train_seconds": seconds,
+        }
+        modes = BN_MODES if step == cfg.epochs * n_batches else (headline,)
+        for mode in BN_MODES:
+            row[f"{CURVE_LOSS}_{mode}"] = (
+                mean_mse_per_pixel(
+                    model, curve_x, batch_size=params.evaluate.batch_size, bn_mode=mode
+                )
+                if mode in modes
+                else float("nan")
+            )
+        row[CURVE_LOSS] = row[f"{CURVE_LOSS}_{headline}"]
+        curve.append(row)
 
     check_every = 50 if device.type == "cpu" else 0
-    if not curve:
-        record_curve(0, 0, 0.0)  # the untrained decoder: where every curve starts
+    if not curve and 0 in schedule:
+        record_curve(0, 0.0)  # the untrained decoder: where every curve starts
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -349,52 +394,55 @@ def fit(
             desc=f"{spec.name} epoch {epoch}/{cfg.epochs}",
             leave=False,
             mininterval=2.0,
+            disable=None,  # off when stderr is not a terminal (DVC logs, worker processes)
         )
         for step in bar:
             x = to_unit_float(train_x[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]])
-            if cfg.cuda_graphs:
-                if graphed_step is None:
-                    graphed_step = graphed_training_step(model, optimizer, x.shape)
-                loss = graphed_step(x)  # the same step, replayed as one CUDA graph
-            elif step == 0 and epoch == start_epoch:
-                with SavedTensorCounter() as counter:
-                    _, x_hat = model(x)
-                    loss = gon_training_loss(x_hat, x)
-                cost["graph_bytes_per_step"] = float(counter.bytes)
-            else:
-                _, x_hat = model(x)
-                loss = gon_training_loss(x_hat, x)
             # On a GPU, .item() stalls the queue; there the loss is checked at the epoch's end
             # (a non-finite gradient makes the weights, then the loss, non-finite).
             check = check_every and (step % check_every == 0 or step == n_batches - 1)
-            if check:
+
+            def guard(
+                loss: torch.Tensor, epoch=epoch, step=step, loss_sum=loss_sum, bar=bar
+            ) -> None:
                 value = loss.item()
                 if not math.isfinite(value) or not torch.isfinite(loss_sum):
                     raise DivergenceError(
                         f"{spec.name}: non-finite training loss at epoch {epoch}, step {step} "
                         f"(lr={cfg.lr}); {_kept(ckpt_path)}"
                     )
-                bar.set_postfix(mse_per_pixel=f"{value:.5f}")
-            if not cfg.cuda_graphs:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if check and not _finite_gradients(model):
+                if not _finite_gradients(model):
                     raise DivergenceError(
                         f"{spec.name}: non-finite gradient at epoch {epoch}, step {step} "
                         f"(lr={cfg.lr}); {_kept(ckpt_path)}"
                     )
-                optimizer.step()
+                bar.set_postfix(mse_per_pixel=f"{value:.5f}")
+
+            if cfg.cuda_graphs:
+                if graphed_step is None:
+                    graphed_step = graphed_training_step(model, optimizer, x.shape)
+                loss = graphed_step(x)  # the same step, replayed as one CUDA graph
+            elif step == 0 and epoch == start_epoch:
+                with SavedTensorCounter() as counter:
+                    loss = training_step(
+                        model,
+                        optimizer,
+                        x,
+                        gon_training_loss,
+                        before_update=guard if check else None,
+                    )
+                cost["graph_bytes_per_step"] = float(counter.bytes)
+            else:
+                loss = training_step(
+                    model, optimizer, x, gon_training_loss, before_update=guard if check else None
+                )
             loss_sum += loss.detach()  # accumulated on the device: no host sync per step
             global_step = (epoch - 1) * n_batches + step + 1
-            if cfg.curve_every and global_step % cfg.curve_every == 0:
+            if global_step in schedule:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 epoch_seconds += time.perf_counter() - t0
-                record_curve(
-                    global_step,
-                    images_seen + (step + 1) * cfg.batch_size,
-                    train_seconds + epoch_seconds,
-                )
+                record_curve(global_step, train_seconds + epoch_seconds)
                 t0 = time.perf_counter()
         train_loss = loss_sum.item() / n_batches
         epoch_seconds += time.perf_counter() - t0
@@ -408,14 +456,11 @@ def fit(
                 f"{spec.name}: epoch {epoch} mean loss {train_loss:.4g} exceeds train.max_loss="
                 f"{cfg.max_loss}; {_kept(ckpt_path)}"
             )
-        end_step = epoch * n_batches
-        # The epoch end may already be a curve point (same weights): do not score twice.
-        val_loss = curve[-1]["val_mse_per_pixel"] if curve[-1]["step"] == end_step else score_val()
+        val_loss = score_val()
         images_seen += n_batches * cfg.batch_size
         train_seconds += epoch_seconds
         if device.type == "cuda":
             cost["cuda_peak_bytes"] = float(torch.cuda.max_memory_allocated(device))
-        record_curve(end_step, images_seen, train_seconds, val_loss)
         row = {
             "epoch": epoch,
             "train_mse_per_pixel": train_loss,
@@ -451,8 +496,10 @@ def fit(
         if on_epoch is not None:
             on_epoch(row)
 
-    _write_csv(run_dir / HISTORY, history, HISTORY_FIELDS)
-    _write_csv(run_dir / CURVE, curve, CURVE_FIELDS)
+    results_dir = run_dir if results_dir is None else results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(results_dir / HISTORY, history, HISTORY_FIELDS)
+    _write_csv(results_dir / CURVE, curve, CURVE_FIELDS)
     summary = {
         "epochs_completed": len(history),
         "train_seconds": sum(r["seconds"] for r in history),

@@ -31,6 +31,7 @@ def shrink(params: Params, **train_overrides) -> Params:
         train_images=128,
         val_images=32,
         num_threads=1,
+        curve_images=32,
         **train_overrides,
     )
     evaluate = dataclasses.replace(
@@ -56,7 +57,7 @@ def shrink(params: Params, **train_overrides) -> Params:
         seeds=[0, 1],
         train_images=64,
         test_images=32,
-        curve_every=1,
+        curve_points=4,
         curve_images=16,
         activation=dataclasses.replace(s.activation, activations=["elu", "relu"]),
         multistep=dataclasses.replace(s.multistep, steps=[1, 2]),

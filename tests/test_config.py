@@ -62,7 +62,7 @@ BAD = [
         "46000 must be in 1..45000 \\(the cifar10 train split\\)",
     ),
     (
-        with_("data.datasets", WITH_CIFAR, train__val_images=6_000),
+        with_("data.datasets", WITH_CIFAR, train__train_images=45_000, train__val_images=6_000),
         "train.val_images",
         "6000 must be in 1..5000 \\(the cifar10 val split\\)",
     ),
@@ -108,7 +108,9 @@ def test_bad_value_is_refused_with_its_key(params, key, why):
 
 
 def test_cifar10_is_an_allowed_dataset_with_its_own_split_sizes():
-    p = params_from_dict(with_("data.datasets", WITH_CIFAR, data__synthetic_channels=3))
+    p = params_from_dict(
+        with_("data.datasets", WITH_CIFAR, data__synthetic_channels=3, train__train_images=45_000)
+    )
     assert p.data.datasets == WITH_CIFAR and p.data.synthetic_channels == 3
     assert split_sizes("cifar10", p.data) == {"train": 45_000, "val": 5_000, "test": 10_000}
     assert split_sizes("mnist", p.data) == {"train": 50_000, "val": 10_000, "test": 10_000}

@@ -1,17 +1,21 @@
-"""A training stage killed with SIGKILL anywhere resumes and ends bitwise where an unkilled run ends.
+"""A training group killed with SIGKILL anywhere resumes and ends bitwise where an unkilled one ends.
 
-Each case runs the real stage script (``pipelines/train.py``) in a study copy, pauses it at one
-point (mid-epoch, half-way through writing a checkpoint, half-way through writing the final model)
-and sends it SIGKILL there: no handler, no ``finally``, exactly what the OOM killer or a pulled
-plug does. The pause is the only thing the driver adds; the write itself is the library's own
-``atomic_write``. Then the unmodified stage runs again, as the next ``dvc repro`` would, and its
-weights, optimizer-free final model, losses and curves must equal those of a run never killed.
+Each case runs the real group stage script (``pipelines/train.py``: GON, AE and linear-encoder AE
+of one dataset × nz) in a study copy, pauses it at one point (mid-epoch, half-way through writing
+a checkpoint, half-way through writing the final model) and sends it SIGKILL there: no handler,
+no ``finally``, exactly what the OOM killer or a pulled plug does. The pause is the only thing the
+driver adds; the write itself is the library's own ``atomic_write``. Then the unmodified stage
+runs again, as the next ``dvc repro`` would, and every run's weights, final model, losses and
+curves must equal those of a group never killed. The paused cases run the group in-process
+(``train.workers: 1``) so the driver's pause reaches the training code; the last case kills a
+group of worker processes (``train.workers: 2``) while they train.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import shutil
 import signal
 import subprocess
@@ -27,8 +31,10 @@ from repro.config import load_params
 from repro.io import load_torch
 from tests.conftest import ROOT, shrink, stage_env, study_copy
 
-RUN = Path("runs/synthetic/gon-nz8-s0")
-ARGS = ["--dataset", "synthetic", "--method", "gon", "--nz", "8", "--seed", "0"]
+RUN = Path("models/main/synthetic-nz8/gon-s0")  # model.pt, checkpoint.pt
+RESULTS = Path("runs/main/synthetic-nz8/gon-s0")  # history.csv, curve.csv, metrics.json
+ARGS = ["--dataset", "synthetic", "--nz", "8"]
+RUNS = ("gon-s0", "ae-s0", "ae_linear-s0")  # the group: train.methods x train.seeds (tiny)
 STEPS_PER_EPOCH = 4  # tiny profile: 128 images / batch 32
 
 # Runs the stage in-process after arranging one pause; the test kills the process there.
@@ -95,7 +101,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A study copy with the tiny profile and its data, made by the real data stage."""
     root = tmp_path_factory.mktemp("study")
     p = shrink(load_params(ROOT / "params.yaml"))
-    p = dataclasses.replace(p, train=dataclasses.replace(p.train, curve_every=3))
+    p = dataclasses.replace(p, train=dataclasses.replace(p.train, curve_points=6, workers=1))
     study_copy(root, yaml.safe_dump(p.to_dict(), sort_keys=False))
     run(root, "pipelines/data.py", "--dataset", "synthetic")
     (root / "driver.py").write_text(DRIVER)
@@ -107,7 +113,7 @@ def uninterrupted(template: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     root = tmp_path_factory.mktemp("uninterrupted")
     shutil.copytree(template, root, dirs_exist_ok=True)
     run(root, "pipelines/train.py", *ARGS)
-    return root / RUN
+    return root
 
 
 def kill_at(root: Path, where: str, at: int) -> None:
@@ -174,24 +180,75 @@ def test_sigkill_then_rerun_ends_bitwise_like_an_uninterrupted_run(
     if ckpt_epoch is not None:
         assert f"resuming after epoch {ckpt_epoch}" in proc.stderr
     assert not list(run_dir.glob(".*.tmp")), "the resumed stage left the partial write behind"
+    assert_group_equal(root, uninterrupted)
 
-    resumed, reference = load_torch(run_dir / "model.pt"), load_torch(uninterrupted / "model.pt")
-    assert same_state(resumed["state_dict"], reference["state_dict"])
-    assert resumed["config"] == reference["config"]
-    final_ckpt = load_torch(run_dir / "checkpoint.pt")
-    reference_ckpt = load_torch(uninterrupted / "checkpoint.pt")
-    assert same_state(final_ckpt["model"], reference_ckpt["model"])
-    assert torch.equal(final_ckpt["torch_rng"], reference_ckpt["torch_rng"])
-    assert torch.equal(final_ckpt["data_rng"], reference_ckpt["data_rng"])
-    assert rows(run_dir / "history.csv", ("seconds",)) == rows(
-        uninterrupted / "history.csv", ("seconds",)
+
+def assert_group_equal(root: Path, reference_root: Path) -> None:
+    """Every run of the group: weights, RNG states, history, curve and held-out losses bitwise."""
+    for name in RUNS:
+        models, ref_models = root / RUN.parent / name, reference_root / RUN.parent / name
+        results, ref_results = root / RESULTS.parent / name, reference_root / RESULTS.parent / name
+        resumed, reference = load_torch(models / "model.pt"), load_torch(ref_models / "model.pt")
+        assert same_state(resumed["state_dict"], reference["state_dict"]), name
+        assert resumed["config"] == reference["config"]
+        final_ckpt = load_torch(models / "checkpoint.pt")
+        reference_ckpt = load_torch(ref_models / "checkpoint.pt")
+        assert same_state(final_ckpt["model"], reference_ckpt["model"])
+        assert torch.equal(final_ckpt["torch_rng"], reference_ckpt["torch_rng"])
+        assert torch.equal(final_ckpt["data_rng"], reference_ckpt["data_rng"])
+        assert rows(results / "history.csv", ("seconds",)) == rows(
+            ref_results / "history.csv", ("seconds",)
+        )
+        assert rows(results / "curve.csv", ("train_seconds",)) == rows(
+            ref_results / "curve.csv", ("train_seconds",)
+        )
+        summary, ref_summary = resumed["summary"], reference["summary"]
+        for key in ("final_train_mse_per_pixel", "final_val_mse_per_pixel", "epochs_completed"):
+            assert summary[key] == ref_summary[key], key
+        losses = json.loads((results / "metrics.json").read_text())["losses"]
+        assert losses == json.loads((ref_results / "metrics.json").read_text())["losses"]
+
+
+def test_sigkill_of_a_worker_group_then_rerun_ends_bitwise_like_an_uninterrupted_group(
+    template: Path, uninterrupted: Path, tmp_path: Path
+):
+    """Two worker processes train the group; the stage is killed once a run has a checkpoint.
+
+    The workers die with it (``PR_SET_PDEATHSIG``: no orphan keeps writing), and the re-run —
+    in-process this time, the mode must not matter — resumes every run to the same bits.
+    """
+    root = tmp_path / "study"
+    shutil.copytree(template, root)
+    params_path = root / "params.yaml"
+    p = yaml.safe_load(params_path.read_text())
+    p["train"]["workers"] = 2
+    params_path.write_text(yaml.safe_dump(p, sort_keys=False))
+    proc = subprocess.Popen(
+        [sys.executable, "pipelines/train.py", *ARGS],
+        cwd=root,
+        env=stage_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    assert rows(run_dir / "curve.csv", ("train_seconds",)) == rows(
-        uninterrupted / "curve.csv", ("train_seconds",)
+    deadline = time.monotonic() + 120
+    while not any((root / RUN.parent / n / "checkpoint.pt").exists() for n in RUNS):
+        assert proc.poll() is None, "the group ended before any checkpoint was written"
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(1.0)  # a surviving worker would write its next checkpoint within this
+    left = {n: (root / RUN.parent / n / "checkpoint.pt") for n in RUNS}
+    stamps = {n: p.stat().st_mtime_ns for n, p in left.items() if p.exists()}
+    time.sleep(1.0)
+    assert stamps == {n: p.stat().st_mtime_ns for n, p in left.items() if p.exists()}, (
+        "a worker outlived its stage and kept writing checkpoints"
     )
-    summary, ref_summary = resumed["summary"], reference["summary"]
-    for key in ("final_train_mse_per_pixel", "final_val_mse_per_pixel", "epochs_completed"):
-        assert summary[key] == ref_summary[key], key
+    assert not (root / RESULTS.parent.parent / "synthetic-nz8.json").exists()
+    p["train"]["workers"] = 1
+    params_path.write_text(yaml.safe_dump(p, sort_keys=False))
+    run(root, "pipelines/train.py", *ARGS)
+    assert_group_equal(root, uninterrupted)
 
 
 def test_a_resumed_run_reports_every_epoch_to_its_tracker(tiny_params, tiny_data_dir, tmp_path):

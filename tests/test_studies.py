@@ -52,7 +52,7 @@ def test_variant_params_apply_the_study_scale_and_the_variant_and_keep_the_rest(
     _, (variant,) = cell_variants(tiny_params, "multistep", steps=2)
     p = variant_params(tiny_params, variant)
     assert (p.train.epochs, p.train.train_images, p.train.gon_steps) == (1, 64, 2)
-    assert p.train.curve_every == 1 and p.train.val_images == 16
+    assert p.train.curve_points == 4 and p.train.curve_images == 16 and p.train.val_images == 16
     assert p.train.lr == tiny_params.studies.lr != tiny_params.train.lr  # the study's own lr
     assert (p.train.betas, p.train.batch_size) == (
         tiny_params.train.betas,

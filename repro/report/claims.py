@@ -316,10 +316,10 @@ def measure_param_ratio(sel: Mapping[str, Any], ev: Evidence) -> Sample:
 
 
 def measure_steps_to_threshold(sel: Mapping[str, Any], ev: Evidence) -> Sample:
-    """Steps (or seconds) until a main run's validation curve reaches the convergence threshold.
+    """Steps (or seconds) until a main run's held-out learning curve reaches the convergence threshold.
 
     The threshold of a dataset × nz is ``report.convergence_threshold`` × the AE's mean final
-    validation loss. A run that never reaches it is counted at its last point (a lower bound on
+    curve loss (held-out test subset). A run that never reaches it is counted at its last point (a lower bound on
     its time) and the sample's note says how many were censored.
     """
     factor = float((ev.params.get("report") or {}).get("convergence_threshold", 1.1))
@@ -335,12 +335,12 @@ def measure_steps_to_threshold(sel: Mapping[str, Any], ev: Evidence) -> Sample:
         ae = [curves[id(r)] for r in runs if r.method == "ae" and r.nz == nz and id(r) in curves]
         if not ae:
             continue
-        threshold = factor * float(np.mean([c["val_mse_per_pixel"].iloc[-1] for c in ae]))
+        threshold = factor * float(np.mean([c["test_mse_per_pixel"].iloc[-1] for c in ae]))
         for r in runs:
             if r.nz != nz or id(r) not in curves or not _matches(r.method, sel.get("method")):
                 continue
             c = curves[id(r)]
-            t = time_to_threshold(c[axis], c["val_mse_per_pixel"], threshold)
+            t = time_to_threshold(c[axis], c["test_mse_per_pixel"], threshold)
             if math.isnan(t):
                 censored += 1
                 t = float(c[axis].iloc[-1])
@@ -348,7 +348,7 @@ def measure_steps_to_threshold(sel: Mapping[str, Any], ev: Evidence) -> Sample:
             ids.append(str(r.metrics.get("mlflow_run_id") or ""))
             files.append(ev.rel(r.path / "curve.csv"))
     note = (
-        f"{censored} run(s) never reached the threshold ({factor} × the AE's final validation "
+        f"{censored} run(s) never reached the threshold ({factor} × the AE's final curve "
         "loss) and count at their last point (a lower bound)"
         if censored
         else ""
@@ -360,7 +360,7 @@ def measure_steps_to_threshold(sel: Mapping[str, Any], ev: Evidence) -> Sample:
         note=note,
         missing=""
         if values
-        else f"no validation curves for {_describe(sel)} (or no AE to set the threshold)",
+        else f"no learning curves for {_describe(sel)} (or no AE to set the threshold)",
     )
 
 

@@ -22,7 +22,7 @@ from repro.io import read_json
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLAIMS_PATH = PACKAGE_DIR / "claims.yaml"
 # Subdirectories of runs/ that hold studies, not main GON/AE runs.
-STUDY_DIRS = ("efficiency", "convergence", "studies")
+STUDY_DIRS = ("efficiency", "convergence", "studies")  # beside runs/main/ and runs/<dataset>/
 BENCH_FILE = "bench_gfe_gradients.json"
 
 
@@ -97,7 +97,8 @@ def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
     """All GON/AE runs with a ``metrics.json``; directories without one are reported, not fatal."""
     if not runs_dir.is_dir():
         return [], [f"runs directory {runs_dir} does not exist"]
-    run_dirs = (p for p in runs_dir.glob("*/*") if p.is_dir() and p.parent.name not in STUDY_DIRS)
+    # runs/main/<dataset>-nz<nz>/<method>-s<seed>/ (repro.config.RunSpec.run_dir)
+    run_dirs = (p for p in (runs_dir / "main").glob("*/*") if p.is_dir())
     found, warnings = _scan_runs(
         run_dirs, lambda d: str(d.relative_to(runs_dir)), "history.csv", "training curve"
     )

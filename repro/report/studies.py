@@ -13,7 +13,7 @@ CIFAR-10:
 * ``linear_encoder`` — a one-step GON's encoder is affine (protocol §5): GON vs the AE with a
   freely learned linear encoder vs the convolutional AE, with the measured affinity errors.
 * ``cost`` — parameter counts of every model trained, and convergence speed (steps and seconds
-  to reach ``report.convergence_threshold`` × the AE's final validation loss).
+  to reach ``report.convergence_threshold`` × the AE's final held-out test loss on the curve).
 
 Nothing here knows a result; every number is read from the files below. A section whose inputs
 are absent has status "not run"; a diverged run is listed, never averaged.
@@ -67,7 +67,7 @@ STUDY_CLAIMS = {
     "multistep": ("repro-extension-two-steps",),
     "cost": ("gon-faster-convergence",),
 }
-CURVE_COLUMNS = ("step", "train_seconds", "val_mse_per_pixel")
+CURVE_COLUMNS = ("step", "train_seconds", "test_mse_per_pixel")  # repro.train.CURVE_FIELDS
 STUDIES_CSV_COLUMNS = [
     "study",
     "cell",
@@ -149,7 +149,7 @@ def finite_or_none(value: Any) -> float | None:
 
 
 def load_studies(studies_dir: Path) -> tuple[list[StudyRun], pd.DataFrame, list[str]]:
-    """Every study run and validation curve under ``runs/studies``; none when not run.
+    """Every study run and held-out learning curve under ``runs/studies``; none when not run.
 
     A cell directory without metrics.json (a stage killed before scoring) is a warning, not
     an error, so a partial pipeline still yields a report.
@@ -1104,10 +1104,10 @@ def read_curve(run: Any) -> pd.DataFrame | None:
 def convergence_section(
     main_runs: Sequence[Any], params: Mapping[str, Any], *, confidence: float
 ) -> dict[str, Any]:
-    """Steps and seconds until each main run's validation curve reaches the threshold.
+    """Steps and seconds until each main run's held-out learning curve reaches the threshold.
 
     The threshold of a dataset × nz is ``report.convergence_threshold`` × the AE's final
-    validation loss (mean over its seeds, last curve point). A run that never reaches it is
+    curve loss (mean over its seeds, last curve point). A run that never reaches it is
     censored: counted and shown, never averaged (a mean that treats it as 0 would reward it).
     """
     factor = float((params.get("report") or {}).get("convergence_threshold", 1.1))
@@ -1134,7 +1134,7 @@ def convergence_section(
     for dataset, nz in keys:
         runs = [r for r in main_runs if (r.dataset, int(r.nz)) == (dataset, nz) and id(r) in curves]
         ae_final = [
-            float(curves[id(r)]["val_mse_per_pixel"].iloc[-1]) for r in runs if r.method == "ae"
+            float(curves[id(r)]["test_mse_per_pixel"].iloc[-1]) for r in runs if r.method == "ae"
         ]
         long = pd.concat(
             [
@@ -1164,14 +1164,14 @@ def convergence_section(
             per_seed, censored = {}, []
             for r in (x for x in runs if x.method == method):
                 c = curves[id(r)]
-                steps = time_to_threshold(c["step"], c["val_mse_per_pixel"], threshold)
-                secs = time_to_threshold(c["train_seconds"], c["val_mse_per_pixel"], threshold)
+                steps = time_to_threshold(c["step"], c["test_mse_per_pixel"], threshold)
+                secs = time_to_threshold(c["train_seconds"], c["test_mse_per_pixel"], threshold)
                 if math.isnan(steps):
                     censored.append(
                         {
                             "seed": int(r.seed),
                             "last_step": int(c["step"].iloc[-1]),
-                            "final": float(c["val_mse_per_pixel"].iloc[-1]),
+                            "final": float(c["test_mse_per_pixel"].iloc[-1]),
                         }
                     )
                 else:

@@ -74,9 +74,9 @@ def plot_activation(
     modes: Sequence[str],
     confidence: float = 0.95,
 ) -> Path:
-    """Left: GON validation curves per activation; right: test loss per activation and method.
+    """Left: GON held-out learning curves per activation; right: test loss per activation and method.
 
-    ``curves`` (may be empty): activation, seed, step, val_mse_per_pixel of the GON runs.
+    ``curves`` (may be empty): activation, seed, step, test_mse_per_pixel of the GON runs.
     ``points``: method, activation, seed, bn_mode, loss (test SSE per image); one panel per BN
     mode, GON and the AE side by side at each activation.
     """
@@ -99,7 +99,7 @@ def plot_activation(
         sns.lineplot(
             data=data,
             x="step",
-            y="val_mse_per_pixel",
+            y="test_mse_per_pixel",
             hue="activation",
             hue_order=present,
             palette=colours,
@@ -114,7 +114,7 @@ def plot_activation(
             sns.lineplot(
                 data=ref,
                 x="step",
-                y="val_mse_per_pixel",
+                y="test_mse_per_pixel",
                 color=colours[name[reference]],
                 estimator="mean",
                 errorbar=_t_interval(confidence),
@@ -125,12 +125,12 @@ def plot_activation(
         for line in ax.get_lines():
             if line.get_label() == name.get(reference):
                 line.set_linewidth(2.6)
-        _log_if_spread(ax, curves["val_mse_per_pixel"])
+        _log_if_spread(ax, curves["test_mse_per_pixel"])
         ax.set_xlabel("optimiser step")
-        ax.set_ylabel(f"GON validation {MSE_LABEL}")
+        ax.set_ylabel(f"GON held-out test {MSE_LABEL}")
         n_seeds = curves.groupby("activation")["seed"].nunique()
         ax.set_title(
-            f"GON validation curves, mean ({_seed_count_text(n_seeds)});\n"
+            f"GON held-out learning curves, mean ({_seed_count_text(n_seeds)});\n"
             f"band: {confidence:.0%} t-interval of the reference"
         )
         ax.legend(title="activation", fontsize=7, title_fontsize=7)
@@ -364,10 +364,10 @@ def plot_convergence_curves(
     methods: Sequence[str],
     confidence: float = 0.95,
 ) -> Path:
-    """Main-run validation curves per method against optimiser steps, with the threshold.
+    """Main-run held-out learning curves per method against optimiser steps, with the threshold.
 
     ``panels``: one per dataset × nz, each with ``dataset``, ``nz``, ``curves`` (step,
-    val_mse_per_pixel, method, seed) and ``threshold`` (MSE per pixel, or None).
+    test_mse_per_pixel, method, seed) and ``threshold`` (MSE per pixel, or None).
     """
     set_theme()
     ncol = min(len(panels), 3)
@@ -384,7 +384,7 @@ def plot_convergence_curves(
         sns.lineplot(
             data=c,
             x="step",
-            y="val_mse_per_pixel",
+            y="test_mse_per_pixel",
             hue="method",
             hue_order=[m for m in order if m in set(c["method"])],
             palette=palette,
@@ -398,19 +398,19 @@ def plot_convergence_curves(
                 color="0.3",
                 linestyle="--",
                 linewidth=1.1,
-                label=f"threshold: {factor:g} × AE's final validation loss",
+                label=f"threshold: {factor:g} × AE's final test loss",
             )
-        values = pd.concat([c["val_mse_per_pixel"], pd.Series([panel["threshold"] or np.nan])])
+        values = pd.concat([c["test_mse_per_pixel"], pd.Series([panel["threshold"] or np.nan])])
         _log_if_spread(ax, values)
         ax.set_title(f"{dataset_label(panel['dataset'])}, nz = {panel['nz']}")
         ax.set_xlabel("optimiser step")
-        ax.set_ylabel(f"validation {MSE_LABEL}")
+        ax.set_ylabel(f"held-out test {MSE_LABEL}")
     for ax in flat[len(panels) :]:
         ax.set_visible(False)
     _drop_legends(flat)
     n = pd.concat([p["curves"] for p in panels]).groupby("method")["seed"].nunique()
     fig.suptitle(
-        "Main runs: validation loss during training\n"
+        "Main runs: held-out test loss during training\n"
         f"line = mean, band = {confidence:.0%} t-interval over seeds ({_seed_count_text(n)})"
     )
     fig.tight_layout()
