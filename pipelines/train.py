@@ -1,4 +1,4 @@
-"""Stage `train@<dataset>-nz<nz>`: train and evaluate every method × seed of the main comparison.
+"""Stage `train@<dataset>-<nz>`: train and evaluate every method × seed of the main comparison.
 
 The runs are one group (:mod:`repro.engine`): worker processes or one after another, as
 ``train.workers`` says; each run resumes from its own checkpoint after a crash. Outputs:
@@ -41,7 +41,7 @@ def main() -> None:
     group = specs[0].group
     device = select_device(params.train.device)
     workers = resolve_workers(params.train.workers, device.type, len(specs))
-    stage_name = f"train@{group}"
+    stage_name = f"train@{args.dataset}-{args.nz}"  # the DVC stage name (dvc.yaml's matrix)
     experiment = f"{params.tracking.experiment}/train"
     tags = {"profile": params.profile, "device": str(device), "dataset": args.dataset}
     jobs = [

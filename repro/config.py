@@ -757,7 +757,8 @@ class RunSpec:
 
     @property
     def group(self) -> str:
-        """The stage group that trains this run: ``train@<dataset>-nz<nz>`` (all methods × seeds)."""
+        """The group directory ``<dataset>-nz<nz>``; its stage ``train@<dataset>-<nz>`` trains all
+        methods × seeds."""
         return f"{self.dataset}-nz{self.nz}"
 
     def run_dir(self, root: str | Path = "runs") -> Path:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -74,6 +75,12 @@ def mode_of(workers: int) -> str:
     return "sequential" if workers <= 1 else "workers"
 
 
+def _init_worker(level: int, fmt: str | None) -> None:
+    """A worker logs as its stage does (resume and progress lines), and dies with it."""
+    logging.basicConfig(level=level, format=fmt)
+    _die_with_parent()
+
+
 def _die_with_parent() -> None:
     """Linux: SIGKILL this worker when the stage process dies (no orphans writing files)."""
     if sys.platform.startswith("linux"):
@@ -104,8 +111,13 @@ def run_group(jobs: Sequence[Job], *, workers: int) -> Iterator[Outcome]:
                 yield Outcome(job, error=err)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    root = logging.getLogger()
+    fmt = root.handlers[0].formatter._fmt if root.handlers and root.handlers[0].formatter else None
     with cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_die_with_parent
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(root.level, fmt),
     ) as pool:
         futures = {pool.submit(_call, job): job for job in ordered}
         try:

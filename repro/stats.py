@@ -119,3 +119,35 @@ def paired_difference(
     return PairedDifference(
         mean=ci.mean, low=ci.low, high=ci.high, n=ci.n, std=ci.std, p_value=p_value
     )
+
+
+def samples_needed(
+    std: float, half_width: float, confidence: float = 0.95, *, cap: int = 10_000
+) -> int | None:
+    """Smallest n ≥ 2 whose t-interval is narrower than ``half_width``:
+    ``t_{(1+c)/2, n-1} · std / √n < half_width``.
+
+    The "how many seeds would decide it" of an inconclusive comparison: with the observed paired
+    spread ``std`` and the distance ``half_width`` from the observed mean to the decision's edge
+    (0, or the margin), this many seeds would give an interval that no longer straddles the edge
+    — if the mean and spread stayed as observed (a planning estimate, not a promise). None when
+    no n up to ``cap`` would do (the mean sits on the edge) or the spread is unknown (one seed).
+    """
+    _check_confidence(confidence)
+    if not (half_width > 0) or not math.isfinite(std):
+        return None
+    if std == 0.0:
+        return 2
+
+    def narrow_enough(n: int) -> bool:
+        return float(stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)) * std / math.sqrt(n) < (
+            half_width
+        )
+
+    if not narrow_enough(cap):
+        return None
+    lo, hi = 2, cap  # the width falls with n: bisect for the first n that is narrow enough
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if narrow_enough(mid) else (mid + 1, hi)
+    return lo

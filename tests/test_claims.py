@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from repro.config import RunSpec
 from repro.io import write_json
 from repro.report.claims import (
     CSV_COLUMNS,
@@ -108,6 +109,17 @@ def test_less_with_a_wide_interval_is_inconclusive() -> None:
     assert v.verdict == INCONCLUSIVE and "too wide" in v.reason
 
 
+def test_an_inconclusive_comparison_says_how_many_seeds_would_decide_it() -> None:
+    # paired differences -2, -1, 0: mean -1, SD 1; with no margin the nearer edge is 0, at
+    # distance 1, and t_{0.975, n-1} / sqrt(n) first drops below 1 at n = 7 (t tables)
+    a, b = sample(0.0, 1.0, 2.0), sample(2.0, 2.0, 2.0)
+    v = judge_less(a, b, Tolerance())
+    assert v.verdict == INCONCLUSIVE and v.seeds_needed == 7
+    assert "needs about 7 seeds at this scale" in v.reason and "paper profile" in v.reason
+    # a decided comparison carries no estimate
+    assert judge_less(sample(9.0, 10.1, 11.0), sample(10.0, 11.0, 12.1), Tolerance()).seeds_needed is None
+
+
 def test_less_pairs_only_shared_keys_and_needs_one() -> None:
     a = Sample(values={0: 1.0, 1: 2.0})
     b = Sample(values={5: 1.0})
@@ -190,7 +202,8 @@ PARAMS = {
 
 
 def write_main_run(runs: Path, method: str, seed: int, test_sse: float, **extra) -> None:
-    run = runs / "mnist" / f"{method}-nz64-s{seed}"
+    spec = RunSpec("mnist", method, 64, seed)
+    run = spec.run_dir(runs)
     losses = {
         bn: {
             s: {"sse_per_image": test_sse, "mse_per_pixel": test_sse / 1024}
@@ -201,7 +214,7 @@ def write_main_run(runs: Path, method: str, seed: int, test_sse: float, **extra)
     write_json(
         run / "metrics.json",
         {
-            "run": f"mnist/{run.name}",
+            "run": spec.name,
             "dataset": "mnist",
             "method": method,
             "nz": 64,
@@ -273,7 +286,7 @@ def test_a_deleted_metrics_file_drops_that_run_and_says_so(tmp_path) -> None:
     results = verdicts_for(tmp_path, [8.0, 9.1, 10.0], [10.0, 11.0, 12.1])
     assert results["gon-lower-loss-than-ae"].verdict == REPRODUCED
     for seed in SEEDS:
-        (tmp_path / "runs" / "mnist" / f"ae-nz64-s{seed}" / "metrics.json").unlink()
+        (RunSpec("mnist", "ae", 64, seed).run_dir(tmp_path / "runs") / "metrics.json").unlink()
     ev = collect_evidence(tmp_path / "runs", tmp_path / "reports", PARAMS)
     again = {r.id: r for r in evaluate_claims(load_registry(), ev)}["gon-lower-loss-than-ae"]
     assert again.verdict == NOT_TESTED and "no main run" in again.settings[0].verdict.reason

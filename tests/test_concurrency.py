@@ -9,6 +9,7 @@ half-migrated. The processes here are real interpreters started together behind 
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -176,18 +177,24 @@ def test_parallel_tracked_runs_share_one_fresh_store_intact(study_dir: Path) -> 
 def test_two_real_train_stages_at_once_land_intact_in_one_store_and_own_run_dirs(
     study_dir: Path, tiny_data_dir: Path
 ) -> None:
+    """Two group stages (nz 8 and nz 4: GON, AE, linear AE each) start together on one store."""
     assert tiny_data_dir == study_dir / "data" / "synthetic"
     params = shrink(load_params(ROOT / "params.yaml"))
+    params = dataclasses.replace(
+        params,
+        model=dataclasses.replace(params.model, nz=[8, 4]),
+        train=dataclasses.replace(params.train, workers=1),
+    )
     raw = params.to_dict()
     raw["tracking"]["enabled"] = True
     (study_dir / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     script = ROOT / "pipelines" / "train.py"
-    methods = ("gon", "ae")
-    args = ["--dataset", "synthetic", "--nz", "8", "--seed", "0", "--params", "params.yaml"]
+    sizes = (8, 4)
+    args = ["--dataset", "synthetic", "--params", "params.yaml"]
     cmds = [
-        [sys.executable, "-c", STAGE_RUNNER, str(study_dir / "b"), f"ready-{m}", str(script)]
-        + [*args, "--method", m]
-        for m in methods
+        [sys.executable, "-c", STAGE_RUNNER, str(study_dir / "b"), f"ready-{nz}", str(script)]
+        + [*args, "--nz", str(nz)]
+        for nz in sizes
     ]
     results = _start_together(cmds, study_dir, study_dir / "b")
     assert all(rc == 0 for rc, _ in results), _failures(results)
@@ -197,26 +204,37 @@ def test_two_real_train_stages_at_once_land_intact_in_one_store_and_own_run_dirs
     db = study_dir / "mlflow.db"
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     exp = client.get_experiment_by_name(f"{params.tracking.experiment}/train")
-    runs = {r.data.tags["method"]: r for r in client.search_runs([exp.experiment_id])}
-    assert sorted(runs) == sorted(methods)
+    everything = client.search_runs([exp.experiment_id])
+    parents = {
+        r.data.tags["stage"]: r for r in everything if "mlflow.parentRunId" not in r.data.tags
+    }
+    assert sorted(parents) == [f"train@synthetic-{nz}" for nz in sorted(sizes)]
+    runs = {r.info.run_name: r for r in everything if "mlflow.parentRunId" in r.data.tags}
+    specs = [run_spec(params, "synthetic", m, nz, 0) for nz in sizes for m in params.train.methods]
+    assert sorted(runs) == sorted(s.name for s in specs)
     epochs = params.train.epochs
-    for method in methods:
-        spec = run_spec(params, "synthetic", method, 8, 0)
-        run = runs[method]
+    for spec in specs:
+        run = runs[spec.name]
         assert run.info.status == "FINISHED"
-        assert run.data.tags["stage"] == f"train@synthetic-{method}-8-0"
+        parent = parents[f"train@{spec.dataset}-{spec.nz}"]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         expected_params = {k: str(v) for k, v in flatten(run_config(spec, params)).items()}
         assert run.data.params == expected_params
         for key in ("train_mse_per_pixel", "val_mse_per_pixel"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
-            assert sorted(steps) == list(range(1, epochs + 1)), (method, key)
-        assert {"n_params", "train_seconds"} <= set(run.data.metrics)
-        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["history.csv"]
+            assert sorted(steps) == list(range(1, epochs + 1)), (spec.name, key)
+        assert {"n_params", "train_seconds", "losses.batch.test.sse_per_image"} <= set(
+            run.data.metrics
+        )
+        listed = sorted(a.path for a in client.list_artifacts(run.info.run_id))
+        assert listed == ["curve.csv", "history.csv", "metrics.json", "recon.png"]
         # Each stage's own outputs are complete and its own.
         run_dir = spec.run_dir(study_dir / "runs")
-        assert (run_dir / "model.pt").is_file()
+        assert (spec.model_dir(study_dir / "models") / "model.pt").is_file()
         history = (run_dir / "history.csv").read_text().strip().splitlines()
         assert len(history) == 1 + epochs
-        logged = client.download_artifacts(run.info.run_id, "history.csv", str(study_dir / method))
+        logged = client.download_artifacts(
+            run.info.run_id, "history.csv", str(study_dir / spec.name.replace("/", "_"))
+        )
         assert Path(logged).read_text() == (run_dir / "history.csv").read_text()
     _check_store(db)

@@ -149,7 +149,8 @@ def paper_counts() -> dict[str, int]:
     stages = 0  # dvc.yaml's foreach / matrix stages expanded with the paper profile
     for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values():
         if "foreach" in stage:
-            stages += len(_resolve(stage["foreach"], p))
+            items = stage["foreach"]
+            stages += len(items if isinstance(items, list) else _resolve(items, p))
         elif "matrix" in stage:
             stages += math.prod(len(_resolve(v, p)) for v in stage["matrix"].values())
         else:

@@ -161,7 +161,7 @@ def test_training_refuses_altered_data(tiny_params, tiny_data_dir, tmp_path):
 
 
 def metrics_dir(tmp_path: Path) -> Path:
-    run = tmp_path / "runs" / "synthetic" / "gon-nz8-s0"
+    run = tmp_path / "runs" / "main" / "synthetic-nz8" / "gon-s0"
     run.mkdir(parents=True)
     (run / "metrics.json").write_text(
         json.dumps({"dataset": "synthetic", "method": "gon", "nz": 8, "seed": 0})
@@ -326,17 +326,7 @@ def test_the_stage_script_exits_with_one_error_line_and_a_failed_mlflow_run(tmp_
 
     data = stage("pipelines/data.py", "--dataset", "synthetic")
     assert data.returncode == 0, data.stderr
-    proc = stage(
-        "pipelines/train.py",
-        "--dataset",
-        "synthetic",
-        "--method",
-        "gfe",
-        "--nz",
-        "8",
-        "--seed",
-        "0",
-    )
+    proc = stage("pipelines/train.py", "--dataset", "synthetic", "--nz", "8")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "gfe.max_nfe" in last, proc.stderr
@@ -346,5 +336,11 @@ def test_the_stage_script_exits_with_one_error_line_and_a_failed_mlflow_run(tmp_
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    (run,) = [r for r in runs if r.data.tags.get("stage", "").startswith("train@")]
-    assert run.info.status == "FAILED" and "gfe.max_nfe" in run.data.tags["error"]
+    # the stage's run and the model's nested run: both FAILED with the reason
+    parent, child = sorted(
+        (r for r in runs if r.data.tags.get("stage", "").startswith("train@")),
+        key=lambda r: "mlflow.parentRunId" in r.data.tags,
+    )
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    for run in (parent, child):
+        assert run.info.status == "FAILED" and "gfe.max_nfe" in run.data.tags["error"]

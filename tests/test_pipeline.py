@@ -34,24 +34,36 @@ from tests.conftest import ROOT, shrink
 EXPECTED_STAGES = frozenset(
     {
         "data@synthetic",
-        "train@synthetic-gon-8-0",
-        "train@synthetic-ae-8-0",
-        "evaluate@synthetic-gon-8-0",
-        "evaluate@synthetic-ae-8-0",
-        "report",
         "reference@synthetic",
-        "efficiency@gfe_adaptive-64-0",
-        "efficiency@ae-32-0",
+        "train@synthetic-8",
+        "efficiency",
         "convergence",
-        "activation@elu",
-        "activation@relu",
-        "multistep@2",
-        "latent@synthetic-4",
-        "evaluate@synthetic-ae_linear-8-0",
+        "study@activation",
+        "study@multistep",
+        "study@latent",
+        "report",
     }
 )
-# Metrics a run of each stage kind (the stage name before `@`) must carry. `data` logs no
-# metrics, only artifacts; every other kind must log some (checked separately).
+# The models a group stage trains: one nested MLflow run each, under the stage's own run.
+GROUP_CHILDREN = {
+    "train@synthetic-8": {
+        "synthetic/gon-nz8-s0",
+        "synthetic/ae-nz8-s0",
+        "synthetic/ae_linear-nz8-s0",
+    },
+    "efficiency": {
+        f"efficiency/synthetic/{m}-n{n}-s0" for m in ("gfe_adaptive", "gon", "ae") for n in (32, 64)
+    },
+    "study@multistep": {
+        "multistep/synthetic-k1/gon-elu-nz32-k1-s0",
+        "multistep/synthetic-k2/gon-elu-nz32-k2-s0",
+        "multistep/synthetic-k1/gon-elu-nz32-k1-s1",
+        "multistep/synthetic-k2/gon-elu-nz32-k2-s1",
+    },
+}
+# Metrics a run of each stage kind (the stage name before `@`) must carry: a stage's own run
+# (key: kind) and each model's nested run (key: (kind, "child")). `data` logs no metrics, only
+# artifacts; every other kind must log some (checked separately).
 REQUIRED_METRICS = {
     "report": {
         "claims_reproduced",
@@ -59,20 +71,26 @@ REQUIRED_METRICS = {
         "claims_inconclusive",
         "claims_not_tested",
     },
-    "train": {"train_mse_per_pixel", "val_mse_per_pixel", "n_params", "train_seconds"},
-    "evaluate": {
+    "train": {"stage_seconds"},
+    ("train", "child"): {
+        "train_mse_per_pixel",
+        "val_mse_per_pixel",
+        "n_params",
+        "train_seconds",
         "losses.batch.test.mse_per_pixel",
         "losses.batch.test.sse_per_image",
         "losses.running.test.mse_per_pixel",
         "affinity_error.batch",
+        "curve_test_mse_per_pixel",
     },
+    ("efficiency", "child"): {"curve_test_sse_per_image"},
+    ("study", "child"): {"train_mse_per_pixel", "curve_test_mse_per_pixel"},
 }
 METRIC_FREE_KINDS = {"data"}
 # Artifacts a run of each stage kind logs (file: URIs into the copy's mlartifacts/).
 REQUIRED_ARTIFACTS = {
     "data": {"synthetic.manifest.json"},
-    "train": {"history.csv"},
-    "evaluate": {"metrics.json", "recon.png"},
+    ("train", "child"): {"metrics.json", "history.csv", "curve.csv", "recon.png"},
     "report": {"report.md", "report.html", "claims.csv"},
 }
 LOOPBACK = "127.0.0.1"
@@ -80,6 +98,13 @@ LOOPBACK = "127.0.0.1"
 
 def _kind(stage: str) -> str:
     return stage.split("@", 1)[0]
+
+
+def _role(run: dict) -> str | tuple[str, str]:
+    """A served run's key into REQUIRED_*: its stage kind, or (kind, "child") for a model's run."""
+    tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
+    kind = _kind(tags.get("stage", ""))
+    return (kind, "child") if "mlflow.parentRunId" in tags else kind
 
 
 def _copy_checkout(dest: Path) -> None:
@@ -387,9 +412,13 @@ def test_first_repro_builds_the_report_and_every_run_output(study: TinyStudy):
     repo = study.repo
     report = (repo / "reports" / "report.md").read_text()
     assert "tiny" in report
-    for method in ("gon", "ae"):
-        path = repo / "runs" / "synthetic" / f"{method}-nz8-s0" / "metrics.json"
-        assert path.is_file(), f"{path} missing after `dvc repro`"
+    for method in ("gon", "ae", "ae_linear"):
+        for name in ("metrics.json", "history.csv", "curve.csv", "recon.png"):
+            path = repo / "runs" / "main" / "synthetic-nz8" / f"{method}-s0" / name
+            assert path.is_file(), f"{path} missing after `dvc repro`"
+        assert (repo / "models" / "main" / "synthetic-nz8" / f"{method}-s0" / "model.pt").is_file()
+    headline = json.loads((repo / "runs" / "main" / "synthetic-nz8.json").read_text())
+    assert set(headline["runs"]) == {"gon-s0", "ae-s0", "ae_linear-s0"}
     assert (repo / "dvc.lock").is_file()
     for cell in ("activation/synthetic-elu", "multistep/synthetic-k2", "latent/synthetic-nz4"):
         assert (repo / "runs" / "studies" / cell / "metrics.json").is_file(), cell
@@ -430,9 +459,34 @@ def test_mlflow_store_holds_every_stage_finished(study: TinyStudy):
     unfinished = [(r.data.tags.get("stage"), r.info.status) for r in runs]
     unfinished = [(s, status) for s, status in unfinished if status != "FINISHED"]
     assert not unfinished, f"runs not FINISHED: {unfinished}"
-    train_run = next(r for r in runs if r.data.tags.get("stage") == "train@synthetic-gon-8-0")
+    train_run = next(r for r in runs if r.info.run_name == "synthetic/gon-nz8-s0")
     history = client.get_metric_history(train_run.info.run_id, "train_mse_per_pixel")
     assert len(history) == 3, history
+
+
+@pytest.mark.slow
+def test_each_group_stage_is_one_parent_run_with_one_nested_run_per_model(study: TinyStudy):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=study.store_uri)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    for stage, children in GROUP_CHILDREN.items():
+        mine = [r for r in runs if r.data.tags.get("stage") == stage]
+        parents = [r for r in mine if "mlflow.parentRunId" not in r.data.tags]
+        assert len(parents) == 1, f"{stage}: {len(parents)} parent runs"
+        nested = {r.info.run_name: r for r in mine if r.data.tags.get("mlflow.parentRunId")}
+        assert children <= set(nested), f"{stage}: children {sorted(nested)}"
+        assert {r.data.tags["mlflow.parentRunId"] for r in nested.values()} == {
+            parents[0].info.run_id
+        }
+    gon = next(r for r in runs if r.info.run_name == "synthetic/gon-nz8-s0")
+    assert gon.data.params["run.method"] == "gon" and gon.data.params["run.seed"] == "0"
+    assert gon.data.params["train.epochs"] == str(study.epochs)
+    # the held-out learning curve is the child's `curve_test_mse_per_pixel`, step = optimiser step
+    curve = client.get_metric_history(gon.info.run_id, "curve_test_mse_per_pixel")
+    assert [m.step for m in curve][0] == 0 and len(curve) >= 4
+    metrics = json.loads((study.repo / "runs/main/synthetic-nz8/gon-s0/metrics.json").read_text())
+    assert metrics["mlflow_run_id"] == gon.info.run_id
 
 
 @pytest.mark.slow
@@ -486,12 +540,13 @@ def test_mlflow_server_serves_train_and_evaluate_metrics(
         kind = _kind(stage)
         for run in served_runs.get(stage, []):
             run_id = run["info"]["run_id"]
+            role = _role(run)
             logged = {m["key"] for m in run.get("data", {}).get("metrics", [])}
-            if missing := REQUIRED_METRICS.get(kind, set()) - logged:
+            if missing := REQUIRED_METRICS.get(role, set()) - logged:
                 problems.append(f"{stage} run {run_id}: metrics {sorted(missing)} missing")
             if kind not in METRIC_FREE_KINDS and not logged:
                 problems.append(f"{stage} run {run_id}: no metrics at all")
-            if kind == "train":  # one value per epoch, the epoch as the step
+            if role == ("train", "child"):  # one value per epoch, the epoch as the step
                 history = mlflow_server.api(
                     "GET", "metrics/get-history", run_id=run_id, metric_key="train_mse_per_pixel"
                 ).get("metrics", [])
@@ -510,8 +565,10 @@ def test_mlflow_server_lists_each_stage_artifacts(
 ):
     problems = []
     for stage in sorted(EXPECTED_STAGES):
-        wanted = REQUIRED_ARTIFACTS.get(_kind(stage))
-        for run in served_runs.get(stage, []) if wanted else []:
+        for run in served_runs.get(stage, []):
+            wanted = REQUIRED_ARTIFACTS.get(_role(run))
+            if not wanted:
+                continue
             run_id = run["info"]["run_id"]
             listed = mlflow_server.api("GET", "artifacts/list", run_id=run_id).get("files", [])
             if missing := wanted - {f["path"] for f in listed}:
@@ -539,7 +596,8 @@ def test_an_altered_metrics_file_is_caught_by_dvc_and_rebuilt(study: TinyStudy):
     reader can tell; `dvc status` names it as modified and `dvc repro` re-runs the stage that
     owns it, which measures the number again.
     """
-    rel = "runs/synthetic/gon-nz8-s0/metrics.json"
+    out = "runs/main/synthetic-nz8"  # the group stage's results directory (DVC: cache false)
+    rel = f"{out}/gon-s0/metrics.json"
     path = study.repo / rel
     original = json.loads(path.read_text())
     forged = json.loads(path.read_text())
@@ -547,13 +605,12 @@ def test_an_altered_metrics_file_is_caught_by_dvc_and_rebuilt(study: TinyStudy):
     path.write_text(json.dumps(forged, indent=2, sort_keys=True))
 
     status = study.dvc("status")
-    assert "evaluate@synthetic-gon-8-0" in status.stdout, status.stdout
-    assert f"modified:           {rel}" in status.stdout or (
-        "modified" in status.stdout and rel in status.stdout
-    ), status.stdout
+    assert "train@synthetic-8" in status.stdout, status.stdout
+    assert "modified" in status.stdout and out in status.stdout, status.stdout
     rerun = study.dvc("repro")
     assert rerun.returncode == 0, _tail(rerun.stdout) + _tail(rerun.stderr)
-    assert "Running stage 'evaluate@synthetic-gon-8-0'" in rerun.stdout, rerun.stdout
-    assert "Running stage 'train@" not in rerun.stdout, "a metrics edit must not retrain"
+    assert "Running stage 'train@synthetic-8'" in rerun.stdout, rerun.stdout
+    # the group re-evaluates from its complete checkpoints: no run trains again
+    assert rerun.stderr.count(f"resuming after epoch {study.epochs}") == 3, _tail(rerun.stderr)
     assert json.loads(path.read_text())["losses"] == original["losses"]
     assert study.dvc("status").stdout.strip().endswith("up to date."), "not rebuilt"

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from repro.config import RunSpec
 from repro.io import write_json
 from repro.report import build_report, protocol_differences
 from repro.report.render import load_claims
@@ -186,13 +187,13 @@ def write_fake_runs(
     base: dict | None = None,
     epochs: int = 4,
 ) -> tuple[Path, Path]:
-    """runs/<dataset>/<method>-nz32-s<seed>/ with metrics, history and recon; reference; manifests."""
+    """RunSpec.run_dir of every run with metrics, history and recon; reference; manifests."""
     runs_dir, data_dir = root / "runs", root / "data"
     for dataset in datasets:
         for method in METHODS:
             for seed in seeds:
                 name = f"{method}-nz{NZ}-s{seed}"
-                run_dir = runs_dir / dataset / name
+                run_dir = RunSpec(dataset, method, NZ, seed).run_dir(runs_dir)
                 run_dir.mkdir(parents=True)
                 batch_test = fake_test_sse(dataset, method, seed, base)
                 losses = {}

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from repro.config import load_params
+from repro.config import RunSpec, load_params
 from repro.io import write_json
 from repro.report import build_report
 from repro.report import studies as st
@@ -197,7 +197,7 @@ def write_main_runs(
     """Main runs (BN mode first, then split) with affinity errors and curve.csv."""
     for (dataset, method), v0 in base.items():
         for seed in SEEDS:
-            run_dir = runs_dir / dataset / f"{method}-nz{nz}-s{seed}"
+            run_dir = RunSpec(dataset, method, nz, seed).run_dir(runs_dir)
             run_dir.mkdir(parents=True)
             v = v0 + jitter(seed, len(method))
             nested = losses(v, method)
@@ -237,7 +237,7 @@ def write_main_runs(
                         "step": list(steps),
                         "images_seen": [64 * s for s in steps],
                         "train_seconds": [s * (0.05 if method == "gon" else 0.02) for s in steps],
-                        "val_mse_per_pixel": [
+                        "test_mse_per_pixel": [
                             v / PIXELS * (1 + 3 * math.exp(-s / tau)) for s in steps
                         ],
                     }
@@ -433,14 +433,14 @@ def test_convergence_censored_runs_are_not_averaged(full: tuple[Path, str]) -> N
 def test_convergence_mean_over_reached_runs_only(tmp_path: Path) -> None:
     write_main_runs(tmp_path / "runs", {k: v for k, v in MAIN.items() if k[0] == "mnist"})
     # seed 2 of GON never gets below the threshold: its curve is flat and high
-    curve = tmp_path / "runs" / "mnist" / "gon-nz32-s2" / "curve.csv"
+    curve = RunSpec("mnist", "gon", 32, 2).run_dir(tmp_path / "runs") / "curve.csv"
     c = pd.read_csv(curve)
-    c["val_mse_per_pixel"] = 1.0
+    c["test_mse_per_pixel"] = 1.0
     c.to_csv(curve, index=False)
     for seed in (0, 1):  # the other two GON seeds end well below it
-        path = tmp_path / "runs" / "mnist" / f"gon-nz32-s{seed}" / "curve.csv"
+        path = RunSpec("mnist", "gon", 32, seed).run_dir(tmp_path / "runs") / "curve.csv"
         c = pd.read_csv(path)
-        c["val_mse_per_pixel"] = c["val_mse_per_pixel"] * 0.5
+        c["test_mse_per_pixel"] = c["test_mse_per_pixel"] * 0.5
         c.to_csv(path, index=False)
     from repro.report.render import load_runs
 

@@ -141,10 +141,10 @@ class _Captured(BaseException):
 
 
 STAGES = {
-    "train": ["--dataset", "synthetic", "--method", "gon", "--nz", "8", "--seed", "0"],
+    "train": ["--dataset", "synthetic", "--nz", "8"],
     "data": ["--dataset", "synthetic"],
     "reference": ["--dataset", "synthetic"],
-    "efficiency": ["--method", "ae", "--train-size", "32", "--seed", "0"],
+    "efficiency": [],
     "report": [],
 }
 
@@ -157,7 +157,7 @@ def test_a_stage_passes_tracked_run_no_absolute_path(name, tmp_path, tiny_data_d
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     seen: dict = {}
 
-    def capture(cfg, *, stage, run_name, params, tags=None, experiment=None):
+    def capture(cfg, *, stage, run_name, params, tags=None, experiment=None, parent_run_id=None):
         seen.update(stage=stage, run_name=run_name, params=params, tags=tags or {})
         raise _Captured
 

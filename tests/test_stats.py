@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from repro.stats import MeanCI, mean_ci, paired_difference
+from repro.stats import MeanCI, mean_ci, paired_difference, samples_needed
 
 # Two-sided 95% Student-t quantiles t_{0.975, df} from printed tables.
 T975 = {1: 12.706204736, 2: 4.302652730, 3: 3.182446305, 4: 2.776445105}
@@ -98,3 +98,13 @@ def test_paired_difference_sign_and_degenerate_cases() -> None:
     assert single.mean == 1.0 and math.isnan(single.p_value) and math.isnan(single.low)
     with pytest.raises(ValueError):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_samples_needed_is_the_first_n_whose_t_interval_is_narrow_enough():
+    # t_{0.975, 5} / sqrt(6) = 1.0496 > 1 and t_{0.975, 6} / sqrt(7) = 0.9249 < 1 (t tables)
+    assert samples_needed(1.0, 1.0, 0.95) == 7
+    # twice the spread needs the interval halved: t_{0.975, n-1} / sqrt(n) < 0.5 first at n = 18
+    assert samples_needed(2.0, 1.0, 0.95) == 18
+    assert samples_needed(0.0, 1.0) == 2  # no spread: any interval is a point
+    assert samples_needed(1.0, 0.0) is None  # a mean on the edge is never decided
+    assert samples_needed(float("nan"), 1.0) is None  # one seed: no spread to plan with

@@ -22,6 +22,7 @@ from repro.report import figures
 
 BENCHMARKS_FILE = "benchmarks.json"
 SCALING_FILES = ("scaling.json", "scaling_cuda.json")
+PIPELINE_FILE = "pipeline_speed.json"  # bench/pipeline_speed.py
 
 
 def _read(path: Path, warnings: list[str]) -> dict[str, Any] | None:
@@ -161,6 +162,34 @@ def plot_scaling(batch: pd.DataFrame, models: pd.DataFrame, path: Path, *, image
     return figures._save(fig, path)
 
 
+def pipeline_rows(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``bench/pipeline_speed.py``: the whole ``dvc repro`` of the main comparison, per-model
+    stages against group stages, side by side on one machine."""
+    results = (data or {}).get("results")
+    if not isinstance(results, Mapping) or not {"baseline", "ours"} <= set(results):
+        return None
+    rows = [
+        {
+            "name": name,
+            "commit": str(r.get("commit", "")),
+            "stages": int(r.get("stages", 0)),
+            "wall_seconds": float(r["wall_seconds"]),
+            "model_steps": int(r.get("model_steps", 0)),
+            "rate": float(r["model_steps_per_second"]),
+            "threads": r.get("num_threads"),
+            "workers": r.get("workers"),
+        }
+        for name, r in ((n, results[n]) for n in ("baseline", "ours"))
+    ]
+    machine = data.get("machine") or {}
+    return {
+        "rows": rows,
+        "speedup": rows[0]["wall_seconds"] / rows[1]["wall_seconds"],
+        "machine": f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores",
+        "profile": data.get("profile") or {},
+    }
+
+
 def speed_section(out_dir: Path, fig_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """Context for the template, and the scaling figure when ``scaling*.json`` exist."""
     warnings: list[str] = []
@@ -189,6 +218,7 @@ def speed_section(out_dir: Path, fig_dir: Path) -> tuple[dict[str, Any], list[st
             for s in scalings
         ],
         "figure": None,
+        "pipeline": pipeline_rows(_read(out_dir / PIPELINE_FILE, warnings)),
     }
     batch, models = scaling_frames(scalings)
     if not batch.empty or not models.empty:

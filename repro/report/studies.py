@@ -1101,6 +1101,73 @@ def read_curve(run: Any) -> pd.DataFrame | None:
     return c.sort_values("step")
 
 
+RIVALS = ("ae", "ae_linear")  # GON's rivals along training: the conv AE, the linear-encoder AE
+
+
+def paired_curve_difference(long: pd.DataFrame, rival: str, confidence: float) -> pd.DataFrame:
+    """GON − ``rival`` test loss at each learning-curve step, paired over the seeds both have.
+
+    ``long``: step, test_mse_per_pixel, method, seed (every main run of one dataset × nz). Rows:
+    rival, step, mean, low, high, n (the paired t-interval; NaN bounds with one seed).
+    """
+    cols = ["rival", "step", "mean", "low", "high", "n"]
+    wide = long[long["method"].isin(["gon", rival])].pivot_table(
+        index=["step", "seed"], columns="method", values="test_mse_per_pixel"
+    )
+    if "gon" not in wide or rival not in wide:
+        return pd.DataFrame(columns=cols)
+    wide = wide.dropna(subset=["gon", rival])
+    rows = []
+    for step, g in wide.groupby(level="step"):
+        d = paired_difference(g["gon"].to_numpy(), g[rival].to_numpy(), confidence)
+        rows.append(
+            {
+                "rival": rival,
+                "step": int(step),
+                "mean": d.mean,
+                "low": d.low,
+                "high": d.high,
+                "n": d.n,
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _crossing_summary(diff: pd.DataFrame, rival: str, confidence: float) -> dict[str, Any] | None:
+    """Where the paired difference's interval lies along training: ahead, behind, undecided."""
+    d = diff[(diff["rival"] == rival) & (diff["step"] > 0)].sort_values("step")
+    if d.empty:
+        return None
+    side = [
+        "below" if h < 0 else "above" if lo > 0 else "spans"
+        for lo, h in zip(d["low"], d["high"], strict=True)
+    ]
+    last = d.iloc[-1]
+    # the first step from which the interval stays on the last point's side (None: never settles)
+    settled = None
+    if side[-1] != "spans":
+        i = len(side) - 1
+        while i > 0 and side[i - 1] == side[-1]:
+            i -= 1
+        settled = int(d["step"].iloc[i])
+    return {
+        "rival": method_label(rival),
+        "last_step": int(last["step"]),
+        "last": PairedDifference(
+            mean=float(last["mean"]),
+            low=float(last["low"]),
+            high=float(last["high"]),
+            n=int(last["n"]),
+            std=math.nan,
+            p_value=math.nan,
+        ),
+        "last_side": side[-1],
+        "settled_from": settled,
+        "steps_gon_ahead": [int(s) for s, x in zip(d["step"], side, strict=True) if x == "below"],
+        "steps_gon_behind": [int(s) for s, x in zip(d["step"], side, strict=True) if x == "above"],
+    }
+
+
 def convergence_section(
     main_runs: Sequence[Any], params: Mapping[str, Any], *, confidence: float
 ) -> dict[str, Any]:
@@ -1118,6 +1185,7 @@ def convergence_section(
         "scale": _main_scale(params),
         "items": [],
         "figure": None,
+        "figure_difference": None,
         "missing_curves": sorted(r.name for r in main_runs if id(r) not in curves)
         if curves
         else [],
@@ -1143,6 +1211,10 @@ def convergence_section(
             ],
             ignore_index=True,
         )
+        diff = pd.concat(
+            [paired_curve_difference(long, rival, confidence) for rival in RIVALS],
+            ignore_index=True,
+        )
         item: dict[str, Any] = {
             "dataset": dataset_label(dataset),
             "dataset_id": dataset,
@@ -1151,7 +1223,11 @@ def convergence_section(
             "ae_final": None,
             "rows": [],
             "gon_vs_ae": None,
+            "along_training": [
+                c for rival in RIVALS if (c := _crossing_summary(diff, rival, confidence))
+            ],
             "_curves": long,
+            "_diff": diff,
         }
         if not ae_final:
             items.append(item)
@@ -1396,6 +1472,7 @@ def _write_figures(sections: dict[str, Any], fig_dir: Path, *, confidence: float
                 "dataset": item["dataset_id"],
                 "nz": item["nz"],
                 "curves": item.pop("_curves"),
+                "diff": item.pop("_diff"),
                 "threshold": item["threshold"],
             }
         )
@@ -1409,6 +1486,12 @@ def _write_figures(sections: dict[str, Any], fig_dir: Path, *, confidence: float
             confidence=confidence,
         )
         conv["figure"] = "figures/study_convergence.png"
+        diff_panels = [p for p in panels if not p["diff"].empty]
+        if diff_panels:
+            study_figures.plot_paired_difference(
+                diff_panels, fig_dir / "study_paired_difference.png", confidence=confidence
+            )
+            conv["figure_difference"] = "figures/study_paired_difference.png"
 
 
 def datasets_note(params: Mapping[str, Any], datasets_run: Iterable[str]) -> dict[str, Any]:

@@ -416,3 +416,45 @@ def plot_convergence_curves(
     fig.tight_layout()
     _legend_below(fig, flat[: len(panels)])
     return _save(fig, path)
+
+
+def plot_paired_difference(
+    panels: Sequence[Mapping[str, Any]], path: str | Path, *, confidence: float = 0.95
+) -> Path:
+    """GON − rival held-out test loss along training, paired over seeds, one panel per dataset.
+
+    ``panels``: ``dataset``, ``nz`` and ``diff`` (rival, step, mean, low, high, n: the paired
+    difference at each learning-curve point, :func:`repro.report.studies.paired_curve_difference`).
+    Below the dashed zero line GON is ahead; the band is the paired t-interval.
+    """
+    set_theme()
+    ncol = min(len(panels), 3)
+    nrow = int(np.ceil(len(panels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.8 * ncol, 7.0), 3.9 * nrow), squeeze=False)
+    rivals = sorted({r for p in panels for r in p["diff"]["rival"]})
+    palette = dict(zip(rivals, sns.color_palette("colorblind", len(rivals) + 2)[1:], strict=False))
+    flat = list(axes.flat)
+    for ax, panel in zip(flat, panels, strict=False):
+        d = panel["diff"][panel["diff"]["step"] > 0]  # log axis: the shared start is not drawn
+        for rival, g in d.groupby("rival", sort=True):
+            g = g.sort_values("step")
+            label = f"GON − {method_label(rival)}"
+            ax.plot(
+                g["step"], g["mean"], marker="o", markersize=3, color=palette[rival], label=label
+            )
+            ax.fill_between(g["step"], g["low"], g["high"], color=palette[rival], alpha=0.25)
+        ax.axhline(0.0, color="0.3", linestyle="--", linewidth=1.0)
+        ax.set_xscale("log")
+        ax.set_title(f"{dataset_label(panel['dataset'])}, nz = {panel['nz']}")
+        ax.set_xlabel("optimiser step (log scale)")
+        ax.set_ylabel("GON − AE, test MSE per pixel")
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    n = int(max((p["diff"]["n"].max() for p in panels if not p["diff"].empty), default=0))
+    fig.suptitle(
+        "GON minus each autoencoder, held-out test loss along training (below 0: GON ahead)\n"
+        f"line = mean paired difference, band = {confidence:.0%} paired t-interval over {n} seeds"
+    )
+    fig.tight_layout()
+    _legend_below(fig, flat[: len(panels)])
+    return _save(fig, path)

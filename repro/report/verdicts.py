@@ -26,7 +26,7 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from repro.stats import mean_ci, paired_difference
+from repro.stats import mean_ci, paired_difference, samples_needed
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -86,6 +86,9 @@ class Verdict:
     low: float = math.nan
     high: float = math.nan
     n: int = 0
+    #: For an inconclusive verdict: about how many seeds at this scale would decide it, from the
+    #: observed spread (:func:`repro.stats.samples_needed`); None when no number would.
+    seeds_needed: int | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -101,6 +104,20 @@ def _g(x: float) -> str:
 
 def _interval(low: float, high: float) -> str:
     return f"[{_g(low)}, {_g(high)}]"
+
+
+def _needs(std: float, distance: float, confidence: float, spread: str) -> tuple[int | None, str]:
+    """Seeds that would decide an inconclusive verdict, and the sentence the reason ends with."""
+    n = samples_needed(std, distance, confidence)
+    if n is None:
+        return None, (
+            f"; no number of seeds at this scale would decide it (the mean sits on the edge; "
+            f"{spread} {_g(std)}): only a larger training scale (the paper profile) can"
+        )
+    return n, (
+        f"; needs about {n} seeds at this scale to decide ({spread} {_g(std)}), "
+        "or the paper profile"
+    )
 
 
 def not_tested(reason: str) -> Verdict:
@@ -146,6 +163,9 @@ def judge_match(
         verdict, why = NOT_REPRODUCED, f"{what} lies entirely outside {band}"
     else:
         verdict, why = INCONCLUSIVE, f"{what} straddles the edge of {band}: too wide to decide"
+        distance = min(abs(ci.mean - band_low), abs(ci.mean - band_high))
+        needed, text = _needs(ci.std, distance, confidence, "seed-to-seed SD")
+        return Verdict(verdict, why + text, ci.mean, low, high, ci.n, needed)
     return Verdict(verdict, why, ci.mean, low, high, ci.n)
 
 
@@ -179,7 +199,7 @@ def judge_less(
     if math.isnan(low):
         return Verdict(
             INCONCLUSIVE,
-            f"one pair ({label} = {_g(d.mean)}) gives no interval",
+            f"one pair ({label} = {_g(d.mean)}) gives no interval; needs at least 2 seeds",
             d.mean,
             low,
             high,
@@ -195,13 +215,17 @@ def judge_less(
             else f"{ci}: rules out {names[0]} being lower by the margin {_g(m)} or more"
         )
         return Verdict(NOT_REPRODUCED, why, d.mean, low, high, d.n)
+    # Deciding needs the interval to clear 0 from below (reproduced) or -margin from above (not
+    # reproduced): the nearer of the two edges, measured from the observed mean.
+    needed, text = _needs(d.std, max(-d.mean, d.mean + m), confidence, "paired SD")
     return Verdict(
         INCONCLUSIVE,
-        f"{ci}: too wide — it holds both 0 and improvements larger than the margin {_g(m)}",
+        f"{ci}: too wide — it holds both 0 and improvements larger than the margin {_g(m)}" + text,
         d.mean,
         low,
         high,
         d.n,
+        needed,
     )
 
 
@@ -240,7 +264,13 @@ def judge_lowest(
     why += f"; strongest rival {strongest}: {top.reason}"
     if absent:
         why += f"; not measured: {', '.join(absent)}"
-    return Verdict(verdict, why, top.mean, top.low, top.high, top.n)
+    needed = None
+    if verdict == INCONCLUSIVE:  # every open contrast must be decided: the largest count
+        counts = [v.seeds_needed for v in each.values() if v.verdict == INCONCLUSIVE]
+        needed = None if None in counts else max(counts, default=None)
+        if needed is not None and top.verdict != INCONCLUSIVE:
+            why += f"; needs about {needed} seeds at this scale to decide, or the paper profile"
+    return Verdict(verdict, why, top.mean, top.low, top.high, top.n, needed)
 
 
 def combine(verdicts: Sequence[str]) -> str:
