@@ -81,6 +81,13 @@ def reduced(params_path: Path, args: argparse.Namespace) -> dict:
     p["data"]["mirror_dir"] = str(Path(args.mirror_dir).resolve())
     t = p["train"]
     t["epochs"], t["train_images"], t["seeds"] = args.epochs, args.train_images, args.seeds
+    # The same held-out work in both: evaluation settings aligned, and about as many learning-
+    # curve points (the baseline scored validation images every `curve_every` steps).
+    p["evaluate"]["order_shuffles"], p["evaluate"]["val_images"] = 1, 1000
+    steps = args.epochs * (args.train_images // t["batch_size"])
+    if "curve_every" in t:
+        t["curve_every"] = max(1, steps // 12)
+        t["val_images"] = 1000
     p["studies"]["dataset"] = args.dataset
     p["studies"]["latent"]["datasets"] = [args.dataset]
     p["efficiency"]["dataset"] = args.dataset

@@ -117,7 +117,10 @@ def test_an_inconclusive_comparison_says_how_many_seeds_would_decide_it() -> Non
     assert v.verdict == INCONCLUSIVE and v.seeds_needed == 7
     assert "needs about 7 seeds at this scale" in v.reason and "paper profile" in v.reason
     # a decided comparison carries no estimate
-    assert judge_less(sample(9.0, 10.1, 11.0), sample(10.0, 11.0, 12.1), Tolerance()).seeds_needed is None
+    assert (
+        judge_less(sample(9.0, 10.1, 11.0), sample(10.0, 11.0, 12.1), Tolerance()).seeds_needed
+        is None
+    )
 
 
 def test_less_pairs_only_shared_keys_and_needs_one() -> None:

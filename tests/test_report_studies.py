@@ -511,3 +511,21 @@ def test_a_raised_study_learning_rate_is_stated() -> None:
     )
     assert a["scale"]["lr"] == 1.0e-3 and a["scale"]["lr_differs"]
     assert a["status"] == "not run"
+
+
+def test_gon_minus_each_autoencoder_along_training_is_paired_by_seed() -> None:
+    """The paired difference at each curve step: GON − AE over seeds, with the t-interval."""
+    rows = []
+    for seed, (g10, a10) in enumerate(((1.0, 3.0), (2.0, 3.0), (3.0, 6.0))):
+        rows += [
+            {"step": 0, "seed": seed, "method": "gon", "test_mse_per_pixel": 5.0},
+            {"step": 0, "seed": seed, "method": "ae", "test_mse_per_pixel": 5.0},
+            {"step": 10, "seed": seed, "method": "gon", "test_mse_per_pixel": g10},
+            {"step": 10, "seed": seed, "method": "ae", "test_mse_per_pixel": a10},
+        ]
+    d = st.paired_curve_difference(pd.DataFrame(rows), "ae", 0.95).set_index("step")
+    assert d.loc[0, "mean"] == 0.0 and d.loc[0, "n"] == 3
+    # differences -2, -1, -3: mean -2, SD 1, half-width t_{0.975, 2} / sqrt(3) = 2.4841
+    assert d.loc[10, "mean"] == -2.0
+    assert math.isclose(d.loc[10, "high"], -2.0 + 4.302652729911275 / math.sqrt(3), rel_tol=1e-9)
+    assert st.paired_curve_difference(pd.DataFrame(rows), "ae_linear", 0.95).empty

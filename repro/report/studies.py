@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from repro.analysis import (
@@ -1104,11 +1105,15 @@ def read_curve(run: Any) -> pd.DataFrame | None:
 RIVALS = ("ae", "ae_linear")  # GON's rivals along training: the conv AE, the linear-encoder AE
 
 
-def paired_curve_difference(long: pd.DataFrame, rival: str, confidence: float) -> pd.DataFrame:
+def paired_curve_difference(
+    long: pd.DataFrame, rival: str, confidence: float, *, relative: bool = False
+) -> pd.DataFrame:
     """GON − ``rival`` test loss at each learning-curve step, paired over the seeds both have.
 
     ``long``: step, test_mse_per_pixel, method, seed (every main run of one dataset × nz). Rows:
     rival, step, mean, low, high, n (the paired t-interval; NaN bounds with one seed).
+    ``relative``: the per-seed difference as a percentage of the rival's loss at that step, so
+    that early and late points share one readable scale.
     """
     cols = ["rival", "step", "mean", "low", "high", "n"]
     wide = long[long["method"].isin(["gon", rival])].pivot_table(
@@ -1119,7 +1124,10 @@ def paired_curve_difference(long: pd.DataFrame, rival: str, confidence: float) -
     wide = wide.dropna(subset=["gon", rival])
     rows = []
     for step, g in wide.groupby(level="step"):
-        d = paired_difference(g["gon"].to_numpy(), g[rival].to_numpy(), confidence)
+        gon, other = g["gon"].to_numpy(), g[rival].to_numpy()
+        if relative:
+            gon, other = 100.0 * gon / other, np.full_like(other, 100.0)
+        d = paired_difference(gon, other, confidence)
         rows.append(
             {
                 "rival": rival,
@@ -1211,8 +1219,8 @@ def convergence_section(
             ],
             ignore_index=True,
         )
-        diff = pd.concat(
-            [paired_curve_difference(long, rival, confidence) for rival in RIVALS],
+        relative = pd.concat(
+            [paired_curve_difference(long, rival, confidence, relative=True) for rival in RIVALS],
             ignore_index=True,
         )
         item: dict[str, Any] = {
@@ -1224,10 +1232,10 @@ def convergence_section(
             "rows": [],
             "gon_vs_ae": None,
             "along_training": [
-                c for rival in RIVALS if (c := _crossing_summary(diff, rival, confidence))
+                c for rival in RIVALS if (c := _crossing_summary(relative, rival, confidence))
             ],
             "_curves": long,
-            "_diff": diff,
+            "_diff": relative,
         }
         if not ae_final:
             items.append(item)

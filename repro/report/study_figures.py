@@ -424,7 +424,8 @@ def plot_paired_difference(
     """GON − rival held-out test loss along training, paired over seeds, one panel per dataset.
 
     ``panels``: ``dataset``, ``nz`` and ``diff`` (rival, step, mean, low, high, n: the paired
-    difference at each learning-curve point, :func:`repro.report.studies.paired_curve_difference`).
+    difference at each learning-curve point in % of the rival's loss,
+    :func:`repro.report.studies.paired_curve_difference` with ``relative=True``).
     Below the dashed zero line GON is ahead; the band is the paired t-interval.
     """
     set_theme()
@@ -447,12 +448,13 @@ def plot_paired_difference(
         ax.set_xscale("log")
         ax.set_title(f"{dataset_label(panel['dataset'])}, nz = {panel['nz']}")
         ax.set_xlabel("optimiser step (log scale)")
-        ax.set_ylabel("GON − AE, test MSE per pixel")
+        ax.set_ylabel("GON − AE, % of the AE's test loss")
     for ax in flat[len(panels) :]:
         ax.set_visible(False)
     n = int(max((p["diff"]["n"].max() for p in panels if not p["diff"].empty), default=0))
     fig.suptitle(
-        "GON minus each autoencoder, held-out test loss along training (below 0: GON ahead)\n"
+        "GON minus each autoencoder: held-out test loss along training, in % of the autoencoder's"
+        " (below 0: GON ahead)\n"
         f"line = mean paired difference, band = {confidence:.0%} paired t-interval over {n} seeds"
     )
     fig.tight_layout()
