@@ -15,12 +15,9 @@ from common import record_child, run_main, stage
 
 from repro.config import flatten
 from repro.engine import Job, mode_of, resolve_workers, run_group
-from repro.groups import efficiency_run
+from repro.groups import EFFICIENCY_STEP_COST, efficiency_run
 from repro.io import write_json
 from repro.tracking import tracked_run
-
-#: Relative cost of a step per method (a GFE step integrates a flow per batch), for the schedule.
-COST = {"gfe": 8.0, "gfe2": 8.0, "gfe_adaptive": 6.0, "gon": 1.5, "ae": 1.0}
 
 
 def main() -> None:
@@ -31,7 +28,7 @@ def main() -> None:
             f"efficiency/{cfg.dataset}/{m}-n{n}-s{seed}",
             efficiency_run,
             {"method": m, "train_size": n, "seed": seed, "params": params, "root": root},
-            COST.get(m, 1.0),
+            EFFICIENCY_STEP_COST.get(m, 1.0),
         )
         for m in cfg.methods
         for n in cfg.train_sizes

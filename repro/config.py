@@ -437,7 +437,7 @@ def validate(p: Params) -> Params:
     )
     for name in d.datasets:
         sizes = split_sizes(name, d)
-        n_train, n_val = sizes["train"], sizes["val"]
+        n_train, n_val, n_test = sizes["train"], sizes["val"], sizes["test"]
         _require(
             0 < t.train_images <= n_train,
             "train.train_images",
@@ -447,6 +447,11 @@ def validate(p: Params) -> Params:
             0 < t.val_images <= n_val,
             "train.val_images",
             f"{t.val_images} must be in 1..{n_val} (the {name} val split)",
+        )
+        _require(
+            0 < t.curve_images <= n_test,
+            "train.curve_images",
+            f"{t.curve_images} must be in 1..{n_test} (the {name} test split)",
         )
         _require(
             t.batch_size <= t.train_images,
@@ -470,13 +475,6 @@ def validate(p: Params) -> Params:
         t.curve_points >= 0, "train.curve_points", f"must be >= 0 (0 = off), got {t.curve_points}"
     )
     _require(t.workers >= 0, "train.workers", f"must be >= 0 (0 = auto), got {t.workers}")
-    for name in d.datasets:
-        n_test = split_sizes(name, d)["test"]
-        _require(
-            0 < t.curve_images <= n_test,
-            "train.curve_images",
-            f"{t.curve_images} must be in 1..{n_test} (the {name} test split)",
-        )
 
     _validate_gfe(p.gfe)
     _validate_efficiency(p)
@@ -761,13 +759,18 @@ class RunSpec:
         methods × seeds."""
         return f"{self.dataset}-nz{self.nz}"
 
+    @property
+    def relative_dir(self) -> Path:
+        """``main/<dataset>-nz<nz>/<method>-s<seed>``: the run's place under runs/ and models/."""
+        return Path("main") / self.group / f"{self.method}-s{self.seed}"
+
     def run_dir(self, root: str | Path = "runs") -> Path:
         """Committed results: ``runs/main/<dataset>-nz<nz>/<method>-s<seed>/``."""
-        return Path(root) / "main" / self.group / f"{self.method}-s{self.seed}"
+        return Path(root) / self.relative_dir
 
     def model_dir(self, root: str | Path = "models") -> Path:
         """DVC-cached ``model.pt`` and the resume ``checkpoint.pt``: same layout under models/."""
-        return Path(root) / "main" / self.group / f"{self.method}-s{self.seed}"
+        return Path(root) / self.relative_dir
 
 
 def run_spec(p: Params, dataset: str, method: str, nz: int, seed: int) -> RunSpec:

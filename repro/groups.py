@@ -41,6 +41,8 @@ from repro.train import (
 #: with create_graph, a second forward and a double backward): measured here on one thread at
 #: batch 64, nz 32 — GON 65 ms, AE 35 ms, linear-encoder AE 20 ms. Only orders the schedule.
 STEP_COST = {"gon": 3.2, "ae": 1.7, "ae_linear": 1.0}
+#: The same for a data-efficiency run (MLP decoder; a GFE step integrates a flow per batch).
+EFFICIENCY_STEP_COST = {"gfe": 8.0, "gfe2": 8.0, "gfe_adaptive": 6.0, "gon": 1.5, "ae": 1.0}
 
 
 def step_cost(method: str, *, gon_steps: int = 1) -> float:
@@ -57,20 +59,12 @@ def main_run(spec: RunSpec, params: Params, *, root: Path) -> dict[str, Any]:
     """Train and evaluate one main run; returns its metrics, history and curve (see module)."""
     device = _setup(params)
     data_dir = root / "data" / spec.dataset
-    out_dir = spec.run_dir(root / "runs")
-    summary = fit(
-        spec,
-        params,
-        data_dir=data_dir,
-        run_dir=spec.model_dir(root / "models"),
-        results_dir=out_dir,
-    )
+    out_dir, model_dir = spec.run_dir(root / "runs"), spec.model_dir(root / "models")
+    summary = fit(spec, params, data_dir=data_dir, run_dir=model_dir, results_dir=out_dir)
     cfg = params.evaluate
     splits = {s: load_split(data_dir, s)[0].to(device) for s in ("val", "test")}
     splits["val"] = splits["val"][: cfg.val_images]  # None keeps the whole split
-    model, _ = load_trained(
-        spec.model_dir(root / "models"), spec, params, channels=splits["test"].shape[1]
-    )
+    model, _ = load_trained(model_dir, spec, params, channels=splits["test"].shape[1])
     model.to(device)
     t0 = time.perf_counter()
     result = evaluate_model(

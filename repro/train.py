@@ -328,9 +328,10 @@ def fit(
     start_epoch = 1
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    results_dir = run_dir if results_dir is None else results_dir
     ckpt_path = run_dir / CHECKPOINT
     partial = [run_dir / CHECKPOINT, run_dir / MODEL]  # left by a writer killed mid-write
-    partial += [(results_dir or run_dir) / name for name in (HISTORY, CURVE)]
+    partial += [results_dir / name for name in (HISTORY, CURVE)]
     for path in partial:
         for tmp in remove_stale_temporaries(path):
             log.warning("removed %s, a partial write of a killed run", tmp)
@@ -496,7 +497,6 @@ def fit(
         if on_epoch is not None:
             on_epoch(row)
 
-    results_dir = run_dir if results_dir is None else results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(results_dir / HISTORY, history, HISTORY_FIELDS)
     _write_csv(results_dir / CURVE, curve, CURVE_FIELDS)
