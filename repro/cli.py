@@ -9,6 +9,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from repro.config import PROFILES, ConfigError, load_params
 from repro.tracking import repo_root, tracking_uri
@@ -42,6 +43,22 @@ def cmd_profile(args: argparse.Namespace) -> int:
         return 2
     shutil.copyfile(src, root / "params.yaml")
     print(f"params.yaml is now the {args.name!r} profile; run `dvc repro`")
+    return 0
+
+
+def cmd_gpu_import(args: argparse.Namespace) -> int:
+    """A GPU session's archive into runs/gpu/ and reports/gpu/ (repro/gpu_import.py)."""
+    from repro.gpu_import import ArchiveError, import_session
+
+    try:
+        path = import_session(args.archive, repo_root())
+    except (ArchiveError, ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote runs/gpu/ and {path.parent}/ (report.md, report.html, claims.csv); "
+        "`dvc repro` now quotes its verdicts in reports/report.md"
+    )
     return 0
 
 
@@ -82,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     pr = sub.add_parser("profile", help="make params.yaml the named profile (profiles/<name>.yaml)")
     pr.add_argument("name", choices=[n for n in PROFILES if n != "tiny"])
     pr.set_defaults(func=cmd_profile)
+    gi = sub.add_parser(
+        "gpu-import", help="a GPU session's archive into runs/gpu/ and reports/gpu/"
+    )
+    gi.add_argument("archive", type=Path, help="gpu_session.tar.gz from bench/gpu_session.sh")
+    gi.set_defaults(func=cmd_gpu_import)
     ui = sub.add_parser("ui", help="browse the MLflow runs (127.0.0.1 by default)")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)

@@ -52,7 +52,7 @@ DATASETS = ("mnist", "fashion_mnist", "cifar10", "synthetic")
 SOURCES = ("torchvision", "mirror", "registry")
 BN_MODES = ("running", "batch")
 DEVICES = ("auto", "cpu", "cuda")
-PROFILES = ("quick", "paper", "tiny")
+PROFILES = ("quick", "paper", "gpu", "tiny")
 
 # Split sizes of MNIST and Fashion-MNIST (train[:50000], val = train[50000:], test = t10k).
 SPLIT_SIZES = {"train": 50_000, "val": 10_000, "test": 10_000}

@@ -9,11 +9,17 @@ support the double backward through the inner gradient.
 
 The captured step is :func:`repro.step.training_step`, the eager step of :func:`repro.train.fit`
 (same ops, same order). Capture needs warm-up iterations on a side stream; they would move the weights, so
-the model's and optimiser's state is saved before and restored after, in place (the graph holds
-the tensors' addresses). Adam must be ``capturable=True`` (its step count lives on the device).
+the model's state is saved before and restored after, in place (the graph holds the tensors'
+addresses). The optimiser's state is restored in place too, never reloaded: Adam creates its
+state (step count and moments, zero-filled) on its first step, and a state created *inside* the
+capture would be re-created, zeros included, on every replay, so every replayed step would be
+Adam's first. The warm-up creates it outside; :func:`_restore` then copies the saved values into
+those tensors, or zeroes them where there was no state yet (a fresh Adam at step 0, which is
+what an empty state means). Adam must be ``capturable=True`` (its step count lives on the device).
 
 Opt-in (``train.cuda_graphs``) and GPU-only; it has not yet run on real hardware in this
-project (see the issue notes), and ``tests/test_train.py``'s GPU test checks it against eager.
+project; ``tests/test_gpu.py`` checks it against the eager step on a GPU, and
+``tests/test_train.py`` checks :func:`_restore` on the CPU.
 """
 
 from __future__ import annotations
@@ -29,11 +35,24 @@ from repro.step import training_step
 
 
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, model_state, opt_state) -> None:
-    """Put back weights, buffers and optimiser state in place (same tensors, same addresses)."""
+    """Put back weights, buffers and optimiser state in place (same tensors, same addresses).
+
+    ``opt_state`` is ``optimizer.state_dict()`` from before the warm-up: a parameter with no
+    entry there had no state yet, and its state tensors are zeroed (Adam at step 0).
+    """
     with torch.no_grad():
         for name, t in model.state_dict().items():
             t.copy_(model_state[name])
-    optimizer.load_state_dict(opt_state)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        for index, p in enumerate(params):
+            saved = opt_state["state"].get(index)
+            for key, t in optimizer.state[p].items():
+                if not torch.is_tensor(t):
+                    continue
+                if saved is None:
+                    t.zero_()
+                else:
+                    t.copy_(saved[key])
 
 
 def graphed_training_step(

@@ -15,11 +15,17 @@ A variant is the main training setting (``model``, ``train``) with a few overrid
 training subset, epochs and curve settings from ``studies`` and the variant's own activation,
 nz or k. Everything else — the loss, optimiser, resume, divergence guard — is :func:`repro.train.fit`.
 Same seed ⇒ same initialisation and the same data order, whatever the variant.
+
+A study's group, run by the stage or by any other caller: :func:`study_jobs` (the jobs),
+:func:`repro.engine.run_group`, :func:`study_result` per outcome and :func:`write_study_results`
+(each cell's ``metrics.json`` and ``curves.csv``); the stage adds the MLflow runs.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +34,15 @@ import torch
 from torch import nn
 
 from repro.config import STUDIES, ConfigError, Params, RunSpec
+from repro.engine import Job, Outcome
 from repro.evaluate import BN_MODES, loss_summary, per_image_scores
+from repro.groups import step_cost, study_run
+from repro.io import atomic_write, write_json
 from repro.models import count_parameters
-from repro.train import load_trained
+from repro.train import CURVE_FIELDS, load_trained
+
+#: The columns of a cell's ``curves.csv`` that name the run of a row (then :data:`CURVE_FIELDS`).
+CURVE_KEYS = ("label", "method", "activation", "nz", "steps", "seed")
 
 
 @dataclass(frozen=True)
@@ -215,3 +227,124 @@ def study_cells(params: Params, study: str) -> list[tuple[str, list[Variant]]]:
             for nz in s.latent.nz
         ]
     raise ConfigError(f"unknown study {study!r}; allowed: {list(STUDIES)}")
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """A study's group: its cells (params order), seeds and one job per cell × variant × seed."""
+
+    study: str
+    cells: list[tuple[str, list[Variant]]]
+    seeds: list[int]
+    jobs: list[Job]
+
+
+def job_name(study: str, cell: str, label: str, seed: int) -> str:
+    """``<study>/<cell>/<variant label>-s<seed>``: one run's job (and MLflow run) name."""
+    return f"{study}/{cell}/{label}-s{seed}"
+
+
+def study_jobs(params: Params, study: str, root: Path) -> StudyPlan:
+    """Every run of ``study`` as a :func:`repro.groups.study_run` job, in params order."""
+    cells = study_cells(params, study)
+    seeds = study_seeds(params, study)
+    jobs = []
+    for cell, variants in cells:
+        for variant in variants:
+            vparams = variant_params(params, variant)
+            for seed in seeds:
+                jobs.append(
+                    Job(
+                        job_name(study, cell, variant.label, seed),
+                        study_run,
+                        {
+                            "variant": variant,
+                            "seed": seed,
+                            "vparams": vparams,
+                            "root": root,
+                            "study": study,
+                            "cell": cell,
+                        },
+                        step_cost(variant.method, gon_steps=variant.steps) * variant.nz**0.5,
+                    )
+                )
+    return StudyPlan(study, cells, seeds, jobs)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """One finished run: its cell, its record (``mlflow_run_id`` None unless a caller that
+    tracks sets it) and its held-out curve rows as ``curves.csv`` has them (none if diverged)."""
+
+    cell: str
+    record: dict[str, Any]
+    curve: list[dict[str, Any]]
+
+
+def study_result(outcome: Outcome) -> StudyResult:
+    """The result of one job of :func:`study_jobs`; raises the job's error, which is a bug
+    (a diverged run returns a record)."""
+    if outcome.error is not None:
+        raise outcome.error
+    record = outcome.result["record"] | {"mlflow_run_id": None}
+    curve = []
+    if record["status"] == "ok":
+        key = {k: record[k] for k in CURVE_KEYS}
+        curve = [key | row for row in outcome.result["curve"]]
+    return StudyResult(outcome.job.kwargs["cell"], record, curve)
+
+
+def write_study_results(
+    root: Path,
+    params: Params,
+    plan: StudyPlan,
+    results: Iterable[StudyResult],
+    *,
+    device: torch.device | str,
+) -> list[Path]:
+    """Write ``runs/studies/<study>/<cell>/{metrics.json,curves.csv}`` for every cell.
+
+    Whatever order the runs finished in: records in the plan's (params) order, curve rows by
+    run in that order, then by step. Returns the files written.
+    """
+    records: dict[str, list[dict[str, Any]]] = {cell: [] for cell, _ in plan.cells}
+    curves: dict[str, list[dict[str, Any]]] = {cell: [] for cell, _ in plan.cells}
+    for result in results:
+        records[result.cell].append(result.record)
+        curves[result.cell] += result.curve
+    s = params.studies
+    study = plan.study
+    order = {job.name: i for i, job in enumerate(plan.jobs)}
+    written = []
+    for cell, variants in plan.cells:
+        out_dir = root / "runs" / "studies" / study / cell
+        out_dir.mkdir(parents=True, exist_ok=True)
+        runs = sorted(
+            records[cell], key=lambda r: order[job_name(study, cell, r["label"], r["seed"])]
+        )
+        rows = sorted(
+            curves[cell],
+            key=lambda r: (order[job_name(study, cell, r["label"], r["seed"])], r["step"]),
+        )
+        with atomic_write(out_dir / "curves.csv", "w") as fh:
+            writer = csv.DictWriter(fh, fieldnames=(*CURVE_KEYS, *CURVE_FIELDS))
+            writer.writeheader()
+            writer.writerows(rows)
+        write_json(
+            out_dir / "metrics.json",
+            {
+                "study": study,
+                "cell": cell,
+                "dataset": variants[0].dataset,
+                "profile": params.profile,
+                "device": str(device),
+                "seeds": plan.seeds,
+                "epochs": s.epochs,
+                "train_images": s.train_images,
+                "test_images": s.test_images,
+                "train_seconds": sum(r.get("train_seconds", 0.0) for r in runs),
+                "runs": runs,
+            },
+        )
+        written += [out_dir / "metrics.json", out_dir / "curves.csv"]
+    return written

@@ -35,7 +35,7 @@ SOLVERS = (
 )
 DATASETS = "['mnist', 'fashion_mnist', 'cifar10', 'synthetic']"
 METHODS = "['gon', 'ae', 'ae_linear', 'gfe', 'gfe2', 'gfe_adaptive']"
-PROFILES = "['quick', 'paper', 'tiny']"
+PROFILES = "['quick', 'paper', 'gpu', 'tiny']"
 TOP_KEYS = "['profile', 'data', 'model', 'train', 'evaluate', 'gfe', 'efficiency', 'convergence'"
 TRAIN_KEYS = "Allowed keys here: ['methods', 'seeds', 'device', 'epochs', 'batch_size', 'lr'"
 

@@ -313,6 +313,7 @@ def test_report_exists_and_is_fully_rendered(quick_report: tuple[Path, str]) -> 
         "## Both BatchNorm modes",
         *STUDY_HEADINGS,
         *GFE_HEADINGS,
+        "## At GPU scale",
         "## Speed: our training loop against the original",
         "## Published numbers",
         "## Parameters",

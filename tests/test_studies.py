@@ -1,14 +1,22 @@
 """The ablation studies: what a cell trains, k-step GON with a learned step, the affine-encoder
-control, curves and cost, and the decision rules the report applies to them."""
+control, curves and cost, the files a study writes with or without its stage, and the decision
+rules the report applies to them."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from repro.analysis import (
     BEST,
@@ -20,11 +28,20 @@ from repro.analysis import (
 )
 from repro.config import ConfigError
 from repro.encoders import build_model
+from repro.engine import run_group
 from repro.evaluate import affinity_error
 from repro.models import count_parameters
-from repro.studies import cell_variants, score_variant, study_seeds, variant_params
+from repro.studies import (
+    cell_variants,
+    score_variant,
+    study_jobs,
+    study_result,
+    study_seeds,
+    variant_params,
+    write_study_results,
+)
 from repro.train import fit
-from tests.conftest import blob_images
+from tests.conftest import blob_images, stage_env, study_copy
 
 
 def test_each_study_cell_trains_every_method_of_the_study_on_its_own_setting(tiny_params):
@@ -107,6 +124,62 @@ def test_more_gradient_steps_keep_more_of_the_graph_for_the_backward_pass(
         )
         saved[k] = summary["graph_bytes_per_step"]
     assert 0 < saved[1] < saved[2]
+
+
+def _without_timings(path: Path) -> str:
+    """A study output's text with its wall-clock values (no two runs share them) blanked."""
+    if path.suffix == ".json":
+        return re.sub(r'("(?:train_seconds|seconds_per_epoch)": )[^,\n]+', r"\1-", path.read_text())
+    rows = list(csv.reader(path.open(newline="")))
+    col = rows[0].index("train_seconds")
+    return "\n".join(",".join([*row[:col], "-", *row[col + 1 :]]) for row in rows)
+
+
+def test_a_study_run_without_its_stage_writes_the_files_the_stage_writes(
+    tiny_params, tiny_data_dir, tmp_path
+):
+    # multistep: two cells × two seeds; run_group trains k = 2 (the costlier) first.
+    train = dataclasses.replace(tiny_params.train, workers=1, device="cpu")
+    params = dataclasses.replace(tiny_params, train=train)
+    stage_root = tmp_path / "stage"
+    study_copy(stage_root, yaml.safe_dump(params.to_dict(), sort_keys=False))
+    shutil.copytree(tiny_data_dir, stage_root / "data" / "synthetic")
+    proc = subprocess.run(
+        [sys.executable, "pipelines/study.py", "--study", "multistep"],
+        cwd=stage_root,
+        env=stage_env(),  # tracking off: mlflow_run_id is null in both
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+
+    plan = study_jobs(params, "multistep", tmp_path)  # tmp_path/data/synthetic: tiny_data_dir
+    assert [job.name for job in plan.jobs] == [
+        f"multistep/synthetic-k{k}/gon-elu-nz32-k{k}-s{seed}" for k in (1, 2) for seed in (0, 1)
+    ]
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:  # the runs set this process's torch threads and determinism, as the stage's
+        results = [study_result(outcome) for outcome in run_group(plan.jobs, workers=1)]
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    # Given in reverse finishing order: the files keep params order all the same.
+    written = write_study_results(tmp_path, params, plan, results[::-1], device="cpu")
+
+    stage_files = sorted((stage_root / "runs").rglob("*.*"))
+    assert sorted(p.relative_to(tmp_path) for p in written) == [
+        p.relative_to(stage_root) for p in stage_files
+    ]
+    assert len(stage_files) == 4  # metrics.json and curves.csv of synthetic-k1 and -k2
+    for path in stage_files:
+        ours = tmp_path / path.relative_to(stage_root)
+        assert _without_timings(ours) == _without_timings(path), path.relative_to(stage_root)
+    k1 = json.loads((stage_root / "runs/studies/multistep/synthetic-k1/metrics.json").read_text())
+    assert [(r["seed"], r["status"], r["mlflow_run_id"]) for r in k1["runs"]] == [
+        (0, "ok", None),
+        (1, "ok", None),
+    ]
 
 
 @pytest.mark.parametrize(("method", "affine"), [("gon", True), ("ae_linear", True), ("ae", False)])

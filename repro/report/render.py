@@ -37,6 +37,7 @@ from repro.io import atomic_write
 from repro.report import figures, narrative
 from repro.report.claims import collect_evidence, evaluate_claims, load_registry, write_claims_csv
 from repro.report.figures import bn_label, dataset_label, flow_label, loss_label, method_label
+from repro.report.gpu import gpu_section
 from repro.report.html import write_html
 from repro.report.loaders import (  # noqa: F401  (re-exported: tests and callers use render.*)
     BENCH_FILE,
@@ -1722,6 +1723,7 @@ def build_report(
     registry = load_registry()
     verdicts = evaluate_claims(registry, collect_evidence(runs_dir, out_dir, params))
     write_claims_csv(out_dir / "claims.csv", verdicts)
+    gpu = gpu_section(runs_dir, registry=registry, verdicts=verdicts, fig_dir=out_dir / "figures")
     bn_modes = _bn_modes(runs) or [headline_bn]  # columns stay even with no runs
     pub = _protocol_values(claims)
     size = data.get("image_size")
@@ -1765,6 +1767,7 @@ def build_report(
             ),
         ),
         "speed": speed,
+        "gpu": gpu,
         "summary": narrative.executive_summary(verdicts, registry["sources"]),
         "claims_table": narrative.claims_table(verdicts, registry["sources"]),
         "sources": [{"key": k, **v} for k, v in registry["sources"].items()],
