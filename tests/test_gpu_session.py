@@ -20,8 +20,8 @@ import pytest
 
 from repro.config import load_params
 from repro.gpu_import import ArchiveError, unpack
-from repro.gpu_session import decide_epochs, session_specs
 from repro.session import PHASES, Skipped
+from repro.session_runs import decide_epochs, session_specs
 from repro.steptime import StepTime, lpt_makespan, main_run_cost
 from tests.conftest import ROOT
 
