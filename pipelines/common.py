@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.config import ConfigError, Params, load_params
-from repro.data import DataSourceError
-from repro.flows import FlowError
+from repro.errors import DataSourceError, DivergenceError, FlowError
 from repro.tracking import repo_root, tracked_run
-from repro.train import DivergenceError
 
 #: The library's errors that tell the user what went wrong and what to do (bad params, a missing
 #: or corrupt file, a diverged run, a flow over its evaluation cap, no data source): one line,

@@ -10,8 +10,7 @@ from common import run_main, stage
 
 from repro.config import flatten
 from repro.data import load_split
-from repro.efficiency import convergence_curves, efficiency_model
-from repro.groups import efficiency_name
+from repro.efficiency import convergence_curves, efficiency_model, efficiency_name
 from repro.io import atomic_write, load_torch, write_json
 from repro.tracking import tracked_run
 from repro.train import configure_torch

@@ -14,8 +14,8 @@ from dataclasses import asdict
 from common import record_child, run_main, stage
 
 from repro.config import flatten
+from repro.efficiency import EFFICIENCY_STEP_COST, efficiency_run
 from repro.engine import Job, mode_of, resolve_workers, run_group
-from repro.groups import EFFICIENCY_STEP_COST, efficiency_run
 from repro.io import write_json
 from repro.tracking import tracked_run
 

@@ -26,31 +26,22 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-# Registries whose names params may use. models/encoders import these names too, so a new
-# activation or method is added in exactly one place.
-ACTIVATIONS = ("elu", "relu", "leaky_relu", "tanh", "softplus", "silu", "gelu")
-# ``ae_linear``: the autoencoder whose encoder is one linear layer (the control of protocol §5).
-METHODS = ("gon", "ae", "ae_linear", "gfe", "gfe2", "gfe_adaptive")
-# The ablation studies of issue 6, each a group of DVC stages (see StudiesConfig).
-STUDIES = ("activation", "multistep", "latent")
-ARCHITECTURES = ("conv", "mlp")
-FLOW_LOSSES = ("sse", "bce")
-GRAD_MODES = ("backprop", "adjoint", "approximate")
-# torchdiffeq solvers admitted by repro.flows (its Adams solvers diverged on the linear test flow).
-ODE_SOLVERS = (
-    "dopri5",
-    "dopri8",
-    "bosh3",
-    "fehlberg2",
-    "adaptive_heun",
-    "euler",
-    "midpoint",
-    "rk4",
-    "heun3",
+# The names params may use, each family written once in repro.names (torch-free), from which the
+# registries that implement them (repro.models, encoders, flows, evaluate, studies, data) are
+# keyed. Re-exported here: other modules import them from repro.config.
+from repro.names import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    BN_MODES,
+    DATASETS,
+    FLOW_LOSSES,
+    GRAD_MODES,
+    METHODS,
+    ODE_SOLVERS,
+    SOURCES,
 )
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "synthetic")
-SOURCES = ("torchvision", "mirror", "registry")
-BN_MODES = ("running", "batch")
+from repro.names import STUDIES as STUDIES  # re-exported: pipelines/study.py imports it here
+
 DEVICES = ("auto", "cpu", "cuda")
 PROFILES = ("quick", "paper", "gpu", "tiny")
 

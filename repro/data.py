@@ -50,14 +50,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repro.config import (
-    CIFAR10_SPLIT_SIZES,
-    DATASETS,
-    SOURCES,
-    SPLIT_SIZES,
-    SYNTHETIC_CHANNELS,
-)
+from repro.config import CIFAR10_SPLIT_SIZES, SPLIT_SIZES, SYNTHETIC_CHANNELS
+from repro.errors import ChecksumError, CorruptFileError, DataSourceError
 from repro.io import atomic_write, load_torch, read_json, save_torch, sha256_bytes, sha256_file
+from repro.names import DATASETS, SOURCES, registry
 
 logger = logging.getLogger(__name__)
 
@@ -220,18 +216,6 @@ _FIX_CIFAR10 = (
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
-
-
-class ChecksumError(ValueError):
-    """A file (or decoded content) does not hash to its pinned value: never proceed."""
-
-
-class CorruptFileError(ValueError):
-    """A file cannot be decoded (truncated .gz, bad zip, wrong idx header): never proceed."""
-
-
-class DataSourceError(RuntimeError):
-    """No source could deliver the dataset; the message lists every source and why."""
 
 
 class _SourceUnavailable(Exception):
@@ -726,11 +710,16 @@ def _source_registry(name: str, raw_dir: Path, mirror_dir: Path | None) -> _Raw:
         raise _SourceUnavailable(f"registry download failed: {err}") from err
 
 
-_SOURCE_FUNCS = {
-    "torchvision": _source_torchvision,
-    "mirror": _source_mirror,
-    "registry": _source_registry,
-}
+#: The loader of each source, keyed and ordered by :data:`repro.names.SOURCES`.
+_SOURCE_FUNCS = registry(
+    "data source",
+    SOURCES,
+    {
+        "torchvision": _source_torchvision,
+        "mirror": _source_mirror,
+        "registry": _source_registry,
+    },
+)
 
 
 # --------------------------------------------------------------------------------------------

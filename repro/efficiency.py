@@ -13,15 +13,19 @@ on its first-order system) and the adaptive step, with the wall time and gradien
 
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
 from torchdiffeq import odeint
 
-from repro.config import ConvergenceConfig, EfficiencyConfig, GFEConfig
+from repro.config import ConvergenceConfig, EfficiencyConfig, GFEConfig, Params
+from repro.data import load_split
 from repro.encoders import LatentModel, build_model
+from repro.errors import DivergenceError
 from repro.flows import (
     FirstOrderField,
     FlowStats,
@@ -31,8 +35,15 @@ from repro.flows import (
     per_sample_loss,
     running_batchnorm,
 )
+from repro.io import atomic_write, save_torch, write_json
+from repro.models import count_parameters
 from repro.step import training_step
-from repro.train import DivergenceError, to_unit_float
+from repro.train import configure_torch, to_unit_float
+
+#: Relative cost of one optimiser step of a data-efficiency run (MLP decoder; a GFE step
+#: integrates a flow per batch), against the linear-encoder AE's conv step in
+#: :data:`repro.groups.STEP_COST`. Only orders the stage's schedule (longest first).
+EFFICIENCY_STEP_COST = {"gfe": 8.0, "gfe2": 8.0, "gfe_adaptive": 6.0, "gon": 1.5, "ae": 1.0}
 
 
 def efficiency_model(
@@ -259,3 +270,59 @@ def decoder_nz(decoder: torch.nn.Module) -> int:
         if isinstance(m, torch.nn.ConvTranspose2d):
             return m.in_channels
     raise ValueError("cannot infer the latent size of this decoder")
+
+
+def efficiency_run(
+    method: str, train_size: int, seed: int, params: Params, *, root: Path
+) -> dict[str, Any]:
+    """One data-efficiency run: train on the first ``train_size`` images, scored along the way."""
+    cfg = params.efficiency
+    configure_torch(torch.device("cpu"), params.train.num_threads)
+    name = efficiency_name(cfg.dataset, method, train_size, seed)
+    out = root / "runs" / name
+    data_dir = root / "data" / cfg.dataset
+    train_x, _ = load_split(data_dir, "train")
+    test_x = load_split(data_dir, "test")[0][: cfg.eval_images]
+    t0 = time.perf_counter()
+    model, curve = train_efficiency_run(
+        method,
+        cfg,
+        params.gfe,
+        train_uint8=train_x,
+        test_uint8=test_x,
+        train_size=train_size,
+        seed=seed,
+        name=name,
+    )
+    with atomic_write(out / "curve.csv", "w") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+    save_torch(
+        root / "models" / name / "model.pt", {"state_dict": model.state_dict(), "method": method}
+    )
+    metrics = {
+        "run": name,
+        "dataset": cfg.dataset,
+        "method": method,
+        "train_size": train_size,
+        "seed": seed,
+        "architecture": cfg.architecture,
+        "nz": cfg.nz,
+        "loss": cfg.loss,
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "eval_images": cfg.eval_images,
+        "n_params": count_parameters(model),
+        "final": curve[-1],
+        "wall_seconds": time.perf_counter() - t0,
+        "profile": params.profile,
+        "mlflow_run_id": None,
+    }
+    write_json(out / "metrics.json", metrics)
+    return {"metrics": metrics, "curve": curve, "files": [out / "metrics.json", out / "curve.csv"]}
+
+
+def efficiency_name(dataset: str, method: str, train_size: int, seed: int) -> str:
+    """``efficiency/<dataset>/<method>-n<size>-s<seed>``: results under runs/, model under models/."""
+    return f"efficiency/{dataset}/{method}-n{train_size}-s{seed}"

@@ -14,7 +14,9 @@ what differs is how ``z`` is obtained:
 * ``gfe``, ``gfe2``, ``gfe_adaptive`` — Gradient Flow Encoding (:mod:`repro.flows`): the end
   point of the first-order flow, the second-order (Nesterov) flow, or the adaptive-step solver.
 
-New ways are new entries in :data:`ENCODERS`; callers only name them.
+New ways are a name in :data:`repro.names.METHODS` plus an entry of :data:`ENCODERS` (keyed from
+those names); callers only name them. Decoder shapes likewise: :data:`repro.names.ARCHITECTURES`
+and :data:`ARCHITECTURE_REGISTRY`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import nn
 
 from repro.flows import FlowStats, GradientFlowEncoder
 from repro.models import ConvDecoder, ConvEncoder, LinearEncoder, MLPDecoder, MLPEncoder
+from repro.names import ARCHITECTURES, METHODS, registry
 
 
 def sse_per_image(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -139,27 +142,48 @@ class Architecture:
     activation: str = "elu"
 
     def decoder(self) -> nn.Module:
-        if self.kind == "conv":
-            return ConvDecoder(
-                nz=self.nz, ngf=self.ngf, channels=self.channels, activation=self.activation
-            )
-        if self.kind == "mlp":
-            return MLPDecoder(
-                self.nz, (self.channels, self.image_size, self.image_size), self.activation
-            )
-        raise ValueError(f"unknown architecture {self.kind!r}; allowed: {list(ARCHITECTURES)}")
+        return self._builders().decoder(self)
 
     def encoder(self) -> nn.Module:
-        if self.kind == "conv":
-            return ConvEncoder(
-                nz=self.nz, ngf=self.ngf, channels=self.channels, activation=self.activation
-            )
-        return MLPEncoder(
-            self.nz, (self.channels, self.image_size, self.image_size), self.activation
-        )
+        return self._builders().encoder(self)
+
+    def _builders(self) -> ArchitectureBuilders:
+        if self.kind not in ARCHITECTURE_REGISTRY:
+            raise ValueError(f"unknown architecture {self.kind!r}; allowed: {list(ARCHITECTURES)}")
+        return ARCHITECTURE_REGISTRY[self.kind]
 
 
-ARCHITECTURES = ("conv", "mlp")
+@dataclass(frozen=True)
+class ArchitectureBuilders:
+    """How one architecture builds its decoder and the mirrored (autoencoder) encoder."""
+
+    decoder: Callable[[Architecture], nn.Module]
+    encoder: Callable[[Architecture], nn.Module]
+
+
+def _image_shape(arch: Architecture) -> tuple[int, int, int]:
+    return (arch.channels, arch.image_size, arch.image_size)
+
+
+#: Decoder/encoder builders, keyed and ordered by :data:`repro.names.ARCHITECTURES`.
+ARCHITECTURE_REGISTRY: dict[str, ArchitectureBuilders] = registry(
+    "architecture",
+    ARCHITECTURES,
+    {
+        "conv": ArchitectureBuilders(
+            decoder=lambda a: ConvDecoder(
+                nz=a.nz, ngf=a.ngf, channels=a.channels, activation=a.activation
+            ),
+            encoder=lambda a: ConvEncoder(
+                nz=a.nz, ngf=a.ngf, channels=a.channels, activation=a.activation
+            ),
+        ),
+        "mlp": ArchitectureBuilders(
+            decoder=lambda a: MLPDecoder(a.nz, _image_shape(a), a.activation),
+            encoder=lambda a: MLPEncoder(a.nz, _image_shape(a), a.activation),
+        ),
+    },
+)
 
 
 def _gon(arch: Architecture, **opts: Any) -> nn.Module:
@@ -188,15 +212,20 @@ def _gfe(flow: str) -> Callable[..., nn.Module]:
     return make
 
 
-# One entry per way of finding a latent; callers only ever name them.
-ENCODERS: dict[str, Callable[..., nn.Module]] = {
-    "gon": _gon,
-    "ae": _ae,
-    "ae_linear": _ae_linear,
-    "gfe": _gfe("first_order"),
-    "gfe2": _gfe("second_order"),
-    "gfe_adaptive": _gfe("adaptive_step"),
-}
+#: One entry per way of finding a latent, keyed and ordered by :data:`repro.names.METHODS`;
+#: callers only ever name them.
+ENCODERS: dict[str, Callable[..., nn.Module]] = registry(
+    "method",
+    METHODS,
+    {
+        "gon": _gon,
+        "ae": _ae,
+        "ae_linear": _ae_linear,
+        "gfe": _gfe("first_order"),
+        "gfe2": _gfe("second_order"),
+        "gfe_adaptive": _gfe("adaptive_step"),
+    },
+)
 
 
 def build_model(

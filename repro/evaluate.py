@@ -37,8 +37,14 @@ from torch import nn
 
 from repro.encoders import sse_per_image
 from repro.io import atomic_write
+from repro.names import BN_MODES, registry
 
-BN_MODES = ("running", "batch")
+#: The ``module.train()`` flag each BatchNorm mode evaluates with, keyed and ordered by
+#: :data:`repro.names.BN_MODES` (``running``: eval mode, running statistics; ``batch``: train
+#: mode, the evaluation batch's statistics).
+BN_TRAIN_FLAG: dict[str, bool] = registry(
+    "BatchNorm mode", BN_MODES, {"running": False, "batch": True}
+)
 
 
 def evaluation_copy(model: nn.Module, bn_mode: str) -> nn.Module:
@@ -50,7 +56,7 @@ def evaluation_copy(model: nn.Module, bn_mode: str) -> nn.Module:
     if bn_mode not in BN_MODES:
         raise ValueError(f"unknown BatchNorm mode {bn_mode!r}; allowed: {list(BN_MODES)}")
     frozen = copy.deepcopy(model)
-    frozen.train(bn_mode == "batch")
+    frozen.train(BN_TRAIN_FLAG[bn_mode])
     for p in frozen.parameters():
         p.requires_grad_(False)
     return frozen

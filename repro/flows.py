@@ -33,16 +33,25 @@ import torch.nn.functional as F
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from repro.config import FLOW_LOSSES, GRAD_MODES, ODE_SOLVERS
+from repro.errors import FlowError
+from repro.names import FIXED_STEP_SOLVERS, FLOW_LOSSES, GRAD_MODES, ODE_SOLVERS, registry
 
-# Names params may use live in repro.config (one place); the Adams–Bashforth solvers of
-# torchdiffeq are not among them: "explicit_adams" diverged (|z| ~ 1e76) on the linear test flow
-# at a step size where Euler is stable.
-FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4", "heun3")
+# The solver, loss and gradient-mode names (and why torchdiffeq's Adams solvers are not among
+# them) are in repro.names, which config validates against.
 
 
-class FlowError(RuntimeError):
-    """A flow that blew up or ran past its evaluation budget; the message says which and where."""
+def _sse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return (x_hat - x).pow(2).flatten(1).sum(1)
+
+
+def _bce(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).mean(1)
+
+
+#: Per-sample losses, keyed and ordered by :data:`repro.names.FLOW_LOSSES`.
+FLOW_LOSS_REGISTRY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = registry(
+    "flow loss", FLOW_LOSSES, {"sse": _sse, "bce": _bce}
+)
 
 
 def per_sample_loss(name: str, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -51,11 +60,9 @@ def per_sample_loss(name: str, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Te
     ``sse``: sum of squared errors over the image (GON's reduction). ``bce``: binary cross-entropy
     averaged over pixels (the GFE code's reduction), on decoder outputs in (0, 1).
     """
-    if name == "sse":
-        return (x_hat - x).pow(2).flatten(1).sum(1)
-    if name == "bce":
-        return F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).mean(1)
-    raise ValueError(f"unknown flow loss {name!r}; allowed: {list(FLOW_LOSSES)}")
+    if name not in FLOW_LOSS_REGISTRY:
+        raise ValueError(f"unknown flow loss {name!r}; allowed: {list(FLOW_LOSSES)}")
+    return FLOW_LOSS_REGISTRY[name](x_hat, x)
 
 
 @contextlib.contextmanager

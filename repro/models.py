@@ -14,18 +14,23 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from repro.config import ACTIVATIONS
+from repro.names import ACTIVATIONS, registry
 
-ACTIVATION_REGISTRY: dict[str, Callable[[], nn.Module]] = {
-    "elu": nn.ELU,
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.2),
-    "tanh": nn.Tanh,
-    "softplus": nn.Softplus,
-    "silu": nn.SiLU,
-    "gelu": nn.GELU,
-}
-assert tuple(ACTIVATION_REGISTRY) == ACTIVATIONS, "config.ACTIVATIONS and the registry must agree"
+#: Activation factories, keyed and ordered by :data:`repro.names.ACTIVATIONS` (a name added to
+#: only one of the two stops this import).
+ACTIVATION_REGISTRY: dict[str, Callable[[], nn.Module]] = registry(
+    "activation",
+    ACTIVATIONS,
+    {
+        "elu": nn.ELU,
+        "relu": nn.ReLU,
+        "leaky_relu": lambda: nn.LeakyReLU(0.2),
+        "tanh": nn.Tanh,
+        "softplus": nn.Softplus,
+        "silu": nn.SiLU,
+        "gelu": nn.GELU,
+    },
+)
 
 
 def make_activation(name: str) -> nn.Module:

@@ -3,7 +3,7 @@
 The main runs are the profile's every dataset × method × nz × seed, trained through the group
 engine (:mod:`repro.engine`, one after another: one process owns the GPU) by
 :func:`repro.groups.main_run`, at the most epochs (at most the profile's ``train.epochs``) that
-the measured step times (:mod:`repro.steptime`) fit in what is left of the budget. They run seed
+the measured step times (:mod:`repro.steptime`, :mod:`repro.costs`) fit in what is left of the budget. They run seed
 by seed, so that a session cut short keeps complete, paired seeds; before each run the time it is
 predicted to take, corrected by the measured ÷ predicted ratio of the runs so far, is compared
 with what is left, and the rest is skipped (and named) when it does not fit. The activation and
@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from repro import steptime
 from repro.config import Params, RunSpec, params_from_dict, run_spec
+from repro.costs import StepTime, main_run_cost
 from repro.engine import Job, run_group
 from repro.groups import main_run
 from repro.session import PARAMS_FILE, Session, Skipped
@@ -30,10 +30,10 @@ log = logging.getLogger("gpu_session")
 SESSION_STUDIES = ("activation", "multistep")
 
 
-def _times(session: Session) -> list[steptime.StepTime]:
+def _times(session: Session) -> list[StepTime]:
     if "step_times" not in session.info:
         raise Skipped("no step times were measured, so no training length can be planned")
-    return [steptime.StepTime.from_dict(d) for d in session.info["step_times"]]
+    return [StepTime.from_dict(d) for d in session.info["step_times"]]
 
 
 def with_epochs(params: Params, *, epochs: int, studies_epochs: int | None = None) -> Params:
@@ -57,18 +57,16 @@ def session_specs(params: Params) -> list[RunSpec]:
     ]
 
 
-def decide_epochs(
-    params: Params, times: list[steptime.StepTime], seconds: float
-) -> tuple[int, float]:
+def decide_epochs(params: Params, times: list[StepTime], seconds: float) -> tuple[int, float]:
     """The most epochs (at most ``train.epochs``) whose predicted time fits ``seconds``."""
-    costs = [steptime.main_run_cost(params, times, s.method, s.nz) for s in session_specs(params)]
-    per_epoch, fixed = sum(c.per_epoch for c in costs), sum(c.fixed for c in costs)
+    runs = [main_run_cost(params, times, s.method, s.nz) for s in session_specs(params)]
+    per_epoch, fixed = sum(c.per_epoch for c in runs), sum(c.fixed for c in runs)
     if not (per_epoch > 0 and fixed >= 0):  # NaN: a method's step time is missing
         raise RuntimeError("a main run's step time was not measured (see step_times.json)")
     epochs = min(params.train.epochs, int((seconds - fixed) // per_epoch))
     if epochs < 1:
         raise Skipped(
-            f"one epoch of the {len(costs)} main runs needs about {per_epoch + fixed:.0f} s; "
+            f"one epoch of the {len(runs)} main runs needs about {per_epoch + fixed:.0f} s; "
             f"{seconds:.0f} s are left"
         )
     return epochs, per_epoch * epochs + fixed
@@ -85,8 +83,8 @@ def train_main(session: Session, params: Params) -> str:
     jobs = [
         Job(s.name, main_run, {"spec": s, "params": params, "root": session.work}) for s in specs
     ]
-    costs = {
-        s.name: steptime.main_run_cost(params, times, s.method, s.nz).seconds(epochs) for s in specs
+    predicted_s = {
+        s.name: main_run_cost(params, times, s.method, s.nz).seconds(epochs) for s in specs
     }
     log.info(
         "%d main runs at %d epochs: predicted %.0f s, %.0f s left",
@@ -102,14 +100,14 @@ def train_main(session: Session, params: Params) -> str:
     t = time.perf_counter()
     for i, outcome in enumerate(groups):
         wall = time.perf_counter() - t
-        actual, expected = actual + wall, expected + costs[outcome.job.name]
+        actual, expected = actual + wall, expected + predicted_s[outcome.job.name]
         ok = outcome.error is None
         info["runs"].append(
             {
                 "run": outcome.job.name,
                 "status": "ok" if ok else "failed",
                 "wall_seconds": wall,
-                "predicted_seconds": costs[outcome.job.name],
+                "predicted_seconds": predicted_s[outcome.job.name],
                 "error": None if ok else f"{type(outcome.error).__name__}: {outcome.error}",
             }
         )
@@ -118,7 +116,7 @@ def train_main(session: Session, params: Params) -> str:
         info["calibration"] = actual / expected
         session.write_archive()
         rest = jobs[i + 1 :]
-        if rest and costs[rest[0].name] * info["calibration"] > session.left():
+        if rest and predicted_s[rest[0].name] * info["calibration"] > session.left():
             groups.close()
             info["skipped"] = [j.name for j in rest]
             break
@@ -143,7 +141,7 @@ def run_studies(session: Session) -> str:
     for study in SESSION_STUDIES:
         plan = study_jobs(params, study, session.work)
         predicted = calibration * sum(
-            steptime.main_run_cost(
+            main_run_cost(
                 j.kwargs["vparams"], times, j.kwargs["variant"].method, j.kwargs["variant"].nz
             ).seconds(params.studies.epochs)
             * j.kwargs["variant"].steps

@@ -33,13 +33,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from repro.config import STUDIES, ConfigError, Params, RunSpec
+from repro.config import ConfigError, Params, RunSpec
+from repro.data import load_split
 from repro.engine import Job, Outcome
+from repro.errors import DivergenceError
 from repro.evaluate import BN_MODES, loss_summary, per_image_scores
-from repro.groups import step_cost, study_run
+from repro.groups import step_cost
 from repro.io import atomic_write, write_json
 from repro.models import count_parameters
-from repro.train import CURVE_FIELDS, load_trained
+from repro.names import STUDIES, registry
+from repro.train import CURVE, CURVE_FIELDS, HISTORY, fit, history_rows, load_trained, setup_device
 
 #: The columns of a cell's ``curves.csv`` that name the run of a row (then :data:`CURVE_FIELDS`).
 CURVE_KEYS = ("label", "method", "activation", "nz", "steps", "seed")
@@ -213,20 +216,39 @@ def failed_record(variant: Variant, seed: int, error: BaseException) -> dict[str
     return variant.describe() | {"seed": seed, "status": "diverged", "error": str(error)}
 
 
+def _activation_cells(params: Params) -> list[tuple[str, list[Variant]]]:
+    return [
+        cell_variants(params, "activation", activation=a)
+        for a in params.studies.activation.activations
+    ]
+
+
+def _multistep_cells(params: Params) -> list[tuple[str, list[Variant]]]:
+    return [cell_variants(params, "multistep", steps=k) for k in params.studies.multistep.steps]
+
+
+def _latent_cells(params: Params) -> list[tuple[str, list[Variant]]]:
+    s = params.studies
+    return [
+        cell_variants(params, "latent", dataset=d, nz=nz)
+        for d in s.latent.datasets
+        for nz in s.latent.nz
+    ]
+
+
+#: Each study's cells (its builder), keyed and ordered by :data:`repro.names.STUDIES`.
+STUDY_CELLS = registry(
+    "study",
+    STUDIES,
+    {"activation": _activation_cells, "multistep": _multistep_cells, "latent": _latent_cells},
+)
+
+
 def study_cells(params: Params, study: str) -> list[tuple[str, list[Variant]]]:
     """Every cell of ``study`` as :func:`cell_variants` names it: the whole study's one stage."""
-    s = params.studies
-    if study == "activation":
-        return [cell_variants(params, study, activation=a) for a in s.activation.activations]
-    if study == "multistep":
-        return [cell_variants(params, study, steps=k) for k in s.multistep.steps]
-    if study == "latent":
-        return [
-            cell_variants(params, study, dataset=d, nz=nz)
-            for d in s.latent.datasets
-            for nz in s.latent.nz
-        ]
-    raise ConfigError(f"unknown study {study!r}; allowed: {list(STUDIES)}")
+    if study not in STUDY_CELLS:
+        raise ConfigError(f"unknown study {study!r}; allowed: {list(STUDIES)}")
+    return STUDY_CELLS[study](params)
 
 
 @dataclass(frozen=True)
@@ -245,7 +267,7 @@ def job_name(study: str, cell: str, label: str, seed: int) -> str:
 
 
 def study_jobs(params: Params, study: str, root: Path) -> StudyPlan:
-    """Every run of ``study`` as a :func:`repro.groups.study_run` job, in params order."""
+    """Every run of ``study`` as a :func:`study_run` job, in params order."""
     cells = study_cells(params, study)
     seeds = study_seeds(params, study)
     jobs = []
@@ -348,3 +370,29 @@ def write_study_results(
         )
         written += [out_dir / "metrics.json", out_dir / "curves.csv"]
     return written
+
+
+def study_run(
+    variant: Any, seed: int, vparams: Params, *, root: Path, study: str, cell: str
+) -> dict[str, Any]:
+    """Train and score one variant × seed of an ablation; a diverged run is a record too."""
+    device = setup_device(vparams)
+    s = vparams.studies
+    data_dir = root / "data" / variant.dataset
+    splits = {
+        split: load_split(data_dir, split)[0][: s.test_images].to(device)
+        for split in ("val", "test")
+    }
+    run_dir = root / "models" / "studies" / study / cell / f"{variant.label}-s{seed}"
+    try:
+        summary = fit(variant.spec(seed), vparams, data_dir=data_dir, run_dir=run_dir)
+    except DivergenceError as err:
+        return {"record": failed_record(variant, seed, err), "history": [], "curve": []}
+    _, record = score_variant(
+        variant, seed, vparams, run_dir=run_dir, splits=splits, summary=summary
+    )
+    return {
+        "record": record,
+        "history": history_rows(run_dir / HISTORY),
+        "curve": history_rows(run_dir / CURVE) if (run_dir / CURVE).exists() else [],
+    }

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 from repro.config import Params, RunSpec
 from repro.data import load_split
 from repro.encoders import LatentModel, build_model, gon_training_loss
+from repro.errors import DivergenceError
 from repro.evaluate import BN_MODES, mean_mse_per_pixel
 from repro.gpu import graphed_training_step
 from repro.io import atomic_write, load_torch, remove_stale_temporaries, save_torch
@@ -95,10 +96,6 @@ def curve_schedule(total_steps: int, points: int) -> list[int]:
     return sorted(s for s in steps if 0 <= s <= total_steps)
 
 
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite or exploding loss; the last good checkpoint is kept."""
-
-
 def select_device(name: str) -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error, not a fallback."""
     if name == "auto":
@@ -123,6 +120,13 @@ def configure_torch(device: torch.device, num_threads: int, *, tf32: bool = Fals
         torch.use_deterministic_algorithms(True)
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
+
+
+def setup_device(params: Params) -> torch.device:
+    """The run's device, with threads, determinism and TF32 set from ``params.train``."""
+    device = select_device(params.train.device)
+    configure_torch(device, params.train.num_threads, tf32=params.train.tf32)
+    return device
 
 
 def model_options(params: Params) -> dict[str, Any]:

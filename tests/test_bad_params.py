@@ -254,6 +254,7 @@ def test_load_params_refuses(case: Case, tmp_path: Path):
     assert_message(str(err.value), case)
 
 
+@pytest.mark.stage
 @pytest.mark.parametrize("case", TABLE)
 def test_repro_validate_refuses(case: Case, tmp_path: Path):
     path = write_case(case, tmp_path)
@@ -280,6 +281,7 @@ def run_stage(directory: Path, script: str, *args: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.stage
 @pytest.mark.parametrize("case", TABLE)
 def test_data_stage_refuses_before_any_work(case: Case, tmp_path: Path):
     study_copy(tmp_path, case.edit(PARAMS_TEXT))
@@ -315,6 +317,7 @@ def test_every_stage_script_is_in_the_stage_list():
     assert scripts == set(STAGES)
 
 
+@pytest.mark.stage
 @pytest.mark.parametrize("script", sorted(STAGES))
 def test_every_stage_refuses_before_any_work(script: str, tmp_path: Path):
     case = next(c for c in CASES if c.id == "lr_zero")

@@ -24,6 +24,8 @@ from repro.config import flatten, load_params, run_spec
 from repro.train import run_config
 from tests.conftest import ROOT, shrink, stage_env
 
+pytestmark = pytest.mark.stage  # real interpreters started together
+
 N_WORKERS = 4
 N_PARAMS = 30
 N_STEPS = 40

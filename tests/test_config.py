@@ -132,6 +132,7 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
         load_params(bad)
 
 
+@pytest.mark.stage
 def test_repro_validate_exits_non_zero_on_a_bad_file(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(with_("train.lr", 0)))

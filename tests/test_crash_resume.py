@@ -157,6 +157,7 @@ KILLS = {
 }
 
 
+@pytest.mark.stage
 @pytest.mark.parametrize("case", sorted(KILLS))
 def test_sigkill_then_rerun_ends_bitwise_like_an_uninterrupted_run(
     case: str, template: Path, uninterrupted: Path, tmp_path: Path
@@ -209,6 +210,7 @@ def assert_group_equal(root: Path, reference_root: Path) -> None:
         assert losses == json.loads((ref_results / "metrics.json").read_text())["losses"]
 
 
+@pytest.mark.stage
 def test_sigkill_of_a_worker_group_then_rerun_ends_bitwise_like_an_uninterrupted_group(
     template: Path, uninterrupted: Path, tmp_path: Path
 ):

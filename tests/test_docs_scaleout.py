@@ -92,6 +92,7 @@ def _help(cmd: tuple[str, ...]) -> tuple[tuple[str, ...], int, str]:
     return cmd, done.returncode, (done.stdout + done.stderr)[-500:]
 
 
+@pytest.mark.stage
 def test_every_named_subcommand_exists():
     pytest.importorskip("dvc")
     pytest.importorskip("mlflow")

@@ -102,7 +102,7 @@ def test_convergence_curves_cover_three_flows_and_the_adaptive_step_never_raises
 def test_a_flow_that_exceeds_its_evaluation_cap_names_the_run_the_batch_and_the_solver(tiny_params):
     import dataclasses
 
-    from repro.flows import FlowError
+    from repro.errors import FlowError
 
     gfe = dataclasses.replace(tiny_params.gfe, max_nfe=3)
     with pytest.raises(

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from repro.config import RunSpec
+from repro.efficiency import efficiency_run
 from repro.engine import Job, mode_of, resolve_workers, run_group
-from repro.groups import efficiency_run, main_run
+from repro.groups import main_run
 from repro.io import load_torch
 from repro.train import curve_schedule
 
@@ -39,6 +40,7 @@ def group_params(tiny_params):
     )
 
 
+@pytest.mark.stage
 def test_main_runs_trained_in_a_worker_group_equal_the_same_runs_trained_alone(
     group_params, tiny_data_dir, tmp_path
 ):
@@ -68,6 +70,7 @@ def test_main_runs_trained_in_a_worker_group_equal_the_same_runs_trained_alone(
         )
 
 
+@pytest.mark.stage
 def test_a_gfe_efficiency_run_in_a_worker_group_equals_it_alone(
     tiny_params, tiny_data_dir, tmp_path
 ):
@@ -100,6 +103,7 @@ def _boom(x: int) -> int:
     return x * 10
 
 
+@pytest.mark.stage
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_failing_job_comes_back_as_its_error_and_the_others_finish(workers):
     jobs = [Job(str(i), _boom, {"x": i}, cost=float(i)) for i in (1, 2, 3)]

@@ -23,12 +23,12 @@ import yaml
 
 import repro.train as T
 from repro.config import Params, RunSpec, load_params
-from repro.data import ChecksumError, load_split
-from repro.flows import FlowError
+from repro.data import load_split
+from repro.errors import ChecksumError, DivergenceError, FlowError
 from repro.io import load_torch, save_torch, sha256_file
 from repro.report.loaders import load_efficiency_runs, load_runs
 from repro.tracking import tracked_run
-from repro.train import CHECKPOINT, MODEL, DivergenceError, fit
+from repro.train import CHECKPOINT, MODEL, fit
 from tests.conftest import ROOT, shrink, stage_env, study_copy
 
 SPEC = RunSpec(dataset="synthetic", method="gon", nz=8, seed=0)
@@ -308,6 +308,7 @@ def test_a_gfe_flow_over_its_evaluation_cap_fails_the_run(
     assert not (tmp_path / "r" / MODEL).exists()
 
 
+@pytest.mark.stage
 def test_the_stage_script_exits_with_one_error_line_and_a_failed_mlflow_run(tmp_path):
     """The real ``pipelines/train.py``: a flow over its cap ends the stage, not in a traceback."""
     pytest.importorskip("mlflow")

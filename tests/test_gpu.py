@@ -288,6 +288,7 @@ def test_tf32_changes_gon_training_losses_by_less_than_one_percent(tf32_off_dete
     torch.testing.assert_close(fast, exact, rtol=TF32_LOSS_RTOL, atol=0)
 
 
+@pytest.mark.stage
 def test_gpu_module_imports_without_mlflow_or_dvc():
     """A GPU machine has torch but neither mlflow nor dvc: collect and run this module's GPU
     tests with both made unimportable (CUDA hidden, so they skip: an import check, in seconds)."""

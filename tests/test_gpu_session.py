@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from repro.config import load_params
+from repro.costs import StepTime, lpt_makespan, main_run_cost
 from repro.gpu_import import ArchiveError, unpack
 from repro.session import PHASES, Skipped
 from repro.session_runs import decide_epochs, session_specs
-from repro.steptime import StepTime, lpt_makespan, main_run_cost
 from tests.conftest import ROOT
 
 GPU_PROFILE = ROOT / "profiles" / "gpu.yaml"
@@ -64,6 +64,7 @@ def _members(archive: Path) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
 
+@pytest.mark.stage
 def test_dry_run_archive_holds_every_phase_and_every_run(dry_run):
     files = _members(dry_run)
     session = json.loads(files["session.json"])
@@ -91,6 +92,7 @@ def test_dry_run_archive_holds_every_phase_and_every_run(dry_run):
     assert not any(name.endswith(".pt") for name in files)  # models stay on the device
 
 
+@pytest.mark.stage
 def test_gpu_import_builds_the_gpu_report_and_the_main_report_quotes_it(dry_run, tmp_path):
     from repro.cli import main as cli
     from repro.report import build_report

@@ -30,6 +30,8 @@ import yaml
 from repro.config import load_params
 from tests.conftest import ROOT, shrink
 
+pytestmark = pytest.mark.e2e  # every test reads the module-scoped `dvc repro` run
+
 # The DVC stages (their `stage` tag in MLflow) the tiny profile must track, at least.
 EXPECTED_STAGES = frozenset(
     {
@@ -407,7 +409,6 @@ def _listening_addresses(port: int) -> list[str] | None:
 # The tests, in the order they run
 
 
-@pytest.mark.slow
 def test_first_repro_builds_the_report_and_every_run_output(study: TinyStudy):
     repo = study.repo
     report = (repo / "reports" / "report.md").read_text()
@@ -425,7 +426,6 @@ def test_first_repro_builds_the_report_and_every_run_output(study: TinyStudy):
         assert (repo / "runs" / "studies" / cell / "curves.csv").is_file(), cell
 
 
-@pytest.mark.slow
 def test_report_judges_every_claim_and_has_an_offline_html_twin(study: TinyStudy):
     import csv
 
@@ -448,7 +448,6 @@ def test_report_judges_every_claim_and_has_an_offline_html_twin(study: TinyStudy
     assert html.count("data:image/png;base64,") == (reports / "report.md").read_text().count("![")
 
 
-@pytest.mark.slow
 def test_mlflow_store_holds_every_stage_finished(study: TinyStudy):
     from mlflow.tracking import MlflowClient
 
@@ -464,7 +463,6 @@ def test_mlflow_store_holds_every_stage_finished(study: TinyStudy):
     assert len(history) == 3, history
 
 
-@pytest.mark.slow
 def test_each_group_stage_is_one_parent_run_with_one_nested_run_per_model(study: TinyStudy):
     from mlflow.tracking import MlflowClient
 
@@ -489,7 +487,6 @@ def test_each_group_stage_is_one_parent_run_with_one_nested_run_per_model(study:
     assert metrics["mlflow_run_id"] == gon.info.run_id
 
 
-@pytest.mark.slow
 def test_mlflow_server_binds_to_loopback_only(mlflow_server: MlflowServer):
     assert mlflow_server.cmd[mlflow_server.cmd.index("--host") + 1] == LOOPBACK
     assert mlflow_server.url.startswith(f"http://{LOOPBACK}:")
@@ -501,7 +498,6 @@ def test_mlflow_server_binds_to_loopback_only(mlflow_server: MlflowServer):
     )
 
 
-@pytest.mark.slow
 def test_mlflow_server_lists_every_stage_finished_with_params(
     study: TinyStudy, mlflow_server: MlflowServer, served_runs: dict[str, list[dict]]
 ):
@@ -531,7 +527,6 @@ def test_mlflow_server_lists_every_stage_finished_with_params(
     )
 
 
-@pytest.mark.slow
 def test_mlflow_server_serves_train_and_evaluate_metrics(
     study: TinyStudy, mlflow_server: MlflowServer, served_runs: dict[str, list[dict]]
 ):
@@ -559,7 +554,6 @@ def test_mlflow_server_serves_train_and_evaluate_metrics(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.slow
 def test_mlflow_server_lists_each_stage_artifacts(
     mlflow_server: MlflowServer, served_runs: dict[str, list[dict]]
 ):
@@ -579,7 +573,6 @@ def test_mlflow_server_lists_each_stage_artifacts(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.slow
 def test_second_repro_is_a_no_op(study: TinyStudy):
     """Last: it must change nothing, and the MLflow tests above saw the first repro's store."""
     second = study.dvc("repro")

@@ -226,6 +226,7 @@ def open_in_chromium(page: Path, chromium: tuple[str, str], workdir: Path) -> di
     return seen
 
 
+@pytest.mark.stage
 def test_report_html_opens_in_headless_chromium(tmp_path: Path, chromium: tuple[str, str]) -> None:
     report = tmp_path / "report" / "report.md"
     write_png(report.parent / "figures" / "curves.png", (40, 30), (20, 120, 200))
@@ -244,6 +245,7 @@ def test_report_html_opens_in_headless_chromium(tmp_path: Path, chromium: tuple[
     assert shot.stat().st_size > 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.stage
 def test_the_pipeline_report_opens_in_chromium_with_every_figure_and_claim(
     tmp_path: Path, chromium: tuple[str, str]
 ) -> None:

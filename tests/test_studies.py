@@ -135,6 +135,7 @@ def _without_timings(path: Path) -> str:
     return "\n".join(",".join([*row[:col], "-", *row[col + 1 :]]) for row in rows)
 
 
+@pytest.mark.stage
 def test_a_study_run_without_its_stage_writes_the_files_the_stage_writes(
     tiny_params, tiny_data_dir, tmp_path
 ):

@@ -111,6 +111,7 @@ with tracked_run(TrackingConfig(), stage="train@x", run_name="x/gon", params={})
 """
 
 
+@pytest.mark.stage
 def test_a_run_killed_outright_is_marked_killed_when_its_stage_runs_again(store):
     import subprocess
     import sys
@@ -166,6 +167,7 @@ def test_with_a_tracking_server_the_server_places_the_artifacts(tmp_path):
     assert local.location == (tmp_path / "mlartifacts").as_uri()
 
 
+@pytest.mark.stage
 def test_a_killed_but_unreaped_process_counts_as_gone():
     """A zombie still answers kill(pid, 0); its run must be closed all the same."""
     import signal

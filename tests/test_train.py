@@ -7,8 +7,9 @@ import torch
 
 from repro import train as train_mod
 from repro.config import RunSpec
+from repro.errors import DivergenceError
 from repro.io import load_torch
-from repro.train import DivergenceError, fit
+from repro.train import fit
 
 SPEC = RunSpec("synthetic", "gon", 8, 0)
 

@@ -5,7 +5,7 @@ laid out as ``runs/`` is, and builds ``reports/gpu/`` from it with the same code
 verdict rules as the main report. This module adds what only a GPU session has: the device, the
 phases and what they skipped, the measured step times (eager, CUDA graph, N stacked models), and
 the ``paper`` profile's projected wall time from those step times
-(:func:`repro.steptime.project`), multiplied by the ratio of measured to predicted time of the
+(:func:`repro.costs.project`), multiplied by the ratio of measured to predicted time of the
 session's own runs. The main report (``runs/gpu/`` then seen from ``runs/``) quotes the session's
 verdicts beside its own, each labelled with its scale, and links to ``gpu/report.html``.
 """
@@ -20,11 +20,11 @@ import pandas as pd
 import yaml
 
 from repro.config import load_params
+from repro.costs import StepTime, project
 from repro.io import read_json
 from repro.report import figures
 from repro.report.claims import ClaimResult, collect_evidence, evaluate_claims
 from repro.session import PARAMS_FILE, SCHEMA, SESSION_FILE
-from repro.steptime import StepTime, project
 
 PAPER_PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "paper.yaml"
 REPORT_LINK = "gpu/report.html"
