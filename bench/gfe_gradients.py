@@ -1,10 +1,10 @@
 """Benchmark: the decoder gradient of GFE computed three ways, on the same decoder and batch.
 
-"The costly adjoint integrals are not entirely necessary" (GFE, protocol §4) gets a measured
-answer: for one batch of real test images, the decoder gradient by backprop through the solver,
-by the adjoint method and by the "approximate" detached latent, their cosine similarity and
-relative difference against backprop, and the time and peak memory of each. Each mode runs in
-its own process so that its peak resident memory (ru_maxrss) is its own.
+"The costly adjoint integrals are not entirely necessary" (GFE, docs/protocol.md §4) gets a
+measured answer: for one batch of real test images, the decoder gradient by backprop through the
+solver, by the adjoint method and by the "approximate" detached latent, their cosine similarity
+and relative difference against backprop, and the time and peak memory of each. Each mode runs
+in its own process so that its peak resident memory (ru_maxrss) is its own.
 
     python bench/gfe_gradients.py --decoder runs/efficiency/mnist/gfe_adaptive-n1000-s0/model.pt
 

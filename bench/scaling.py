@@ -1,7 +1,8 @@
 """Scaling curve: seconds per training epoch against batch size and against models trained together.
 
-Issue 8. Two sweeps of GON training (params.yaml's model: nz 32, ngf 16, one inner step, Adam
-lr 1e-4), on a fixed epoch of ``--images`` images (3,200 by default, last partial batch dropped):
+Does training bigger batches, or several models at once, pay? Two sweeps of GON training
+(params.yaml's model: nz 32, ngf 16, one inner step, Adam lr 1e-4), on a fixed epoch of
+``--images`` images (3,200 by default, last partial batch dropped):
 
 * ``batch_size``: one model, one ordinary training step as in :func:`repro.train.fit`, for each
   batch size; seconds per epoch and images per second.

@@ -1,8 +1,8 @@
 """Benchmark: train S seeds of GON together (torch.func stacking) or one model at a time?
 
-Issue 6 asks whether many small models of the same shape (the seeds of an ablation cell) should
-be trained together. This measures one GON training step (inner gradient, second-order outer
-gradient, Adam) for S models:
+The ablation studies train many small models of the same shape (the seeds of a cell): should
+they be trained together? This measures one GON training step (inner gradient, second-order
+outer gradient, Adam) for S models:
 
 * ``sequential``: S ordinary models, one step each (what the pipeline does);
 * ``stacked``: the S decoders' parameters stacked with ``torch.func.stack_module_state`` and the

@@ -1,6 +1,6 @@
 """Benchmark: our training loop against a re-statement of the original GON.py loop.
 
-Issue 8. In one invocation and on the same data, device and initial weights, this times
+In one invocation and on the same data, device and initial weights, this times
 
 * **baseline**: the loop of the public ``GON.py`` (cwkx/GON), re-stated here (not copied): a
   torchvision-style dataset that hands out PIL images (``Image.fromarray(img, mode="L")`` as
@@ -15,8 +15,9 @@ Issue 8. In one invocation and on the same data, device and initial weights, thi
   ``loss.item()`` (and saves an image grid) every 100 steps; the ``.item()`` is kept, the image
   file is not (disk I/O, not training).
   GON.py sets no thread count and no determinism flag: the baseline runs with torch's defaults.
-  The model is the library's (the decoder params.yaml trains; the stored GON.py's Generator uses
-  ReLU where the protocol's uses ELU), so that the comparison isolates the loop.
+  The model is the library's (the decoder params.yaml trains; a GON.py older than commit
+  ``9f8e1f3`` uses ReLU where the current one uses ELU: docs/protocol.md §1), so that the
+  comparison isolates the loop.
 * **ours**: the exact loop body of :func:`repro.train.fit` (data resident as one uint8 tensor,
   a batch is an index with a permutation, :func:`repro.train.to_unit_float`, the model's own
   forward, :func:`repro.encoders.gon_training_loss`, ``zero_grad(set_to_none=True)``, Adam, the

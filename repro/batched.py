@@ -1,4 +1,4 @@
-"""Train several models of the same shape together: one vmapped step for N seeds (issue 8).
+"""Train several models of the same shape together: one vmapped step for N seeds.
 
 An ablation cell is the same model trained from several seeds. Instead of N trainings one after
 the other, the N models' tensors are stacked (:func:`torch.func.stack_module_state`), one

@@ -131,7 +131,7 @@ class AdaptiveStepConfig:
 
 @dataclass(frozen=True)
 class GFEConfig:
-    """How a GFE latent is found (protocol §4; defaults follow the GFE code)."""
+    """How a GFE latent is found (docs/protocol.md §4; defaults follow the GFE code)."""
 
     loss: str = "bce"
     alpha: float = 1.0
@@ -203,7 +203,7 @@ class LatentStudyConfig:
 
 @dataclass(frozen=True)
 class StudiesConfig:
-    """The ablations (issue 6): activation function, k-step GON, latent size.
+    """The ablation studies: activation function, k-step GON, latent size (docs/protocol.md §2).
 
     Every study trains the GON conv setting of ``model``/``train`` with the overrides below, on
     the first ``train_images`` training images for ``epochs`` epochs (the quick profile uses a

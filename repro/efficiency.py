@@ -1,10 +1,10 @@
 """The GFE studies: data efficiency (GFE vs GON vs AE) and convergence per solver iteration.
 
-Data efficiency (GFE claim (a), protocol §4): each method trains the same decoder for a fixed
-number of optimiser steps on batches drawn from only the first ``train_size`` training images,
-and is scored on the same held-out test images at a few points during training, so the report
-can show test loss against training images seen **and** against training seconds and gradient
-evaluations (protocol §5: equal data is not equal compute).
+Data efficiency (GFE claim (a), docs/protocol.md §4): each method trains the same decoder for a
+fixed number of optimiser steps on batches drawn from only the first ``train_size`` training
+images, and is scored on the same held-out test images at a few points during training, so the
+report can show test loss against training images seen **and** against training seconds and
+gradient evaluations (docs/protocol.md §5: equal data is not equal compute).
 
 Convergence per iteration (GFE claim (c)): for one trained decoder, the mean loss ℓ(z) after
 each iteration of the first-order flow (explicit Euler), the second-order flow (explicit Euler

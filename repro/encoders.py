@@ -3,14 +3,14 @@
 Every entry maps ``(x, decoder)`` to a latent ``z`` of shape (B, nz, 1, 1). The decoder is shared;
 what differs is how ``z`` is obtained:
 
-* ``gon`` — Gradient Origin Networks (protocol §1): ``k`` gradient steps on the inner loss from
-  the origin, ``z_{i+1} = z_i − η ∇_z L(x, D(z_i))`` with ``z_0 = 0``. With ``k = 1, η = 1`` this
-  is ``z = −∇_{z0} L`` of the paper. During training the steps are built with
-  ``create_graph=True`` so the outer loss back-propagates into D *through* the gradient
+* ``gon`` — Gradient Origin Networks (docs/protocol.md §1): ``k`` gradient steps on the inner
+  loss from the origin, ``z_{i+1} = z_i − η ∇_z L(x, D(z_i))`` with ``z_0 = 0``. With
+  ``k = 1, η = 1`` this is ``z = −∇_{z0} L`` of the paper. During training the steps are built
+  with ``create_graph=True`` so the outer loss back-propagates into D *through* the gradient
   (second-order gradients).
 * ``ae`` — the autoencoder baseline: an amortised encoder E (the decoder mirrored), ``z = E(x)``.
-* ``ae_linear`` — the control of protocol §5: an autoencoder whose encoder is one affine layer,
-  the same kind of map a one-step GON computes (:class:`repro.models.LinearEncoder`).
+* ``ae_linear`` — the control of docs/protocol.md §5: an autoencoder whose encoder is one affine
+  layer, the same kind of map a one-step GON computes (:class:`repro.models.LinearEncoder`).
 * ``gfe``, ``gfe2``, ``gfe_adaptive`` — Gradient Flow Encoding (:mod:`repro.flows`): the end
   point of the first-order flow, the second-order (Nesterov) flow, or the adaptive-step solver.
 
@@ -54,7 +54,7 @@ class GradientOriginEncoder(nn.Module):
     The inner loss of one image is its SSE divided by ``inner_norm · H · W``. With
     ``inner_norm`` equal to the training batch size this reproduces GON.py's batch-mean MSE
     gradient exactly for a full batch, while making an image's gradient independent of how many
-    images share its batch (protocol §5, "batch dependence": a batch-mean would rescale the
+    images share its batch (docs/protocol.md §5, "batch dependence": a batch-mean would rescale the
     latent of every image in a smaller last batch).
 
     ``learn_step_size`` makes the step size η one learned scalar (an ``nn.Parameter`` trained

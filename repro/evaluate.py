@@ -1,6 +1,7 @@
 """Held-out evaluation: the test code the public GON repository does not have.
 
-Protocol §5 decides whether a test number means anything; here is how each trap is handled.
+The traps of docs/protocol.md §5 decide whether a test number means anything; here is how each
+is handled.
 
 * **BatchNorm mode.** Every loss is measured twice. ``running``: ``model.eval()``, BatchNorm uses
   its running statistics, so an image's score depends on that image alone. ``batch``: BatchNorm
@@ -19,8 +20,9 @@ Protocol §5 decides whether a test number means anything; here is how each trap
   and MSE per pixel (SSE / 1024 at 32×32): the published numbers use an unstated one. As in
   GON.py's loss, channels are summed, not averaged, so a 3-channel (CIFAR-10) "MSE per pixel" is
   the sum of the three channels' squared errors: not on the same scale as a 1-channel dataset's.
-* **Affine encoder** (protocol §5). A one-step GON's latent is an affine function of the image;
-  :func:`affinity_error` measures how far a trained model's image → latent map is from affine.
+* **Affine encoder** (docs/protocol.md §5). A one-step GON's latent is an affine function of the
+  image; :func:`affinity_error` measures how far a trained model's image → latent map is from
+  affine.
 * **Reference losses.** All-zero image, mean training image and PCA with nz components, so a
   reader can tell "learned" from "collapsed".
 """
@@ -172,7 +174,8 @@ def evaluate_model(
         losses[mode] = {}
         for split, imgs in splits.items():
             sse, z_norm = per_image_scores(model, imgs, batch_size=batch_size, bn_mode=mode)
-            # The latent's size explains the BN-mode gap for GON (protocol §5): reported with the loss.
+            # The latent's size explains the BN-mode gap for GON (docs/protocol.md §5): reported
+            # with the loss.
             losses[mode][split] = loss_summary(sse, pixels) | {"latent_norm": float(z_norm.mean())}
             if split == "test":
                 # Running statistics are order-independent by construction: one shuffle checks it.
@@ -202,7 +205,7 @@ def affinity_error(
     batch_size: int,
     seed: int = 0,
 ) -> dict[str, float]:
-    """How far the image → latent map is from affine, in float64 (protocol §5).
+    """How far the image → latent map is from affine, in float64 (docs/protocol.md §5).
 
     For ``combinations`` random triples of image batches ``X_a, X_b, X_c`` and random weights
     ``w`` with ``w_a + w_b + w_c = 1`` (not necessarily convex), compare the latent of the
@@ -246,7 +249,7 @@ def reference_losses(
     * ``mean_train_image``: predict the mean training image;
     * ``pca``: project onto the top-``nz`` principal components of the training images (the
       best rank-nz affine reconstruction in squared error, a natural yardstick for a
-      one-step GON, whose encoder is affine: protocol §5).
+      one-step GON, whose encoder is affine: docs/protocol.md §5).
     """
     x_train = train_uint8.flatten(1).double() / 255.0
     x_test = test_uint8.flatten(1).double() / 255.0

@@ -1,6 +1,6 @@
 """Gradient Flow Encoding (GFE): a latent is the end point of a gradient flow on the loss.
 
-Protocol §4 (Flouris et al., arXiv 2105.05031 / 2412.00864, code ``k-flouris/gfe``):
+docs/protocol.md §4 (Flouris et al., arXiv 2105.05031 / 2412.00864, code ``k-flouris/gfe``):
 
 * **first-order flow** ``dz/dt = −α ∇_z ℓ(x, D(z))``, ``z(0) = 0``, integrated to ``t = τ`` by a
   torchdiffeq solver chosen by name (:data:`ODE_SOLVERS`);
@@ -214,7 +214,7 @@ def adaptive_step_flow(
     on_accept: Callable[[int, float, torch.Tensor], None] | None = None,
     max_iterations: int | None = None,
 ) -> torch.Tensor:
-    """The GFE code's "distance optimisation" step size, as its own small solver (protocol §4).
+    """The GFE code's "distance optimisation" step size, as a small solver (docs/protocol.md §4).
 
     Explicit Euler ``z₁ = z + h f(z)`` with ``f = −α∇ℓ``. The step is **accepted** iff for every
     sample ``ℓ(z) − ℓ(z₁) ≥ σ·h·h_max·‖f(z₁)‖²`` (a sufficient-decrease rule); then

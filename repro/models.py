@@ -1,6 +1,6 @@
 """The GON convolutional decoder, its mirrored encoder, and the activation registry.
 
-Architecture as in ``GON.py`` of the public GON code (protocol §1): a DCGAN-style stack of
+Architecture as in ``GON.py`` of the public GON code (docs/protocol.md §1): a DCGAN-style stack of
 ``ConvTranspose2d`` with kernel 4, strides 1, 2, 2, 2 (padding 0, 1, 1, 1), channels
 nz → 4·ngf → 2·ngf → ngf → C, BatchNorm + activation after the first three, Sigmoid at the end.
 At nz = 32, ngf = 16, C = 1 the decoder has 74,321 parameters and the autoencoder (decoder plus
@@ -97,7 +97,8 @@ class LinearEncoder(nn.Module):
     """One affine layer, image → latent: the control for GON's "no encoder" claim.
 
     A one-step GON's latent ``z = −∇_{z0} L(x, D(z0))`` at ``z0 = 0`` is an affine function of
-    the image (protocol §5): the loss is quadratic in ``x`` and ``D(0)`` does not depend on it.
+    the image (docs/protocol.md §5): the loss is quadratic in ``x``, and ``D(0)`` does not depend
+    on it.
     An autoencoder with this encoder has the same kind of encoder, but learned freely instead of
     tied to the decoder's Jacobian at the origin.
     """

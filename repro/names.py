@@ -49,7 +49,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 ACTIVATIONS = ("elu", "relu", "leaky_relu", "tanh", "softplus", "silu", "gelu")
-# ``ae_linear``: the autoencoder whose encoder is one linear layer (the control of protocol §5).
+# ``ae_linear``: the autoencoder whose encoder is one linear layer (docs/protocol.md §5's control).
 METHODS = ("gon", "ae", "ae_linear", "gfe", "gfe2", "gfe_adaptive")
 ARCHITECTURES = ("conv", "mlp")
 # torchdiffeq solvers admitted by repro.flows: those choosing their own steps (rtol/atol), then
@@ -62,7 +62,8 @@ ODE_SOLVERS = ADAPTIVE_SOLVERS + FIXED_STEP_SOLVERS
 FLOW_LOSSES = ("sse", "bce")
 GRAD_MODES = ("backprop", "adjoint", "approximate")
 BN_MODES = ("running", "batch")
-# The ablation studies of issue 6, each a group of DVC stages (see repro.config.StudiesConfig).
+# The ablation studies (after those of the reproducibility report, docs/protocol.md §2), each a
+# group of DVC stages (see repro.config.StudiesConfig).
 STUDIES = ("activation", "multistep", "latent")
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "synthetic")
 SOURCES = ("torchvision", "mirror", "registry")

@@ -1,4 +1,4 @@
-"""The ablation studies (issue 6): which variants a study trains, and how one is run and scored.
+"""The ablation studies: which variants a study trains, and how one is run and scored.
 
 Three studies, each one DVC stage that trains all its *cells* as one group (:mod:`repro.engine`;
 a cell trains every method of the study for every seed, so that the paired comparisons share

@@ -1,6 +1,6 @@
 """MLflow tracking: the only module that imports mlflow (lazily, so training runs without it).
 
-Conventions (DESIGN.md "MLflow conventions"):
+Conventions:
 
 * Backend: a SQLite file ``mlflow.db`` at the repository root, addressed by an **absolute** URI
   built from ``DVC_ROOT`` when DVC runs the stage (``dvc exp run --temp/--queue`` run stages in

@@ -28,7 +28,7 @@ What it guarantees (and why):
   Time is training time only (scoring excluded); the bytes autograd saves for the backward
   pass of one step are counted (device-independent memory cost), and CUDA's peak allocation is
   recorded on a GPU.
-* Adam with the protocol's defaults (lr 1e-4, betas 0.9/0.999), batch 64, the GON.py loss
+* Adam as in GON.py (lr 1e-4, betas 0.9/0.999; docs/protocol.md §1), batch 64, the GON.py loss
   (:func:`repro.encoders.gon_training_loss`). The last incomplete batch of an epoch is dropped so
   every step sees a full batch (GON.py's inner loss is a batch mean; see encoders).
 """

@@ -1,4 +1,4 @@
-"""Held-out evaluation: BN modes, order independence, reference losses (protocol §5)."""
+"""Held-out evaluation: BN modes, order independence, reference losses (docs/protocol.md §5)."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""The architecture of protocol §1: parameter counts and the activation registry."""
+"""The architecture of docs/protocol.md §1: parameter counts and the activation registry."""
 
 import pytest
 import torch

@@ -1,8 +1,11 @@
-"""Figures of the ablation studies and the main-run controls (seaborn, the report's theme).
+"""Figures of the ablation studies (seaborn, the report's theme): activation, multi-step GON,
+latent size; and the drawing helpers the controls' figures (:mod:`repro.report.controls_figures`)
+share.
 
 Every interval drawn is the Student-t interval of the tables (:func:`figures._t_interval`), not
 seaborn's bootstrap; with one seed a point is drawn without an interval. Every axis names its
-unit. Inputs are long-format frames built by :mod:`repro.report.studies`.
+unit. Inputs are long-format frames built by the section modules (:mod:`repro.report.studies`
+lists them).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import matplotlib
 matplotlib.use("Agg")  # headless: the report stage runs on servers and in CI
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullFormatter  # noqa: E402
@@ -37,13 +39,14 @@ from repro.report.figures import (  # noqa: E402
 )
 
 
-def _drop_legends(axes: Sequence[plt.Axes]) -> None:
+def drop_legends(axes: Sequence[plt.Axes]) -> None:
+    """Remove the axes' own legends (the figure's shared legend replaces them)."""
     for ax in axes:
         if ax.get_legend() is not None:
             ax.get_legend().remove()
 
 
-def _points(ax: plt.Axes, data: pd.DataFrame, confidence: float, **kws: Any) -> None:
+def mean_points(ax: plt.Axes, data: pd.DataFrame, confidence: float, **kws: Any) -> None:
     """Mean and t-interval per category, no connecting line, hues dodged apart."""
     sns.pointplot(
         data=data,
@@ -58,7 +61,8 @@ def _points(ax: plt.Axes, data: pd.DataFrame, confidence: float, **kws: Any) -> 
     )
 
 
-def _log_if_spread(ax: plt.Axes, values: pd.Series, span: float = 10.0) -> None:
+def log_if_spread(ax: plt.Axes, values: pd.Series, span: float = 10.0) -> None:
+    """A readable log y-axis when the values span more than ``span``×."""
     if _wants_log_scale(values, span=span):
         _readable_log_axis(ax)
 
@@ -89,88 +93,120 @@ def plot_activation(
         zip(activations, sns.color_palette("colorblind", len(activations)), strict=False)
     )
     if has_curves:
-        ax = axes.pop(0)
-        name = {a: f"{a} (reference)" if a == reference else a for a in activations}
-        data = curves.assign(activation=curves["activation"].map(lambda a: name.get(a, a)))
-        present = [name[a] for a in activations if name[a] in set(data["activation"])]
-        colours = {name[a]: c for a, c in palette.items()}
-        # Mean lines for every activation; the interval band only for the reference: seven
-        # overlapping bands hide the lines they belong to.
-        sns.lineplot(
-            data=data,
-            x="step",
-            y="test_mse_per_pixel",
-            hue="activation",
-            hue_order=present,
-            palette=colours,
-            estimator="mean",
-            errorbar=None,
-            marker="o",
-            markersize=3,
-            ax=ax,
+        _activation_curves(
+            axes.pop(0),
+            curves,
+            reference=reference,
+            activations=activations,
+            palette=palette,
+            confidence=confidence,
         )
-        ref = data[data["activation"] == name.get(reference)]
-        if not ref.empty:
-            sns.lineplot(
-                data=ref,
-                x="step",
-                y="test_mse_per_pixel",
-                color=colours[name[reference]],
-                estimator="mean",
-                errorbar=_t_interval(confidence),
-                linewidth=2.6,
-                legend=False,
-                ax=ax,
-            )
-        for line in ax.get_lines():
-            if line.get_label() == name.get(reference):
-                line.set_linewidth(2.6)
-        _log_if_spread(ax, curves["test_mse_per_pixel"])
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel(f"GON held-out test {MSE_LABEL}")
-        n_seeds = curves.groupby("activation")["seed"].nunique()
-        ax.set_title(
-            f"GON held-out learning curves, mean ({_seed_count_text(n_seeds)});\n"
-            f"band: {confidence:.0%} t-interval of the reference"
-        )
-        ax.legend(title="activation", fontsize=7, title_fontsize=7)
     labels = [method_label(m) for m in methods]
     data = points.assign(method=points["method"].map(method_label))
     for ax, mode in zip(axes, modes, strict=True):
-        sel = data[data["bn_mode"] == mode]
-        if sel.empty:
-            ax.set_visible(False)
-            continue
-        _points(
-            ax,
-            sel,
-            confidence,
-            x="activation",
-            y="loss",
-            hue="method",
-            order=[a for a in activations if a in set(sel["activation"])],
-            hue_order=[m for m in labels if m in set(sel["method"])],
-            dodge=0.35,
-            markers=["o", "s", "D"][: sel["method"].nunique()],
-            palette="colorblind",
+        _activation_panel(
+            ax, data[data["bn_mode"] == mode], mode, reference, activations, labels, confidence
         )
-        _log_if_spread(ax, sel["loss"])
-        ax.set_title(f"held-out test loss, {bn_label(mode)}")
-        ax.set_xlabel("activation")
-        ax.set_ylabel(SSE_TEST_LABEL)
-        ax.tick_params(axis="x", rotation=30)
-        for tick in ax.get_xticklabels():
-            if tick.get_text() == reference:
-                tick.set_fontweight("bold")
-    point_axes = axes
-    _drop_legends(point_axes)
+    drop_legends(axes)
     fig.suptitle(
         f"Activation study: mean and {confidence:.0%} t-interval over seeds "
         f"(reference: {reference}, in bold)"
     )
     fig.tight_layout()
-    _legend_below(fig, point_axes)
+    _legend_below(fig, axes)
     return _save(fig, path)
+
+
+def _activation_curves(
+    ax: plt.Axes,
+    curves: pd.DataFrame,
+    *,
+    reference: str,
+    activations: Sequence[str],
+    palette: Mapping[str, Any],
+    confidence: float,
+) -> None:
+    """GON's mean held-out learning curve per activation; the reference thicker, with its band."""
+    name = {a: f"{a} (reference)" if a == reference else a for a in activations}
+    data = curves.assign(activation=curves["activation"].map(lambda a: name.get(a, a)))
+    present = [name[a] for a in activations if name[a] in set(data["activation"])]
+    colours = {name[a]: c for a, c in palette.items()}
+    # Mean lines for every activation; the interval band only for the reference: seven
+    # overlapping bands hide the lines they belong to.
+    sns.lineplot(
+        data=data,
+        x="step",
+        y="test_mse_per_pixel",
+        hue="activation",
+        hue_order=present,
+        palette=colours,
+        estimator="mean",
+        errorbar=None,
+        marker="o",
+        markersize=3,
+        ax=ax,
+    )
+    ref = data[data["activation"] == name.get(reference)]
+    if not ref.empty:
+        sns.lineplot(
+            data=ref,
+            x="step",
+            y="test_mse_per_pixel",
+            color=colours[name[reference]],
+            estimator="mean",
+            errorbar=_t_interval(confidence),
+            linewidth=2.6,
+            legend=False,
+            ax=ax,
+        )
+    for line in ax.get_lines():
+        if line.get_label() == name.get(reference):
+            line.set_linewidth(2.6)
+    log_if_spread(ax, curves["test_mse_per_pixel"])
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(f"GON held-out test {MSE_LABEL}")
+    n_seeds = curves.groupby("activation")["seed"].nunique()
+    ax.set_title(
+        f"GON held-out learning curves, mean ({_seed_count_text(n_seeds)});\n"
+        f"band: {confidence:.0%} t-interval of the reference"
+    )
+    ax.legend(title="activation", fontsize=7, title_fontsize=7)
+
+
+def _activation_panel(
+    ax: plt.Axes,
+    sel: pd.DataFrame,
+    mode: str,
+    reference: str,
+    activations: Sequence[str],
+    labels: Sequence[str],
+    confidence: float,
+) -> None:
+    """One BN mode: test loss per activation, the methods dodged side by side."""
+    if sel.empty:
+        ax.set_visible(False)
+        return
+    mean_points(
+        ax,
+        sel,
+        confidence,
+        x="activation",
+        y="loss",
+        hue="method",
+        order=[a for a in activations if a in set(sel["activation"])],
+        hue_order=[m for m in labels if m in set(sel["method"])],
+        dodge=0.35,
+        markers=["o", "s", "D"][: sel["method"].nunique()],
+        palette="colorblind",
+    )
+    log_if_spread(ax, sel["loss"])
+    ax.set_title(f"held-out test loss, {bn_label(mode)}")
+    ax.set_xlabel("activation")
+    ax.set_ylabel(SSE_TEST_LABEL)
+    ax.tick_params(axis="x", rotation=30)
+    for tick in ax.get_xticklabels():
+        if tick.get_text() == reference:
+            tick.set_fontweight("bold")
 
 
 def plot_multistep(
@@ -191,7 +227,7 @@ def plot_multistep(
     ).dropna(subset=["loss"])
     long["what"] = long["what"].map(what)
     order = sorted(points["k"].unique())
-    _points(
+    mean_points(
         ax_loss,
         long,
         confidence,
@@ -204,7 +240,7 @@ def plot_multistep(
         markers=["o", "s", "D"][: long["what"].nunique()],
         palette="colorblind",
     )
-    _log_if_spread(ax_loss, long["loss"])
+    log_if_spread(ax_loss, long["loss"])
     ax_loss.set_ylabel("GON loss (SSE per image)")
     ax_loss.set_title("loss against k")
     for ax, col, label, title in (
@@ -215,13 +251,13 @@ def plot_multistep(
         if sel.empty:
             ax.set_visible(False)
             continue
-        _points(ax, sel, confidence, x="k", y=col, order=order, color="0.25")
+        mean_points(ax, sel, confidence, x="k", y=col, order=order, color="0.25")
         ax.set_ylabel(label)
         ax.set_title(title)
         ax.set_ylim(bottom=0)
     for ax in axes[0]:
         ax.set_xlabel("k (gradient steps from the origin)")
-    _drop_legends([ax_loss])
+    drop_legends([ax_loss])
     n_seeds = points.groupby("k")["seed"].nunique()
     fig.suptitle(
         f"Multi-step GON: mean and {confidence:.0%} t-interval over seeds "
@@ -280,12 +316,12 @@ def plot_latent(
         ax.xaxis.set_major_locator(FixedLocator(nzs))
         ax.set_xticklabels([str(v) for v in nzs])
         ax.xaxis.set_minor_formatter(NullFormatter())
-        _log_if_spread(ax, sel["loss"])
+        log_if_spread(ax, sel["loss"])
         ax.set_title(dataset_label(dataset))
         ax.set_xlabel("latent size nz (log scale)")
         ax.set_ylabel(f"{SSE_TEST_LABEL}\n{bn_label(bn)}")
     handles, names = axes[0][0].get_legend_handles_labels()
-    _drop_legends(axes[0])
+    drop_legends(axes[0])
     n = points.groupby(["dataset", "nz", "method", "source"])["seed"].nunique()
     # One source: named in the title instead of a legend entry.
     where = f" ({sources[0]})" if len(sources) == 1 else ""
@@ -303,160 +339,4 @@ def plot_latent(
         ncol=max(len(entries), 1),
         frameon=False,
     )
-    return _save(fig, path)
-
-
-def plot_linear_control(
-    points: pd.DataFrame,
-    path: str | Path,
-    *,
-    methods: Sequence[str],
-    modes: Sequence[str],
-    confidence: float = 0.95,
-) -> Path:
-    """Test loss of GON, the linear-encoder AE and the conv AE, per dataset × nz and BN mode.
-
-    ``points``: dataset, nz, method, seed, bn_mode, loss (test SSE per image).
-    """
-    set_theme()
-    keys = list(dict.fromkeys(zip(points["dataset"], points["nz"], strict=True)))
-    width = max(5.2 * len(keys), 7.0)  # room for the title with one panel
-    fig, axes = plt.subplots(1, len(keys), figsize=(width, 4.0), squeeze=False)
-    data = points.assign(
-        method=points["method"].map(method_label), bn=points["bn_mode"].map(bn_label)
-    )
-    order = [method_label(m) for m in methods if method_label(m) in set(data["method"])]
-    for ax, (dataset, nz) in zip(axes[0], keys, strict=True):
-        sel = data[(data["dataset"] == dataset) & (data["nz"] == nz)]
-        _points(
-            ax,
-            sel,
-            confidence,
-            x="method",
-            y="loss",
-            hue="bn",
-            order=[m for m in order if m in set(sel["method"])],
-            hue_order=[bn_label(m) for m in modes if bn_label(m) in set(sel["bn"])],
-            dodge=0.3,
-            markers=["o", "s"][: sel["bn"].nunique()],
-            palette="colorblind",
-        )
-        _log_if_spread(ax, sel["loss"])
-        ax.set_title(f"{dataset_label(dataset)}, nz = {nz}")
-        ax.set_xlabel("model")
-        ax.set_ylabel(SSE_TEST_LABEL)
-    _drop_legends(axes[0])
-    n = points.groupby(["dataset", "nz", "method"])["seed"].nunique()
-    fig.suptitle(
-        f"Linear-encoder control: mean and {confidence:.0%} t-interval over seeds "
-        f"({_seed_count_text(n)})"
-    )
-    fig.tight_layout()
-    _legend_below(fig, axes[0])
-    return _save(fig, path)
-
-
-def plot_convergence_curves(
-    panels: Sequence[Mapping[str, Any]],
-    path: str | Path,
-    *,
-    factor: float,
-    methods: Sequence[str],
-    confidence: float = 0.95,
-) -> Path:
-    """Main-run held-out learning curves per method against optimiser steps, with the threshold.
-
-    ``panels``: one per dataset × nz, each with ``dataset``, ``nz``, ``curves`` (step,
-    test_mse_per_pixel, method, seed) and ``threshold`` (MSE per pixel, or None).
-    """
-    set_theme()
-    ncol = min(len(panels), 3)
-    nrow = int(np.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.8 * ncol, 7.0), 3.9 * nrow), squeeze=False)
-    all_methods = {m for p in panels for m in p["curves"]["method"]}
-    # Colours over the params' method list, so a method keeps its colour when another is absent.
-    every = [method_label(m) for m in [*methods, *sorted(all_methods - set(methods))]]
-    palette = dict(zip(every, sns.color_palette("colorblind", len(every)), strict=False))
-    order = [m for m in every if m in {method_label(x) for x in all_methods}]
-    flat = list(axes.flat)
-    for ax, panel in zip(flat, panels, strict=False):
-        c = panel["curves"].assign(method=panel["curves"]["method"].map(method_label))
-        sns.lineplot(
-            data=c,
-            x="step",
-            y="test_mse_per_pixel",
-            hue="method",
-            hue_order=[m for m in order if m in set(c["method"])],
-            palette=palette,
-            estimator="mean",
-            errorbar=_t_interval(confidence),
-            ax=ax,
-        )
-        if panel["threshold"] is not None:
-            ax.axhline(
-                panel["threshold"],
-                color="0.3",
-                linestyle="--",
-                linewidth=1.1,
-                label=f"threshold: {factor:g} × AE's final test loss",
-            )
-        values = pd.concat([c["test_mse_per_pixel"], pd.Series([panel["threshold"] or np.nan])])
-        _log_if_spread(ax, values)
-        ax.set_title(f"{dataset_label(panel['dataset'])}, nz = {panel['nz']}")
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel(f"held-out test {MSE_LABEL}")
-    for ax in flat[len(panels) :]:
-        ax.set_visible(False)
-    _drop_legends(flat)
-    n = pd.concat([p["curves"] for p in panels]).groupby("method")["seed"].nunique()
-    fig.suptitle(
-        "Main runs: held-out test loss during training\n"
-        f"line = mean, band = {confidence:.0%} t-interval over seeds ({_seed_count_text(n)})"
-    )
-    fig.tight_layout()
-    _legend_below(fig, flat[: len(panels)])
-    return _save(fig, path)
-
-
-def plot_paired_difference(
-    panels: Sequence[Mapping[str, Any]], path: str | Path, *, confidence: float = 0.95
-) -> Path:
-    """GON − rival held-out test loss along training, paired over seeds, one panel per dataset.
-
-    ``panels``: ``dataset``, ``nz`` and ``diff`` (rival, step, mean, low, high, n: the paired
-    difference at each learning-curve point in % of the rival's loss,
-    :func:`repro.report.studies.paired_curve_difference` with ``relative=True``).
-    Below the dashed zero line GON is ahead; the band is the paired t-interval.
-    """
-    set_theme()
-    ncol = min(len(panels), 3)
-    nrow = int(np.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.8 * ncol, 7.0), 3.9 * nrow), squeeze=False)
-    rivals = sorted({r for p in panels for r in p["diff"]["rival"]})
-    palette = dict(zip(rivals, sns.color_palette("colorblind", len(rivals) + 2)[1:], strict=False))
-    flat = list(axes.flat)
-    for ax, panel in zip(flat, panels, strict=False):
-        d = panel["diff"][panel["diff"]["step"] > 0]  # log axis: the shared start is not drawn
-        for rival, g in d.groupby("rival", sort=True):
-            g = g.sort_values("step")
-            label = f"GON − {method_label(rival)}"
-            ax.plot(
-                g["step"], g["mean"], marker="o", markersize=3, color=palette[rival], label=label
-            )
-            ax.fill_between(g["step"], g["low"], g["high"], color=palette[rival], alpha=0.25)
-        ax.axhline(0.0, color="0.3", linestyle="--", linewidth=1.0)
-        ax.set_xscale("log")
-        ax.set_title(f"{dataset_label(panel['dataset'])}, nz = {panel['nz']}")
-        ax.set_xlabel("optimiser step (log scale)")
-        ax.set_ylabel("GON − AE, % of the AE's test loss")
-    for ax in flat[len(panels) :]:
-        ax.set_visible(False)
-    n = int(max((p["diff"]["n"].max() for p in panels if not p["diff"].empty), default=0))
-    fig.suptitle(
-        "GON minus each autoencoder: held-out test loss along training, in % of the autoencoder's"
-        " (below 0: GON ahead)\n"
-        f"line = mean paired difference, band = {confidence:.0%} paired t-interval over {n} seeds"
-    )
-    fig.tight_layout()
-    _legend_below(fig, flat[: len(panels)])
     return _save(fig, path)

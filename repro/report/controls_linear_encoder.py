@@ -1,0 +1,155 @@
+"""Report section "Linear-encoder control".
+
+A one-step GON's encoder is affine in the image (docs/protocol.md §5, "A one-step GON has an
+affine encoder"): GON against the AE with one freely learned linear layer as its encoder and
+against the convolutional AE, from the main runs, with the affinity errors each run measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repro.analysis import holm_adjust
+from repro.report import controls_figures
+from repro.report.figures import dataset_label, method_label
+from repro.report.study_common import bn_context, finite_ci, main_scale, paired_verdict, rank
+from repro.report.study_runs import finite_or_none, main_loss
+from repro.stats import paired_difference
+
+LINEAR_METHODS = ("gon", "ae_linear", "ae")
+
+
+def linear_encoder_section(
+    main_runs: Sequence[Any], params: Mapping[str, Any], *, confidence: float, headline_bn: str
+) -> dict[str, Any]:
+    """GON vs the freely learned linear encoder vs the conv AE, with affinity errors."""
+    bn = bn_context(headline_bn)
+    have = {(r.dataset, int(r.nz)) for r in main_runs if r.method == "ae_linear"}
+    base: dict[str, Any] = {
+        "status": "run" if have else "not run",
+        "bn": bn,
+        "scale": main_scale(params),
+        "items": [],
+        "figure": None,
+    }
+    if not have:
+        return base
+    listed = list((params.get("data") or {}).get("datasets") or [])
+    items = []
+    for dataset, nz in sorted(have, key=lambda k: (rank(k[0], listed), k[1])):
+        group = {
+            m: [r for r in main_runs if (r.dataset, int(r.nz), r.method) == (dataset, nz, m)]
+            for m in LINEAR_METHODS
+        }
+        rows, points = _rows(group, bn["modes"], confidence)
+        items.append(
+            {
+                "dataset": dataset_label(dataset),
+                "dataset_id": dataset,
+                "nz": nz,
+                "rows": rows,
+                "by_id": {r["method_id"]: r for r in rows},
+                "contrasts": {mode: _contrasts(group, mode, confidence) for mode in bn["modes"]},
+                "_points": pd.DataFrame(points, columns=["method", "seed", "bn_mode", "loss"]),
+            }
+        )
+    return base | {"items": items}
+
+
+def _rows(
+    group: Mapping[str, Sequence[Any]], modes: Sequence[str], confidence: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per method that ran: test loss and largest affinity error per BN mode; the figure's points."""
+    rows, points = [], []
+    for method in LINEAR_METHODS:
+        g = group[method]
+        if not g:
+            continue
+        affinity = {}
+        for mode in modes:
+            vals = [
+                v
+                for r in g
+                if (v := finite_or_none((r.metrics.get("affinity_error") or {}).get(mode)))
+                is not None
+            ]
+            affinity[mode] = max(vals) if vals else None
+        rows.append(
+            {
+                "method": method_label(method),
+                "method_id": method,
+                "n": len(g),
+                "test": {
+                    mode: finite_ci((main_loss(r, "test", mode) for r in g), confidence)
+                    for mode in modes
+                },
+                "affinity": affinity,
+            }
+        )
+        points += [
+            {"method": method, "seed": int(r.seed), "bn_mode": mode, "loss": v}
+            for r in g
+            for mode in modes
+            if (v := main_loss(r, "test", mode)) is not None
+        ]
+    return rows, points
+
+
+def _contrasts(
+    group: Mapping[str, Sequence[Any]], mode: str, confidence: float
+) -> dict[str, dict[str, Any]]:
+    """GON − each other encoder in one BN mode, paired over seeds, Holm-adjusted together."""
+    seeds = {
+        m: {int(r.seed): v for r in group[m] if (v := main_loss(r, "test", mode)) is not None}
+        for m in LINEAR_METHODS
+    }
+    pairs = []
+    for other in ("ae_linear", "ae"):
+        common = sorted(set(seeds["gon"]) & set(seeds[other]))
+        if common:
+            pairs.append(
+                (
+                    other,
+                    paired_difference(
+                        [seeds["gon"][s] for s in common],
+                        [seeds[other][s] for s in common],
+                        confidence,
+                    ),
+                )
+            )
+    adjusted = holm_adjust([d.p_value for _, d in pairs])
+    return {
+        other: {
+            "diff": d,
+            "p_holm": p,
+            "verdict": paired_verdict(d, p),
+            "other": method_label(other),
+        }
+        for (other, d), p in zip(pairs, adjusted, strict=True)
+    }
+
+
+def draw_linear_encoder_figure(
+    section: dict[str, Any], fig_dir: Path, *, confidence: float
+) -> None:
+    """Draw the section's figure when any item has points; its path goes into the section."""
+    frames = [
+        item.pop("_points").assign(dataset=item["dataset_id"], nz=item["nz"])
+        for item in section["items"]
+    ]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    controls_figures.plot_linear_control(
+        pd.concat(frames, ignore_index=True),
+        fig_dir / "study_linear_encoder.png",
+        methods=list(LINEAR_METHODS),
+        modes=section["bn"]["modes"],
+        confidence=confidence,
+    )
+    section["figure"] = "figures/study_linear_encoder.png"

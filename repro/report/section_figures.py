@@ -1,0 +1,163 @@
+"""The report's figures: what the main runs and the GFE studies allow, written under figures/.
+
+Drawing is :mod:`repro.report.figures`; this module decides which figures the inputs allow,
+writes them and returns (or records in the sections) their paths for the template. A figure
+with no data is left out and the report says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repro.io import atomic_write
+from repro.report import figures
+from repro.report.figures import dataset_label, method_label
+from repro.report.loaders import Run
+
+
+def histories_long(runs: Sequence[Run]) -> pd.DataFrame:
+    """Training histories in long format for :func:`figures.plot_training_curves`."""
+    frames = []
+    for r in runs:
+        h = r.history
+        if h is None or h.empty:
+            continue
+        base = pd.DataFrame(
+            {
+                "dataset": r.dataset,
+                "method": r.method,
+                "nz": r.nz,
+                "seed": r.seed,
+                "epoch": h["epoch"].astype(int),
+                "images_seen": h["images_seen"] if "images_seen" in h else math.nan,
+                "wall_seconds": h["seconds"].cumsum() if "seconds" in h else math.nan,
+            }
+        )
+        for split in ("train", "val"):
+            col = f"{split}_mse_per_pixel"
+            if col in h:
+                frames.append(base.assign(split=split, mse_per_pixel=h[col].astype(float)))
+    if not frames:
+        return pd.DataFrame(columns=[*figures.HISTORY_COLUMNS, "images_seen", "wall_seconds"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_figures(
+    out_dir: Path,
+    runs: Sequence[Run],
+    results: pd.DataFrame,
+    refs: pd.DataFrame,
+    *,
+    methods: Sequence[str],
+    confidence: float,
+) -> dict[str, Any]:
+    """Draw what the inputs allow; a figure with no data is left out and the report says so."""
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"curves": None, "curves_time": None, "test": None, "recon": []}
+    hist = histories_long(runs)
+    if not hist.empty:
+        figures.plot_training_curves(
+            hist, fig_dir / "training_curves.png", methods=methods, confidence=confidence
+        )
+        out["curves"] = "figures/training_curves.png"
+        if hist["wall_seconds"].notna().all():
+            figures.plot_training_curves(
+                hist,
+                fig_dir / "training_curves_time.png",
+                x="wall_seconds",
+                methods=methods,
+                confidence=confidence,
+            )
+            out["curves_time"] = "figures/training_curves_time.png"
+    if not results.empty and (results["split"] == "test").any():
+        ref_plot = refs[["dataset", "name", "nz", "sse_per_image"]]
+        figures.plot_test_losses(
+            results,
+            fig_dir / "test_losses.png",
+            references=ref_plot,
+            methods=methods,
+            confidence=confidence,
+        )
+        out["test"] = "figures/test_losses.png"
+    out["recon"] = _copy_recon_grids(fig_dir, runs)
+    return out
+
+
+def _copy_recon_grids(fig_dir: Path, runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Copy the lowest-seed (normally seed 0) reconstruction grid of each dataset × method × nz.
+
+    ``runs`` must already be in report order (dataset, method, nz, seed).
+    """
+    chosen: dict[tuple[str, str, int], Run] = {}
+    for r in runs:
+        if r.recon is not None and (r.dataset, r.method, r.nz) not in chosen:
+            chosen[(r.dataset, r.method, r.nz)] = r
+    several_nz = len({nz for _, _, nz in chosen}) > 1
+    out = []
+    for (dataset, method, nz), r in chosen.items():  # insertion order = the runs' order
+        name = f"recon_{dataset}_{method}" + (f"_nz{nz}" if several_nz else "") + ".png"
+        assert r.recon is not None
+        with atomic_write(fig_dir / name, "wb") as fh:
+            fh.write(r.recon.read_bytes())
+        out.append(
+            {
+                "dataset": dataset_label(dataset),
+                "method": method_label(method),
+                "nz": nz,
+                "seed": r.seed,
+                "path": f"figures/{name}",
+                "run": r.name,
+            }
+        )
+    return out
+
+
+def write_gfe_figures(
+    fig_dir: Path,
+    finals: pd.DataFrame,
+    curves: pd.DataFrame,
+    efficiency: dict[str, Any],
+    convergence: dict[str, Any],
+    *,
+    methods: Sequence[str],
+    confidence: float,
+) -> None:
+    """Draw the GFE study figures the inputs allow, recording their paths in the sections."""
+    efficiency["figure_final"] = efficiency["figure_curves"] = None
+    loss = efficiency["loss"]
+    if not finals.empty:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        figures.plot_efficiency_final(
+            finals,
+            fig_dir / "efficiency_final.png",
+            loss=loss,
+            methods=methods,
+            confidence=confidence,
+        )
+        efficiency["figure_final"] = "figures/efficiency_final.png"
+    if not curves.empty:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        figures.plot_efficiency_curves(
+            curves,
+            fig_dir / "efficiency_curves.png",
+            loss=loss,
+            methods=methods,
+            confidence=confidence,
+        )
+        efficiency["figure_curves"] = "figures/efficiency_curves.png"
+    items = convergence["items"]
+    for item in items:
+        if not item["has_curves"]:
+            continue
+        name = "convergence.png" if len(items) == 1 else f"convergence_{item['dataset']}.png"
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        figures.plot_convergence(
+            item["curves"], fig_dir / name, loss=item["loss"], confidence=confidence
+        )
+        item["figure"] = f"figures/{name}"

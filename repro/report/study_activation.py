@@ -1,0 +1,197 @@
+"""Report section "Activation functions": the claim that ELU is best.
+
+The reproducibility report's claim 2: per method × activation, the held-out test loss in both
+BatchNorm modes, with Holm-corrected paired t-tests against ``studies.activation.reference``
+(:func:`repro.analysis.compare_with_reference`), and the GON runs' held-out learning curves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repro.analysis import ReferenceComparison
+from repro.report import study_figures
+from repro.report.figures import bn_label, dataset_label, method_label
+from repro.report.study_common import (
+    STUDY_CLAIMS,
+    bn_context,
+    by_seed,
+    claims_by_id,
+    failures,
+    finite_ci,
+    flipped,
+    ordered,
+    reference_comparison,
+    study_scale,
+)
+from repro.report.study_runs import CURVE_COLUMNS, StudyRun
+
+POINT_COLUMNS = ["method", "activation", "seed", "bn_mode", "loss"]
+
+
+def activation_section(
+    runs: Sequence[StudyRun],
+    curves: pd.DataFrame,
+    params: Mapping[str, Any],
+    claims: Mapping[str, Any],
+    *,
+    confidence: float,
+    headline_bn: str,
+) -> dict[str, Any]:
+    """Per method × activation: test loss in both BN modes, contrasts with the reference."""
+    a = (params.get("studies") or {}).get("activation") or {}
+    reference = str(a.get("reference", "elu"))
+    bn = bn_context(headline_bn)
+    mine = [r for r in runs if r.study == "activation"]
+    base: dict[str, Any] = {
+        "status": "run" if mine else "not run",
+        "claims": claims_by_id(claims, STUDY_CLAIMS["activation"]),
+        "reference": reference,
+        "scale": study_scale(params, "activation"),
+        "dataset": dataset_label(str((params.get("studies") or {}).get("dataset", "n/a"))),
+        "bn": bn,
+        "rows": [],
+        "outcomes": [],
+        "failures": failures(mine),
+        "figure": None,
+    }
+    if not mine:
+        return base
+    acts = ordered((r.record.get("activation") for r in mine), a.get("activations") or [])
+    methods = ordered((r.method for r in mine), a.get("methods") or [])
+    rows, outcomes, points = [], [], []
+    for method in methods:
+        of_method = [r for r in mine if r.method == method]
+        comps = {}
+        for mode in bn["modes"]:
+            comps[mode] = _comparison(of_method, mode, acts, reference, confidence)
+            outcomes.append(_outcome(method, mode, comps[mode], headline_bn))
+        for act in acts:
+            group = [r for r in of_method if r.record.get("activation") == act]
+            if group:
+                rows.append(_row(method, act, group, comps, reference, bn["modes"], confidence))
+                points += _points(method, act, group, bn["modes"])
+    headline_gon = next((o for o in outcomes if o["method_id"] == "gon" and o["headline"]), None)
+    return base | {
+        "rows": rows,
+        "outcomes": outcomes,
+        "headline_outcome": headline_gon,
+        "other_outcomes": [o for o in outcomes if o is not headline_gon],
+        "_plot": {
+            "curves": _gon_curves(curves),
+            "points": pd.DataFrame(points, columns=POINT_COLUMNS),
+            "activations": acts,
+            "methods": methods,
+        },
+    }
+
+
+def _comparison(
+    of_method: Sequence[StudyRun],
+    mode: str,
+    acts: Sequence[str],
+    reference: str,
+    confidence: float,
+) -> ReferenceComparison | None:
+    """Every activation against the reference for one method and BN mode (paired over seeds)."""
+    values = {
+        act: by_seed(
+            (r for r in of_method if r.record.get("activation") == act),
+            lambda r: r.loss("test", mode),
+        )
+        for act in acts
+    }
+    return reference_comparison(values, reference, confidence)
+
+
+def _outcome(
+    method: str, mode: str, comp: ReferenceComparison | None, headline_bn: str
+) -> dict[str, Any]:
+    """One method × BN mode's comparison, with its sentence for the report."""
+    return {
+        "method": method_label(method),
+        "method_id": method,
+        "bn_mode": mode,
+        "bn": bn_label(mode),
+        "headline": mode == headline_bn,
+        "comparison": comp,
+        "sentence": comp.sentence(f"held-out test loss ({bn_label(mode)}, SSE per image)")
+        if comp
+        else None,
+    }
+
+
+def _row(
+    method: str,
+    act: str,
+    group: Sequence[StudyRun],
+    comps: Mapping[str, ReferenceComparison | None],
+    reference: str,
+    modes: Sequence[str],
+    confidence: float,
+) -> dict[str, Any]:
+    """One table row: a method × activation, its loss and contrast with the reference per mode."""
+    ok = [r for r in group if r.ok]
+    cells = {}
+    for mode in modes:
+        contrast = None
+        comp = comps[mode]
+        if comp is not None and act != reference:
+            contrast = next((c for c in comp.contrasts if c.other == act), None)
+        cells[mode] = {
+            "ci": finite_ci((r.loss("test", mode) for r in ok), confidence),
+            # this − reference: positive = higher loss than the reference
+            "diff": flipped(contrast.difference) if contrast else None,
+            "p_holm": contrast.p_holm if contrast else None,
+        }
+    return {
+        "method": method_label(method),
+        "activation": act,
+        "reference": act == reference,
+        "n": len(ok),
+        "failed": len(group) - len(ok),
+        "modes": cells,
+    }
+
+
+def _points(
+    method: str, act: str, group: Sequence[StudyRun], modes: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The figure's points: each finished run's test loss per BN mode."""
+    ok = [r for r in group if r.ok]
+    return [
+        {"method": method, "activation": act, "seed": r.seed, "bn_mode": mode, "loss": v}
+        for mode in modes
+        for r in ok
+        if (v := r.loss("test", mode)) is not None
+    ]
+
+
+def _gon_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """The GON runs' held-out learning curves of this study (empty when none were written)."""
+    if not curves.empty and {"study", "method", "activation", *CURVE_COLUMNS} <= set(curves):
+        return curves[(curves["study"] == "activation") & (curves["method"] == "gon")]
+    return pd.DataFrame()
+
+
+def draw_activation_figure(section: dict[str, Any], fig_dir: Path, *, confidence: float) -> None:
+    """Draw the section's figure when it has points; its path goes into the section."""
+    plot = section.pop("_plot", None)
+    if plot is None or plot["points"].empty:
+        return
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    study_figures.plot_activation(
+        plot["curves"],
+        plot["points"],
+        fig_dir / "study_activation.png",
+        reference=section["reference"],
+        activations=plot["activations"],
+        methods=plot["methods"],
+        modes=section["bn"]["modes"],
+        confidence=confidence,
+    )
+    section["figure"] = "figures/study_activation.png"
