@@ -696,7 +696,19 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(
             f"{path}: file not found (run from the repository root, or pass the path)"
         )
-    loader = yaml.SafeLoader(path.read_text())
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}, column "
+            f"{column}); save the file as UTF-8"
+        ) from None
+    loader = yaml.SafeLoader(text)
     loader.name = str(path)  # PyYAML's locations then name the file, not "<unicode string>"
     try:
         node = loader.get_single_node()

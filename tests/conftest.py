@@ -103,7 +103,9 @@ def study_copy(directory: Path, params_text: str) -> Path:
     )
     shutil.copy(ROOT / "dvc.yaml", directory / "dvc.yaml")
     path = directory / "params.yaml"
-    path.write_text(params_text)
+    # surrogateescape: a lone surrogate "\udcXX" in the text is written as the raw byte 0xXX
+    # (the bad-params table writes a file that is not UTF-8 that way)
+    path.write_bytes(params_text.encode("utf-8", "surrogateescape"))
     return path
 
 

@@ -200,6 +200,11 @@ CASES = [
         drop_key("train.epochs"),
         ("train.epochs", "missing"),
     ),
+    Case(  # a Latin-1 "é" in a comment: \udce9 is written as the single byte 0xe9
+        "not_utf8_text",
+        replace_text("profile: quick\n", "profile: quick  # caf\udce9\n"),
+        ("params.yaml: not UTF-8 text (byte 0xe9 at line 4, column 22)", "save the file as UTF-8"),
+    ),
 ]
 
 IDS = [c.id for c in CASES]
@@ -216,7 +221,7 @@ TABLE = [params_case(c) for c in CASES]
 
 def write_case(case: Case, directory: Path) -> Path:
     path = directory / "params.yaml"
-    path.write_text(case.edit(PARAMS_TEXT))
+    path.write_bytes(case.edit(PARAMS_TEXT).encode("utf-8", "surrogateescape"))
     return path
 
 
