@@ -64,6 +64,9 @@ log = logging.getLogger("gpu_session")
 
 #: Stacked GON models timed at nz 32 and 256 (how far one device step can be shared).
 STACK_SIZES = (1, 3, 9, 27, 81)
+#: At most this long for the step-time phase (a quarter of what is left, if less): the settings
+#: not begun by then are recorded as not measured, so that training keeps its share.
+STEP_TIMES_SECONDS = 120.0
 
 
 # --- the phases -----------------------------------------------------------------------------------
@@ -164,6 +167,7 @@ def measure_steps(session: Session, params: Params, device: torch.device) -> str
             r.ms_per_step,
             f"  ({r.error})" if r.error else "",
         ),
+        seconds=max(10.0, min(STEP_TIMES_SECONDS, session.left() / 4)),
         **reps,
     )
     session.info["step_times"] = [t.to_dict() for t in times]

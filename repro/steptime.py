@@ -119,13 +119,17 @@ def measure(
     steps: int = 30,
     repeats: int = 3,
     on_result: Callable[[StepTime], None] | None = None,
+    seconds: float | None = None,
 ) -> list[StepTime]:
     """Step times of every method × nz (eager; CUDA graph on a GPU) and of ``stacked``
     (method, nz, N models) steps.
 
     A mode that fails (no CUDA, an unsupported operation) is recorded with its error, not raised:
-    a benchmark on a new device is where such failures are found.
+    a benchmark on a new device is where such failures are found. With ``seconds``, the settings
+    not begun within that many seconds are recorded as not measured (the first is always
+    measured; the single-model ones, which size a training run, come first).
     """
+    deadline = None if seconds is None else time.perf_counter() + seconds
     size, batch = params.data.image_size, params.train.batch_size
     modes = ("eager", "graph") if device.type == "cuda" else ("eager",)
     plan: list[tuple[str, int, str, int]] = [
@@ -137,6 +141,22 @@ def measure(
         shape = (
             (n, batch, channels, size, size) if mode == "stacked" else (batch, channels, size, size)
         )
+        if deadline is not None and results and time.perf_counter() > deadline:
+            result = StepTime(
+                method,
+                nz,
+                mode,
+                n,
+                batch,
+                float("nan"),
+                0,
+                str(device),
+                f"not measured: the {seconds:.0f} s given to step timing were up",
+            )
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+            continue
         try:
             step = (
                 _stacked_step(method, nz, params, device, n, channels)

@@ -226,3 +226,27 @@ def test_the_gpu_session_carries_under_64_mib():
             assert (raw / name).stat().st_size == size, name
     total = tree + sum(RAW_BYTES.values())
     assert total <= CARRY_LIMIT, f"{total / 2**20:.1f} MiB to carry, over 64 MiB"
+
+
+def test_step_timing_stops_at_its_time_and_says_what_it_did_not_measure():
+    import torch
+
+    from repro.gpu_session import dry_run_params
+    from repro.steptime import measure
+
+    params = dry_run_params(load_params(GPU_PROFILE))
+    times = measure(
+        params,
+        torch.device("cpu"),
+        methods=["gon", "ae"],
+        nzs=[8],
+        warmup=0,
+        steps=1,
+        repeats=1,
+        seconds=0.0,
+    )
+    assert [t.method for t in times] == ["gon", "ae"]
+    # The first setting is always measured; the rest are not, the time being up.
+    assert times[0].error is None and times[0].ms_per_step > 0
+    assert times[1].error == "not measured: the 0 s given to step timing were up"
+    assert times[1].ms_per_step != times[1].ms_per_step  # NaN
