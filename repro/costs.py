@@ -43,17 +43,24 @@ class StepTime:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+def measured_ms(
+    times: Sequence[StepTime], method: str, nz: int, mode: str, n_models: int = 1
+) -> float:
+    """The measured ms per step of that setting; NaN if it was not measured or failed."""
+    for t in times:
+        if (t.method, t.nz, t.mode, t.n_models) == (method, nz, mode, n_models) and t.error is None:
+            return t.ms_per_step
+    return float("nan")
+
+
 def best_ms_per_model_step(
     times: Sequence[StepTime], method: str, nz: int, *, graphs: bool
 ) -> float:
     """The single-model step time a training run of ``fit`` will see: graph if enabled and
     measured, else eager. NaN when neither was measured."""
-    want = ("graph", "eager") if graphs else ("eager",)
-    for mode in want:
-        for t in times:
-            if (t.method, t.nz, t.mode, t.n_models) == (method, nz, mode, 1) and t.error is None:
-                return t.ms_per_step
-    return float("nan")
+    if graphs and (ms := measured_ms(times, method, nz, "graph")) == ms:
+        return ms
+    return measured_ms(times, method, nz, "eager")
 
 
 #: Held-out scoring of one batch (a forward pass; GON's also the inner gradient, no outer backward
@@ -95,18 +102,11 @@ def main_run_cost(
     t, e = params.train, params.evaluate
     graphs = t.cuda_graphs if graphs is None else graphs
     eager = best_ms_per_model_step(times, method, nz, graphs=False)
-    if n_models > 1:
-        step = next(
-            (
-                x.ms_per_step
-                for x in times
-                if (x.method, x.nz, x.mode, x.n_models) == (method, nz, "stacked", n_models)
-                and x.error is None
-            ),
-            float("nan"),
-        )
-    else:
-        step = best_ms_per_model_step(times, method, nz, graphs=graphs)
+    step = (
+        measured_ms(times, method, nz, "stacked", n_models)
+        if n_models > 1
+        else best_ms_per_model_step(times, method, nz, graphs=graphs)
+    )
     bs = e.batch_size
     val_n = e.val_images or 10_000
     per_epoch_batches = _batches(t.val_images, bs) * n_models

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.io import read_json
-from repro.session import ARCHIVE_DIRS, ARCHIVE_FILES, PARAMS_FILE, SESSION_FILE
+from repro.session import ARCHIVE_DIRS, ARCHIVE_FILES, PARAMS_FILE, SESSION_FILE, check_schema
 from repro.tracking import git_commit
 
 #: What an archive may hold at its top level; anything else is refused.
@@ -59,7 +59,8 @@ def unpack(archive: Path, dest: Path) -> dict[str, Any]:
             tar.extractall(staging, filter="data")
         if not (staging / SESSION_FILE).is_file() or not (staging / PARAMS_FILE).is_file():
             raise ArchiveError(f"{archive}: no {SESSION_FILE} or {PARAMS_FILE} inside")
-        session = read_json(staging / SESSION_FILE)
+        # Refused before it replaces the previous import: a session this code cannot read.
+        session = check_schema(read_json(staging / SESSION_FILE), archive)
         old = dest.with_name(dest.name + ".old")
         if dest.exists():
             dest.rename(old)
@@ -94,14 +95,12 @@ def provenance(session: dict[str, Any], params: dict[str, Any], root: Path) -> d
 
 def import_session(archive: Path, root: Path) -> Path:
     """``runs/gpu/`` from ``archive``, then ``reports/gpu/``; returns the report's path."""
-    import yaml
-
     from repro.report import build_report
+    from repro.report.gpu import read_session
 
     runs_gpu = root / "runs" / "gpu"
-    session = unpack(archive, runs_gpu)
-    with open(runs_gpu / PARAMS_FILE, encoding="utf-8") as fh:
-        params = yaml.safe_load(fh)
+    unpack(archive, runs_gpu)
+    session, params = read_session(runs_gpu)
     return build_report(
         runs_gpu,
         runs_gpu / "data",

@@ -36,6 +36,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     repo = Path(__file__).resolve().parents[1]
-    import tempfile
-
     work = Path(tempfile.mkdtemp(prefix="gpu-session-"))
     logging.basicConfig(
         level=logging.INFO,

@@ -45,6 +45,16 @@ RESERVE_SECONDS = 15.0
 ARCHIVED_SUFFIXES = (".json", ".csv", ".png")
 
 
+def check_schema(session: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``session`` (read from ``path``) if this code reads its schema, else a ValueError."""
+    if session.get("schema") != SCHEMA:
+        raise ValueError(
+            f"{path}: session schema {session.get('schema')!r}, this code reads {SCHEMA}; "
+            "re-run bench/gpu_session.sh with this version, then repro gpu-import"
+        )
+    return session
+
+
 @dataclass
 class PhaseRecord:
     name: str

@@ -250,3 +250,16 @@ def test_step_timing_stops_at_its_time_and_says_what_it_did_not_measure():
     assert times[0].error is None and times[0].ms_per_step > 0
     assert times[1].error == "not measured: the 0 s given to step timing were up"
     assert times[1].ms_per_step != times[1].ms_per_step  # NaN
+
+
+def test_gpu_import_refuses_another_schema_before_replacing_the_previous_import(tmp_path):
+    dest = tmp_path / "runs" / "gpu"
+    dest.mkdir(parents=True)
+    (dest / "keep.txt").write_text("the previous import")
+    archive = _archive(
+        tmp_path / "a.tar.gz", {"session.json": b'{"schema": 99}', "params.yaml": b"{}"}
+    )
+    with pytest.raises(ValueError, match="session schema 99, this code reads 1"):
+        unpack(archive, dest)
+    assert (dest / "keep.txt").read_text() == "the previous import"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["gpu"]

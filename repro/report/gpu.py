@@ -24,7 +24,7 @@ from repro.costs import StepTime, project
 from repro.io import read_json
 from repro.report import figures
 from repro.report.claims import ClaimResult, collect_evidence, evaluate_claims
-from repro.session import PARAMS_FILE, SCHEMA, SESSION_FILE
+from repro.session import PARAMS_FILE, SESSION_FILE, check_schema
 
 PAPER_PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "paper.yaml"
 REPORT_LINK = "gpu/report.html"
@@ -42,12 +42,7 @@ def read_session(session_dir: Path) -> tuple[dict[str, Any], dict[str, Any]] | N
     path = session_dir / SESSION_FILE
     if not path.is_file():
         return None
-    session = read_json(path)
-    if session.get("schema") != SCHEMA:
-        raise ValueError(
-            f"{path}: session schema {session.get('schema')!r}, this code reads {SCHEMA}; "
-            "re-run bench/gpu_session.sh with this version, then repro gpu-import"
-        )
+    session = check_schema(read_json(path), path)
     with open(session_dir / PARAMS_FILE, encoding="utf-8") as fh:
         return session, yaml.safe_load(fh)
 
@@ -167,6 +162,7 @@ def gpu_section(
     times = [StepTime.from_dict(d) for d in session.get("step_times", [])]
     train = session.get("train") or {}
     calibration = float(train.get("calibration") or 1.0)
+    stacked = stack_frame(times)
     paper = project(load_params(PAPER_PROFILE), times, calibration=calibration) if times else None
     section: dict[str, Any] = {
         "present": True,
@@ -182,15 +178,14 @@ def gpu_section(
         "scale": _scale(params, session),
         "seeds": len(params["train"]["seeds"]),
         "steps": step_rows(times),
-        "stacked": stack_frame(times).to_dict("records"),
+        "stacked": stacked.to_dict("records"),
         "paper": paper,
         "figure": None,
         "verdicts": [],
     }
     if own:
-        frame = stack_frame(times)
-        if not frame.empty:
-            plot_stacking(frame, times, fig_dir / "gpu_stacking.png")
+        if not stacked.empty:
+            plot_stacking(stacked, times, fig_dir / "gpu_stacking.png")
             section["figure"] = "figures/gpu_stacking.png"
     else:
         gpu_verdicts = evaluate_claims(registry, collect_evidence(session_dir, session_dir, params))
