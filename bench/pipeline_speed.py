@@ -43,28 +43,38 @@ sys.path.insert(0, str(ROOT))
 from repro.provenance import cpu_name  # noqa: E402
 
 
+def working_tree() -> str:
+    """The working tree as a git tree object: the tracked files as they are now and the new ones
+    git does not ignore (what ``git add -A`` would commit). Written through a copy of the index,
+    so the real index and the branch stay untouched (like ``git stash create``, it leaves only
+    unreferenced objects behind)."""
+    index = subprocess.run(
+        ["git", "rev-parse", "--git-path", "index"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = os.environ | {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        shutil.copy2(ROOT / index, env["GIT_INDEX_FILE"])
+        subprocess.run(["git", "add", "-A"], cwd=ROOT, env=env, check=True)
+        tree = subprocess.run(
+            ["git", "write-tree"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
+    return tree.stdout.strip()
+
+
 def checkout(commit: str | None, dest: Path) -> None:
-    """``commit``'s tree (``git archive``), or the working tree's tracked and new files."""
+    """``commit``'s tree, or the working tree's (:func:`working_tree`), extracted by
+    ``git archive``; without the committed run's results, which are not inputs."""
     dest.mkdir(parents=True)
-    if commit:
-        tar = subprocess.run(
-            ["git", "archive", commit], cwd=ROOT, capture_output=True, check=True
-        ).stdout
-        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
-            tf.extractall(dest, filter="data")
-    else:
-        listed = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split("\0")
-        for rel in filter(None, listed):
-            if (ROOT / rel).is_file():
-                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / rel, dest / rel)
-    for rel in ("runs", "reports", "dvc.lock"):  # results of the committed run: not inputs
+    tar = subprocess.run(
+        ["git", "archive", commit or working_tree()], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        tf.extractall(dest, filter="data")
+    for rel in ("runs", "reports", "dvc.lock"):
         target = dest / rel
         if target.is_dir():
             shutil.rmtree(target)

@@ -24,41 +24,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+from _loops import fit_step
+from _speedlib import seconds_per_step
 
 from repro.batched import StackedTrainer, data_orders, seeded_models, together_batches
-from repro.encoders import LatentModel, build_model, gon_training_loss
+from repro.encoders import LatentModel, build_model
 from repro.provenance import cpu_name
 
 BATCH_SIZES = (16, 32, 64, 128, 256)
 N_MODELS = (1, 2, 3, 5)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _seconds_per_step(
-    step: Callable[[], None], warmup: int, steps: int, repeats: int, device: torch.device
-) -> float:
-    """Median over repeats of the mean wall time of one call of ``step``."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(device)
-        times.append((time.perf_counter() - t0) / steps)
-    return statistics.median(times)
 
 
 def _batches(train_x: torch.Tensor, seeds: list[int], batch: int):
@@ -84,21 +64,61 @@ def sequential_step(models: list[LatentModel], batches) -> Callable[[], None]:
     def step() -> None:
         x = next(batches)
         for i, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
-            _, x_hat = model(x[i])
-            loss = gon_training_loss(x_hat, x[i])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            fit_step(model, optimizer, x[i])
 
     return step
 
 
 def batched_step(models: list[LatentModel], batches) -> Callable[[], None]:
+    """One vmapped step of all models over their stacked parameters."""
     trainer = StackedTrainer(models, lr=1e-4, betas=(0.9, 0.999))
     return lambda: trainer.step(next(batches))
 
 
-def main() -> None:
+def batch_size_sweep(args, train_x: torch.Tensor, time_it: Callable) -> list[dict[str, Any]]:
+    """One model at each batch size: seconds per step and per epoch, images per second."""
+    rows = []
+    for b in args.batch_sizes:
+        models = _models(args, [0], b, train_x.device)
+        per_step = time_it(sequential_step(models, _batches(train_x, [0], b)))
+        seconds = per_step * (args.images // b)
+        row = {
+            "batch_size": b,
+            "seconds_per_step": per_step,
+            "seconds_per_epoch": seconds,
+            "images_per_s": (args.images // b) * b / seconds,
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def models_sweep(args, train_x: torch.Tensor, time_it: Callable) -> list[dict[str, Any]]:
+    """N models at ``--batch``, trained one after another and batched: seconds per epoch."""
+    rows = []
+    steps_per_epoch = args.images // args.batch
+    for n in args.n_models:
+        seeds = list(range(n))
+        models = _models(args, seeds, args.batch, train_x.device)
+        seq = time_it(sequential_step(models, _batches(train_x, seeds, args.batch)))
+        models = _models(args, seeds, args.batch, train_x.device)
+        bat = time_it(batched_step(models, _batches(train_x, seeds, args.batch)))
+        row = {
+            "n_models": n,
+            "batched_seconds": bat * steps_per_epoch,
+            "sequential_seconds": seq * steps_per_epoch,
+            "ratio": bat / seq,
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    one = rows[0]["batched_seconds"] if rows and rows[0]["n_models"] == 1 else None
+    for row in rows:
+        row["batched_vs_one"] = row["batched_seconds"] / one if one else None
+    return rows
+
+
+def parse_args() -> argparse.Namespace:
+    """The sweeps' options (model shape, images per epoch, batch sizes, model counts, timing)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -113,7 +133,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps per repetition")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -124,42 +148,10 @@ def main() -> None:
     train_x = train_x.to(device)
 
     def time_it(step: Callable[[], None]) -> float:
-        return _seconds_per_step(step, args.warmup, args.steps, args.repeats, device)
+        return seconds_per_step(step, args.warmup, args.steps, args.repeats, device)
 
-    by_batch = []
-    for b in args.batch_sizes:
-        models = _models(args, [0], b, device)
-        per_step = time_it(sequential_step(models, _batches(train_x, [0], b)))
-        seconds = per_step * (args.images // b)
-        row = {
-            "batch_size": b,
-            "seconds_per_step": per_step,
-            "seconds_per_epoch": seconds,
-            "images_per_s": (args.images // b) * b / seconds,
-        }
-        by_batch.append(row)
-        print(json.dumps(row), flush=True)
-
-    by_models = []
-    steps_per_epoch = args.images // args.batch
-    for n in args.n_models:
-        seeds = list(range(n))
-        models = _models(args, seeds, args.batch, device)
-        seq = time_it(sequential_step(models, _batches(train_x, seeds, args.batch)))
-        models = _models(args, seeds, args.batch, device)
-        bat = time_it(batched_step(models, _batches(train_x, seeds, args.batch)))
-        row = {
-            "n_models": n,
-            "batched_seconds": bat * steps_per_epoch,
-            "sequential_seconds": seq * steps_per_epoch,
-            "ratio": bat / seq,
-        }
-        by_models.append(row)
-        print(json.dumps(row), flush=True)
-    one = by_models[0]["batched_seconds"] if by_models and by_models[0]["n_models"] == 1 else None
-    for row in by_models:
-        row["batched_vs_one"] = row["batched_seconds"] / one if one else None
-
+    by_batch = batch_size_sweep(args, train_x, time_it)
+    by_models = models_sweep(args, train_x, time_it)
     result = {
         "benchmark": "scaling",
         "machine": (

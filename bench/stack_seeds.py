@@ -22,29 +22,43 @@ import argparse
 import copy
 import json
 import platform
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _loops import fit_step
+from _speedlib import seconds_per_step
 from torch.func import functional_call, grad, stack_module_state, vmap
 
-from repro.encoders import build_model, gon_training_loss, sse_per_image
+from repro.encoders import LatentModel, build_model, gon_training_loss, sse_per_image
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def stacked_step(models: list[LatentModel], x: torch.Tensor) -> Callable[[], None]:
+    """One GON step of all ``models`` at once: their decoders' parameters stacked, the step
+    vmapped (``torch.func.grad`` for the inner gradient), one Adam over the stacked tensors."""
+    b, nz = x.shape[1], models[0].encoder.nz
+    decoders = [copy.deepcopy(m.decoder) for m in models]
+    params, buffers = stack_module_state(decoders)
+    base = copy.deepcopy(decoders[0]).to("meta")
+    pixels = 32 * 32
 
+    def inner(p, bufs, z, xb):
+        return sse_per_image(functional_call(base, (p, bufs), (z,)), xb).sum() / (b * pixels)
 
-def _time(step, steps: int, device: torch.device) -> float:
-    for _ in range(3):  # warm-up
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return (time.perf_counter() - t0) / steps * 1000.0
+    def one_model(p, bufs, xb):
+        z0 = torch.zeros(xb.shape[0], nz, 1, 1, device=xb.device)
+        z = -grad(inner, argnums=2)(p, bufs, z0, xb)
+        return gon_training_loss(functional_call(base, (p, bufs), (z,)), xb)
+
+    stacked_opt = torch.optim.Adam(list(params.values()), 1e-4)
+
+    def step() -> None:
+        losses = vmap(one_model)(params, buffers, x)
+        stacked_opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        stacked_opt.step()
+
+    return step
 
 
 def main() -> None:
@@ -71,35 +85,11 @@ def main() -> None:
 
     def sequential() -> None:
         for i, (m, opt) in enumerate(zip(models, opts, strict=True)):
-            _, x_hat = m(x[i])
-            loss = gon_training_loss(x_hat, x[i])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            fit_step(m, opt, x[i])
 
-    decoders = [copy.deepcopy(m.decoder) for m in models]
-    params, buffers = stack_module_state(decoders)
-    base = copy.deepcopy(decoders[0]).to("meta")
-    pixels = 32 * 32
-
-    def inner(p, bufs, z, xb):
-        return sse_per_image(functional_call(base, (p, bufs), (z,)), xb).sum() / (b * pixels)
-
-    def one_model(p, bufs, xb):
-        z0 = torch.zeros(xb.shape[0], nz, 1, 1, device=xb.device)
-        z = -grad(inner, argnums=2)(p, bufs, z0, xb)
-        return gon_training_loss(functional_call(base, (p, bufs), (z,)), xb)
-
-    stacked_opt = torch.optim.Adam(list(params.values()), 1e-4)
-
-    def stacked() -> None:
-        losses = vmap(one_model)(params, buffers, x)
-        stacked_opt.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        stacked_opt.step()
-
-    seq_ms = _time(sequential, args.steps, device)
-    stk_ms = _time(stacked, args.steps, device)
+    stacked = stacked_step(models, x)
+    seq_ms = seconds_per_step(sequential, 3, args.steps, 1, device) * 1000.0
+    stk_ms = seconds_per_step(stacked, 3, args.steps, 1, device) * 1000.0
     result = {
         "benchmark": "stack_seeds",
         "device": str(device),

@@ -92,7 +92,7 @@ from repro.encoders import (
     LatentModel,
     gon_training_loss,
 )
-from repro.train import build_run_model, to_unit_float
+from repro.train_run import build_run_model, to_unit_float
 
 Tensors = dict[str, torch.Tensor]
 

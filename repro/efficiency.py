@@ -1,14 +1,12 @@
-"""The GFE studies: data efficiency (GFE vs GON vs AE) and convergence per solver iteration.
+"""The GFE data-efficiency study: GFE vs GON vs AE trained on few images.
 
 Data efficiency (GFE claim (a), docs/protocol.md §4): each method trains the same decoder for a
 fixed number of optimiser steps on batches drawn from only the first ``train_size`` training
 images, and is scored on the same held-out test images at a few points during training, so the
 report can show test loss against training images seen **and** against training seconds and
-gradient evaluations (docs/protocol.md §5: equal data is not equal compute).
-
-Convergence per iteration (GFE claim (c)): for one trained decoder, the mean loss ℓ(z) after
-each iteration of the first-order flow (explicit Euler), the second-order flow (explicit Euler
-on its first-order system) and the adaptive step, with the wall time and gradient evaluations.
+gradient evaluations (docs/protocol.md §5: equal data is not equal compute). The stage's runs
+are one group (:mod:`repro.train_efficiency`); the convergence per iteration of a decoder
+trained here is :mod:`repro.convergence`.
 """
 
 from __future__ import annotations
@@ -20,25 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchdiffeq import odeint
 
-from repro.config import ConvergenceConfig, EfficiencyConfig, GFEConfig, Params
+from repro.config import EfficiencyConfig, GFEConfig, Params
 from repro.data import load_split
 from repro.encoders import LatentModel, build_model
 from repro.errors import DivergenceError
-from repro.flows import (
-    FirstOrderField,
-    FlowStats,
-    LossGradient,
-    SecondOrderField,
-    adaptive_step_flow,
-    per_sample_loss,
-    running_batchnorm,
-)
-from repro.io import atomic_write, save_torch, write_json
+from repro.flows import FlowStats, per_sample_loss
+from repro.io import atomic_write, save_torch
 from repro.models import count_parameters
+from repro.records import EfficiencyMetrics
+from repro.runtime import configure_torch
 from repro.step import training_step
-from repro.train import configure_torch, to_unit_float
+from repro.train_run import to_unit_float
 
 #: Relative cost of one optimiser step of a data-efficiency run (MLP decoder; a GFE step
 #: integrates a flow per batch), against the linear-encoder AE's conv step in
@@ -172,106 +163,6 @@ def train_efficiency_run(
     return model, curve
 
 
-def convergence_curves(
-    decoder: torch.nn.Module,
-    test_uint8: torch.Tensor,
-    cfg: ConvergenceConfig,
-    gfe: GFEConfig,
-    loss: str,
-) -> list[dict[str, Any]]:
-    """Per-image loss after each iteration of three latent solvers, for the same decoder and images.
-
-    Rows: flow, iteration, nfe, seconds, image, loss. ``first_order`` and ``second_order`` are
-    torchdiffeq explicit Euler with step ``cfg.step_size`` (one gradient evaluation per
-    iteration); ``adaptive_step`` is :func:`repro.flows.adaptive_step_flow`, whose iterations are
-    its accepted steps (its rejected trials count in ``nfe``).
-    """
-    x = to_unit_float(test_uint8[: cfg.images])
-    z0 = torch.zeros(x.shape[0], decoder_nz(decoder), 1, 1)
-    rows: list[dict[str, Any]] = []
-
-    def record(
-        flow: str, iteration: int, nfe: int, seconds: float, per_image: torch.Tensor
-    ) -> None:
-        rows.extend(
-            {
-                "flow": flow,
-                "iteration": iteration,
-                "nfe": nfe,
-                "seconds": seconds,
-                "image": i,
-                "loss": float(v),
-            }
-            for i, v in enumerate(per_image)
-        )
-
-    with running_batchnorm(decoder), torch.no_grad():
-        initial = per_sample_loss(loss, decoder(z0), x)
-        times = torch.arange(cfg.iterations + 1, dtype=x.dtype) * cfg.step_size
-        for flow, field_cls in (
-            ("first_order", FirstOrderField),
-            ("second_order", SecondOrderField),
-        ):
-            lg = LossGradient(
-                decoder, x, loss, max_nfe=10 * cfg.iterations + 10, where=f"convergence {flow}"
-            )
-            y0 = z0 if flow == "first_order" else (z0, torch.zeros_like(z0))
-            t0 = time.perf_counter()
-            ys = odeint(
-                field_cls(lg, gfe.alpha),
-                y0,
-                times,
-                method="euler",
-                options={"step_size": cfg.step_size},
-            )
-            seconds = time.perf_counter() - t0
-            zs = ys if flow == "first_order" else ys[0]
-            for k in range(cfg.iterations + 1):
-                # wall time and NFE grow linearly in the iteration for a fixed-step solver
-                record(
-                    flow,
-                    k,
-                    k,
-                    seconds * k / cfg.iterations,
-                    per_sample_loss(loss, decoder(zs[k]), x),
-                )
-        lg = LossGradient(
-            decoder, x, loss, max_nfe=50 * cfg.iterations, where="convergence adaptive_step"
-        )
-        record("adaptive_step", 0, 0, 0.0, initial)
-        t_start = time.perf_counter()
-        state = {"k": 0}
-
-        def on_accept(nfe: int, t: float, per_image: torch.Tensor) -> None:
-            state["k"] += 1
-            if state["k"] <= cfg.iterations:
-                record("adaptive_step", state["k"], nfe, time.perf_counter() - t_start, per_image)
-
-        adaptive = asdict(gfe.adaptive) | {
-            "slope_tol": 0.0
-        }  # run all iterations: no early stop here
-        adaptive_step_flow(
-            lg,
-            z0,
-            alpha=gfe.alpha,
-            tau=float("inf"),
-            on_accept=on_accept,
-            max_iterations=cfg.iterations,
-            **adaptive,
-        )
-    return rows
-
-
-def decoder_nz(decoder: torch.nn.Module) -> int:
-    """The latent size a decoder expects (its first layer's input features/channels)."""
-    for m in decoder.modules():
-        if isinstance(m, torch.nn.Linear):
-            return m.in_features
-        if isinstance(m, torch.nn.ConvTranspose2d):
-            return m.in_channels
-    raise ValueError("cannot infer the latent size of this decoder")
-
-
 def efficiency_run(
     method: str, train_size: int, seed: int, params: Params, *, root: Path
 ) -> dict[str, Any]:
@@ -301,25 +192,26 @@ def efficiency_run(
     save_torch(
         root / "models" / name / "model.pt", {"state_dict": model.state_dict(), "method": method}
     )
-    metrics = {
-        "run": name,
-        "dataset": cfg.dataset,
-        "method": method,
-        "train_size": train_size,
-        "seed": seed,
-        "architecture": cfg.architecture,
-        "nz": cfg.nz,
-        "loss": cfg.loss,
-        "steps": cfg.steps,
-        "batch_size": cfg.batch_size,
-        "eval_images": cfg.eval_images,
-        "n_params": count_parameters(model),
-        "final": curve[-1],
-        "wall_seconds": time.perf_counter() - t0,
-        "profile": params.profile,
-        "mlflow_run_id": None,
-    }
-    write_json(out / "metrics.json", metrics)
+    record = EfficiencyMetrics(
+        run=name,
+        dataset=cfg.dataset,
+        method=method,
+        train_size=train_size,
+        seed=seed,
+        architecture=cfg.architecture,
+        nz=cfg.nz,
+        loss=cfg.loss,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        eval_images=cfg.eval_images,
+        n_params=count_parameters(model),
+        final=curve[-1],
+        wall_seconds=time.perf_counter() - t0,
+        profile=params.profile,
+        mlflow_run_id=None,  # filled in by the stage process, which owns the MLflow store
+    )
+    record.write(out / "metrics.json")
+    metrics = record.to_dict()
     return {"metrics": metrics, "curve": curve, "files": [out / "metrics.json", out / "curve.csv"]}
 
 

@@ -74,7 +74,7 @@ def unpack(archive: Path, dest: Path) -> dict[str, Any]:
 def provenance(session: dict[str, Any], params: dict[str, Any], root: Path) -> dict[str, Any]:
     """The GPU report's provenance block: the session's machine and software, this checkout."""
     from repro.config import params_from_dict, params_sha256
-    from repro.train import code_fingerprint
+    from repro.runtime import code_fingerprint
 
     env = session.get("environment") or {}
     fingerprint = env.get("code_fingerprint")

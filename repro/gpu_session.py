@@ -47,6 +47,7 @@ from repro import steptime
 from repro.config import Params, load_params, params_from_dict
 from repro.data import prepare_dataset
 from repro.io import write_json
+from repro.runtime import code_fingerprint, configure_torch, select_device
 from repro.session import (
     ARCHIVE,
     LOG_FILE,
@@ -59,7 +60,6 @@ from repro.session import (
     Session,
 )
 from repro.session_runs import run_studies, train_main
-from repro.train import code_fingerprint, configure_torch, select_device
 
 log = logging.getLogger("gpu_session")
 

@@ -23,8 +23,10 @@ from typing import Any
 from repro.config import Params, RunSpec
 from repro.data import load_split
 from repro.evaluate import affinity_error, evaluate_model, save_reconstruction_grid
-from repro.io import write_json
-from repro.train import CURVE, HISTORY, fit, history_rows, load_trained, setup_device
+from repro.records import MainMetrics
+from repro.runtime import setup_device
+from repro.train import fit
+from repro.train_files import CURVE, HISTORY, history_rows, load_trained
 
 #: Relative cost of one optimiser step per method (a GON step is a forward, an inner gradient
 #: with create_graph, a second forward and a double backward): measured here on one thread at
@@ -66,28 +68,29 @@ def main_run(spec: RunSpec, params: Params, *, root: Path) -> dict[str, Any]:
         bn_mode=cfg.headline_bn,
         batch_size=cfg.batch_size,
     )
-    metrics = {
-        "run": spec.name,
+    record = MainMetrics(
+        run=spec.name,
         **asdict(spec),
-        "activation": params.model.activation,
-        "n_params": summary["n_params"],
-        "epochs": params.train.epochs,
-        "train_images": params.train.train_images,
-        "train_seconds": summary["train_seconds"],
-        "eval_seconds": time.perf_counter() - t0,
-        "device": str(device),
-        "profile": params.profile,
-        "eval_batch_size": cfg.batch_size,
-        "val_images": int(splits["val"].shape[0]),
-        "test_images": int(splits["test"].shape[0]),
-        "curve_images": params.train.curve_images,
-        "headline_bn": cfg.headline_bn,
-        "final_train_mse_per_pixel": summary["final_train_mse_per_pixel"],
-        "mlflow_run_id": None,  # filled in by the stage process, which owns the MLflow store
-        "affinity_error": affinity,
+        activation=params.model.activation,
+        n_params=summary["n_params"],
+        epochs=params.train.epochs,
+        train_images=params.train.train_images,
+        train_seconds=summary["train_seconds"],
+        eval_seconds=time.perf_counter() - t0,
+        device=str(device),
+        profile=params.profile,
+        eval_batch_size=cfg.batch_size,
+        val_images=int(splits["val"].shape[0]),
+        test_images=int(splits["test"].shape[0]),
+        curve_images=params.train.curve_images,
+        headline_bn=cfg.headline_bn,
+        final_train_mse_per_pixel=summary["final_train_mse_per_pixel"],
+        mlflow_run_id=None,  # filled in by the stage process, which owns the MLflow store
+        affinity_error=affinity,
         **result,
-    }
-    write_json(out_dir / "metrics.json", metrics)
+    )
+    record.write(out_dir / "metrics.json")
+    metrics = record.to_dict()
     return {
         "metrics": metrics,
         "history": history_rows(out_dir / HISTORY),

@@ -119,6 +119,14 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def _hidden_layers(sizes: tuple[int, ...], activation: str) -> list[nn.Module]:
+    """Flatten, then Linear + activation between each pair of consecutive ``sizes``."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), make_activation(activation)]
+    return layers
+
+
 class MLPDecoder(nn.Module):
     """The GFE code's decoder: nz → 150 → 300 → 600 → C·H·W with ELU, Sigmoid output.
 
@@ -136,9 +144,7 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.nz, self.image_shape = nz, image_shape
         sizes = (nz, *hidden)
-        layers: list[nn.Module] = [nn.Flatten()]
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-            layers += [nn.Linear(a, b), make_activation(activation)]
+        layers = _hidden_layers(sizes, activation)
         layers += [
             nn.Linear(sizes[-1], image_shape[0] * image_shape[1] * image_shape[2]),
             nn.Sigmoid(),
@@ -162,9 +168,7 @@ class MLPEncoder(nn.Module):
     ):
         super().__init__()
         sizes = (image_shape[0] * image_shape[1] * image_shape[2], *hidden)
-        layers: list[nn.Module] = [nn.Flatten()]
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-            layers += [nn.Linear(a, b), make_activation(activation)]
+        layers = _hidden_layers(sizes, activation)
         layers += [nn.Linear(sizes[-1], nz), nn.Unflatten(1, (nz, 1, 1))]
         self.net = nn.Sequential(*layers)
 

@@ -34,7 +34,7 @@ through a run. The registries, keyed from these names:
 ``BN_MODES``      :data:`repro.evaluate.BN_TRAIN_FLAG` (name → ``module.train()`` flag)
 ``STUDIES``       :data:`repro.studies.STUDY_CELLS` (name → the study's cells)
 ``DATASETS``      :func:`repro.data.prepare_dataset` (its pinned hashes are keyed by name)
-``SOURCES``       ``repro.data._SOURCE_FUNCS`` (name → loader)
+``SOURCES``       ``repro.data_sources.SOURCE_FUNCS`` (name → loader)
 ================  =============================================================================
 
 :mod:`repro.config` re-exports every tuple, so ``from repro.config import STUDIES`` keeps
@@ -50,7 +50,11 @@ T = TypeVar("T")
 
 ACTIVATIONS = ("elu", "relu", "leaky_relu", "tanh", "softplus", "silu", "gelu")
 # ``ae_linear``: the autoencoder whose encoder is one linear layer (docs/protocol.md §5's control).
-METHODS = ("gon", "ae", "ae_linear", "gfe", "gfe2", "gfe_adaptive")
+# The main comparison and the ablations train these (repro.train.fit; stackable by repro.batched);
+# the Gradient Flow Encoders run in the GFE studies (repro.efficiency).
+MAIN_METHODS = ("gon", "ae", "ae_linear")
+GFE_METHODS = ("gfe", "gfe2", "gfe_adaptive")
+METHODS = MAIN_METHODS + GFE_METHODS
 ARCHITECTURES = ("conv", "mlp")
 # torchdiffeq solvers admitted by repro.flows: those choosing their own steps (rtol/atol), then
 # those taking a fixed step (gfe.step_size). Its Adams–Bashforth solvers are not among them:

@@ -22,8 +22,8 @@ from repro.config import Params, RunSpec, params_from_dict, run_spec
 from repro.costs import StepTime, main_run_cost
 from repro.engine import Job, run_group
 from repro.groups import main_run
+from repro.runtime import select_device
 from repro.session import PARAMS_FILE, Session, Skipped
-from repro.train import select_device
 
 log = logging.getLogger("gpu_session")
 

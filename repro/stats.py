@@ -1,16 +1,17 @@
-"""Small-sample statistics for comparing runs across seeds.
+"""Small-sample statistics for comparing runs across seeds, and a learning curve's time to a level.
 
 The study trains a handful of seeds per configuration (three in the quick profile), so normal
 approximations and bootstrap intervals are both unreliable; the Student-t interval is the
 textbook answer for the mean of a few roughly normal values, and the paired t-test is the
 matching answer when two methods share seeds. Everything here is a thin, documented wrapper
-over :mod:`scipy.stats` so a reader can check the numbers by hand.
+over :mod:`scipy.stats` so a reader can check the numbers by hand; what the numbers decide is
+:mod:`repro.report.verdicts`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,18 +46,13 @@ class MeanCI:
 
 
 @dataclass(frozen=True)
-class PairedDifference:
+class PairedDifference(MeanCI):
     """Mean of ``a - b`` over matched pairs, its t-interval and the paired t-test p-value.
 
     ``p_value`` is NaN when it is undefined: fewer than two pairs, or all differences equal
     (zero variance, where the t statistic is 0/0).
     """
 
-    mean: float
-    low: float
-    high: float
-    n: int
-    std: float
     p_value: float
 
 
@@ -121,6 +117,39 @@ def paired_difference(
     )
 
 
+def paired_by_key(
+    a: Mapping[Hashable, float],
+    b: Mapping[Hashable, float],
+    confidence: float = 0.95,
+    *,
+    sort: bool = True,
+) -> PairedDifference | None:
+    """:func:`paired_difference` of ``a − b`` over the keys both have (seeds, (nz, seed), image
+    indices), sorted or in ``a``'s order; None when they share none."""
+    keys = [k for k in a if k in b]
+    if sort:
+        keys.sort()
+    if not keys:
+        return None
+    return paired_difference([a[k] for k in keys], [b[k] for k in keys], confidence)
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (step-down; NaN stays NaN and is not counted).
+
+    Why: "ELU beats each of six others" is six tests; without a correction one of them comes
+    out "significant" by chance far more often than α of the time. The adjusted p-values are
+    compared with α by :func:`repro.report.verdicts.holm_contrasts`.
+    """
+    p = np.asarray(p_values, dtype=float)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    factors = len(order) - np.arange(len(order))  # m, m − 1, ..., 1 from the smallest p up
+    adjusted = np.full(p.shape, math.nan)
+    adjusted[order] = np.maximum.accumulate(np.minimum(1.0, factors * p[order]))
+    return adjusted.tolist()
+
+
 def samples_needed(
     std: float, half_width: float, confidence: float = 0.95, *, cap: int = 10_000
 ) -> int | None:
@@ -151,3 +180,26 @@ def samples_needed(
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if narrow_enough(mid) else (mid + 1, hi)
     return lo
+
+
+def time_to_threshold(
+    x: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray, threshold: float
+) -> float:
+    """The first ``x`` (step, seconds, ...) at which a loss curve reaches ``threshold``.
+
+    Linear interpolation between the two curve points that straddle the threshold, so the
+    answer does not depend on how often the curve was sampled more than it must. NaN when the
+    curve never gets there (the run has not converged by that standard: censored, not zero).
+    """
+    xs = np.asarray(x, dtype=float)
+    ys = np.asarray(loss, dtype=float)
+    if xs.shape != ys.shape or xs.size == 0:
+        raise ValueError(f"x and loss must be equally long and non-empty ({xs.size} vs {ys.size})")
+    below = np.flatnonzero(ys <= threshold)
+    if below.size == 0:
+        return math.nan
+    i = int(below[0])
+    if i == 0:
+        return float(xs[0])
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return float(x0 + (y0 - threshold) / (y0 - y1) * (x1 - x0))

@@ -33,11 +33,12 @@ import torch
 from repro.config import Params, RunSpec
 from repro.costs import StepTime
 from repro.encoders import gon_training_loss
+from repro.names import MAIN_METHODS
 from repro.step import training_step
-from repro.train import build_run_model
+from repro.train_run import build_run_model
 
 MODES = ("eager", "graph", "stacked")
-STACKABLE = ("gon", "ae", "ae_linear")  # repro.batched supports these methods
+STACKABLE = MAIN_METHODS  # repro.batched stacks these methods
 
 
 def _synchronize(device: torch.device) -> None:

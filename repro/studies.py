@@ -39,10 +39,13 @@ from repro.engine import Job, Outcome
 from repro.errors import DivergenceError
 from repro.evaluate import BN_MODES, loss_summary, per_image_scores
 from repro.groups import step_cost
-from repro.io import atomic_write, write_json
+from repro.io import atomic_write
 from repro.models import count_parameters
 from repro.names import STUDIES, registry
-from repro.train import CURVE, CURVE_FIELDS, HISTORY, fit, history_rows, load_trained, setup_device
+from repro.records import StudyCellMetrics
+from repro.runtime import setup_device
+from repro.train import fit
+from repro.train_files import CURVE, CURVE_FIELDS, HISTORY, history_rows, load_trained
 
 #: The columns of a cell's ``curves.csv`` that name the run of a row (then :data:`CURVE_FIELDS`).
 CURVE_KEYS = ("label", "method", "activation", "nz", "steps", "seed")
@@ -352,22 +355,19 @@ def write_study_results(
             writer = csv.DictWriter(fh, fieldnames=(*CURVE_KEYS, *CURVE_FIELDS))
             writer.writeheader()
             writer.writerows(rows)
-        write_json(
-            out_dir / "metrics.json",
-            {
-                "study": study,
-                "cell": cell,
-                "dataset": variants[0].dataset,
-                "profile": params.profile,
-                "device": str(device),
-                "seeds": plan.seeds,
-                "epochs": s.epochs,
-                "train_images": s.train_images,
-                "test_images": s.test_images,
-                "train_seconds": sum(r.get("train_seconds", 0.0) for r in runs),
-                "runs": runs,
-            },
-        )
+        StudyCellMetrics(
+            study=study,
+            cell=cell,
+            dataset=variants[0].dataset,
+            profile=params.profile,
+            device=str(device),
+            seeds=plan.seeds,
+            epochs=s.epochs,
+            train_images=s.train_images,
+            test_images=s.test_images,
+            train_seconds=sum(r.get("train_seconds", 0.0) for r in runs),
+            runs=runs,
+        ).write(out_dir / "metrics.json")
         written += [out_dir / "metrics.json", out_dir / "curves.csv"]
     return written
 

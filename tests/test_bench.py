@@ -1,4 +1,4 @@
-"""bench/train_speed.py: the GON.py re-statement computes our loss; the JSON merges by key.
+"""bench/: the GON.py re-statement computes our loss; the fit variant runs; the JSON merges by key.
 
 The baseline loads images as GON.py does (PIL image, torchvision ``Resize(32)`` + ``ToTensor``);
 ours trains on the data stage's resident tensor (``repro.data.resize_to``: float antialiased
@@ -13,8 +13,9 @@ identical input tensor GON.py's expressions and the library's gave bitwise the s
 from __future__ import annotations
 
 import copy
-import importlib.util
+import importlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -32,14 +33,33 @@ SAME_INPUT_RTOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def bench():
-    path = ROOT / "bench" / "train_speed.py"
-    spec = importlib.util.spec_from_file_location("bench_train_speed", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def bench_modules():
+    """bench/'s helper modules (not a package: its scripts import them as siblings)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        yield {name: importlib.import_module(name) for name in ("_loops", "_measure", "_speedlib")}
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+        for name in ("_loops", "_measure", "_speedlib"):
+            sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def loops(bench_modules):
+    """bench/_loops.py: the GON.py re-statement and fit's loop body."""
+    return bench_modules["_loops"]
+
+
+@pytest.fixture(scope="module")
+def measure(bench_modules):
+    """bench/_measure.py: one measurement (ours' options, the fit variant)."""
+    return bench_modules["_measure"]
+
+
+@pytest.fixture(scope="module")
+def speedlib(bench_modules):
+    """bench/_speedlib.py: machine facts and the JSON merge."""
+    return bench_modules["_speedlib"]
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +68,18 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return synthetic_split(64, "train")
 
 
-def pil_batch(bench, images28: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    dataset = bench.make_pil_dataset(images28, labels, 32)
+def pil_batch(loops, images28: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    dataset = loops.make_pil_dataset(images28, labels, 32)
     return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
 
-def test_pil_dataset_is_within_one_grey_level_of_the_resident_tensor(bench, digits):
+def test_pil_dataset_is_within_one_grey_level_of_the_resident_tensor(loops, digits):
     images28, labels = digits
-    dataset = bench.make_pil_dataset(images28, labels, 32)
+    dataset = loops.make_pil_dataset(images28, labels, 32)
     img, target = dataset[3]
     assert img.dtype == torch.float32 and img.shape == (1, 32, 32)
     assert isinstance(target, int) and target == int(labels[3])
-    pil = pil_batch(bench, images28, labels)
+    pil = pil_batch(loops, images28, labels)
     ours = resize_to(images28, 32).float() / 255.0
     diff = (pil - ours).abs() * 255.0
     assert diff.max() <= 1.0 + 1e-4  # one grey level at most
@@ -67,32 +87,32 @@ def test_pil_dataset_is_within_one_grey_level_of_the_resident_tensor(bench, digi
 
 
 @pytest.mark.parametrize("method", ["gon", "ae", "gfe"])
-def test_same_loss_with_the_same_weights(bench, digits, tiny_params, method):
+def test_same_loss_with_the_same_weights(loops, digits, tiny_params, method):
     images28, labels = digits
-    setting = bench.setting_for(method, tiny_params)
+    setting = loops.setting_for(method, tiny_params)
     n = setting.batch
     torch.manual_seed(0)
     model = setting.make_model().train()
     twin = copy.deepcopy(model)
     ours_x = resize_to(images28[:n], 32).float() / 255.0
-    base_x = pil_batch(bench, images28[:n], labels[:n])
+    base_x = pil_batch(loops, images28[:n], labels[:n])
 
     # Identical input: GON.py's expressions and the library's compute the same number.
-    same = bench.baseline_loss(setting, twin, ours_x)
-    ours = bench.ours_loss(setting, model, ours_x)
+    same = loops.baseline_loss(setting, twin, ours_x)
+    ours = loops.ours_loss(setting, model, ours_x)
     assert torch.isfinite(ours)
     assert abs(same.item() - ours.item()) <= SAME_INPUT_RTOL * abs(ours.item())
 
     # The baseline's own data path (PIL Resize + ToTensor): equal up to the resize difference.
-    base = bench.baseline_loss(setting, copy.deepcopy(twin), base_x)
+    base = loops.baseline_loss(setting, copy.deepcopy(twin), base_x)
     assert base.item() != ours.item() or method == "gfe"
     assert abs(base.item() - ours.item()) <= SAME_BATCH_RTOL * abs(ours.item())
 
 
-def test_both_loops_walk_the_same_batches(bench, digits, tiny_params):
+def test_both_loops_walk_the_same_batches(loops, digits, tiny_params):
     """Same seed, same permutation: two steps of each loop end at nearly the same loss."""
     images28, labels = digits
-    setting = bench.setting_for("gon", tiny_params)
+    setting = loops.setting_for("gon", tiny_params)
     order = torch.randperm(len(images28), generator=torch.Generator().manual_seed(0))
     results = []
     for variant in ("baseline", "ours"):
@@ -100,36 +120,49 @@ def test_both_loops_walk_the_same_batches(bench, digits, tiny_params):
         model = setting.make_model()
         opt = setting.make_optimizer(model)
         if variant == "baseline":
-            loader = bench.make_loader(
-                bench.make_pil_dataset(images28, labels, 32), setting.batch, order, 0
+            loader = loops.make_loader(
+                loops.make_pil_dataset(images28, labels, 32), setting.batch, order, 0
             )
-            results.append(bench.run_baseline(setting, model, opt, loader, torch.device("cpu")))
+            results.append(loops.run_baseline(setting, model, opt, loader, torch.device("cpu")))
         else:
             data = resize_to(images28, 32)
-            results.append(bench.run_ours(setting, model, opt, data, order, 2))
+            results.append(loops.run_ours(setting, model, opt, data, order, 2))
     (steps_b, loss_b, _), (steps_o, loss_o, _) = results
     assert steps_b == steps_o == len(images28) // setting.batch
     assert abs(loss_b - loss_o) <= SAME_BATCH_RTOL * abs(loss_o)
 
 
-def test_exp_elu_is_elu(bench):
+def test_exp_elu_is_elu(measure):
     x = torch.linspace(-30, 30, 2001, dtype=torch.float64, requires_grad=True)
-    fast, ref = bench.ExpELU()(x), torch.nn.functional.elu(x)
+    fast, ref = measure.ExpELU()(x), torch.nn.functional.elu(x)
     assert torch.allclose(fast, ref, atol=1e-12)
     (g1,) = torch.autograd.grad(fast.sum(), x, create_graph=True)
     (g2,) = torch.autograd.grad(ref.sum(), x, create_graph=True)
     assert torch.allclose(g1, g2) and torch.isfinite(g1).all()
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ELU(), torch.nn.ReLU())
-    assert bench.swap_elu(model) == 1 and isinstance(model[1], bench.ExpELU)
+    assert measure.swap_elu(model) == 1 and isinstance(model[1], measure.ExpELU)
 
 
-def test_report_merges_by_name_and_device(bench, tmp_path):
+def test_fit_variant_runs_the_library_fit_for_two_epochs(loops, measure, digits, tiny_params):
+    """The ``fit`` variant builds a run of the library's own config (a field it sets that fit's
+    config lacks would fail here, not in a benchmark on a quiet machine)."""
+    images28, labels = digits
+    setting = loops.setting_for("gon", tiny_params)
+    blob = {"images32": resize_to(images28, 32), "labels": labels}
+    opts = {"images": len(images28), "device": "cpu", "seed": 0, "threads": 1}
+    rows, summary = measure.fit_history(opts, tiny_params, setting, blob)
+    assert [r["epoch"] for r in rows] == [1.0, 2.0]
+    assert all(r["seconds"] > 0 and math.isfinite(r["train_mse_per_pixel"]) for r in rows)
+    assert summary["epochs_completed"] == 2
+
+
+def test_report_merges_by_name_and_device(speedlib, tmp_path):
     path = tmp_path / "reports" / "benchmarks.json"
 
     def entry(name: str, device: str, ours: float) -> dict:
         return {"name": name, "device": device, "ours": ours, "baseline": 2.0, "unit": "s"}
 
-    bench.merge_report(
+    speedlib.merge_report(
         path,
         {
             "torch": "old",
@@ -137,7 +170,7 @@ def test_report_merges_by_name_and_device(bench, tmp_path):
             "compile": {"cuda": {"x": 1}},
         },
     )
-    doc = bench.merge_report(
+    doc = speedlib.merge_report(
         path,
         {
             "torch": "new",
@@ -152,6 +185,6 @@ def test_report_merges_by_name_and_device(bench, tmp_path):
     assert doc["compile"] == {"cuda": {"x": 1}, "cpu": {"y": 2}}
 
 
-def test_peak_rss_is_this_process(bench):
-    rss = bench.peak_rss_mib()
+def test_peak_rss_is_this_process(speedlib):
+    rss = speedlib.peak_rss_mib()
     assert 10.0 < rss < 1e6

@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 
 import pytest
+from factories import main_metrics
 
 from repro.config import RunSpec
-from repro.io import write_json
 from repro.report.claims import (
     CSV_COLUMNS,
     ClaimsError,
@@ -214,21 +214,16 @@ def write_main_run(runs: Path, method: str, seed: int, test_sse: float, **extra)
         }
         for bn in ("batch", "running")
     }
-    write_json(
-        run / "metrics.json",
-        {
-            "run": spec.name,
-            "dataset": "mnist",
-            "method": method,
-            "nz": 64,
-            "seed": seed,
-            "n_params": 1000 if method == "gon" else 2000,
-            "epochs": extra.get("epochs", 500),
-            "train_images": 50000,
-            "losses": losses,
-            "mlflow_run_id": f"id-{method}-{seed}",
-        },
-    )
+    main_metrics(
+        dataset="mnist",
+        method=method,
+        nz=64,
+        seed=seed,
+        n_params=1000 if method == "gon" else 2000,
+        epochs=extra.get("epochs", 500),
+        losses=losses,
+        mlflow_run_id=f"id-{method}-{seed}",
+    ).write(run / "metrics.json")
 
 
 def verdicts_for(tmp_path: Path, gon: list[float], ae: list[float], **kw) -> dict:

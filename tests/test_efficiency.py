@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from repro.config import ConvergenceConfig
-from repro.efficiency import convergence_curves, train_efficiency_run
+from repro.convergence import convergence_curves
+from repro.efficiency import train_efficiency_run
 from repro.encoders import build_model
 from repro.models import MLPDecoder, count_parameters
 from tests.conftest import blob_images

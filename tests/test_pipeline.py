@@ -109,8 +109,24 @@ def _role(run: dict) -> str | tuple[str, str]:
     return (kind, "child") if "mlflow.parentRunId" in tags else kind
 
 
+def _committed_inputs() -> set[str]:
+    """Files under runs/, reports/, data/ that a stage reads and no stage writes (the bench/
+    scripts' results the report quotes): a fresh clone has them, the copy needs them too."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    bodies = [st.get("do", st) for st in stages.values()]
+    deps = {str(d) for b in bodies for d in b.get("deps", [])}
+    outs = {
+        str(next(iter(o))) if isinstance(o, dict) else str(o)
+        for b in bodies
+        for key in ("outs", "metrics", "plots")
+        for o in b.get(key, [])
+    }
+    return {d for d in deps - outs if d.startswith(("runs/", "reports/", "data/")) and "$" not in d}
+
+
 def _copy_checkout(dest: Path) -> None:
     """Tracked files plus new, not-ignored ones: what a fresh clone of this working tree holds."""
+    inputs = _committed_inputs()
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT,
@@ -122,7 +138,7 @@ def _copy_checkout(dest: Path) -> None:
         src = ROOT / rel
         if (
             src.is_file()
-            and not rel.startswith(("runs/", "reports/", "data/"))
+            and (rel in inputs or not rel.startswith(("runs/", "reports/", "data/")))
             and rel != "dvc.lock"
         ):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)

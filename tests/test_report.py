@@ -19,6 +19,7 @@ from PIL import Image
 
 from repro.config import RunSpec
 from repro.io import write_json
+from repro.records import EfficiencyMetrics, MainMetrics
 from repro.report import build_report, protocol_differences
 from repro.report.render import load_claims
 from repro.stats import mean_ci
@@ -205,34 +206,37 @@ def write_fake_runs(
                             ("test", batch_test * factor),
                         )
                     }
-                write_json(
-                    run_dir / "metrics.json",
-                    {
-                        "run": f"{dataset}/{name}",
-                        "dataset": dataset,
-                        "method": method,
-                        "nz": NZ,
-                        "seed": seed,
-                        "activation": "elu",
-                        "n_params": 74321 if method == "gon" else 148673,
-                        "epochs": epochs,
-                        "train_images": 50000,
-                        "train_seconds": 100.0 + seed,
-                        "eval_seconds": 10.0,
-                        "device": "cpu",
-                        "profile": "quick",
-                        "eval_batch_size": 64,
-                        "headline_bn": "batch",
-                        "losses": losses,
-                        "batch_order_spread": {
-                            "shuffles": 3,
-                            "test_sse_per_image_std": 0.01,
-                            "test_sse_per_image_max_abs_diff": 0.02,
-                        },
-                        "final_train_mse_per_pixel": batch_test / PIXELS,
-                        "mlflow_run_id": mlflow_id(dataset, method, seed),
-                    },
-                )
+                spread = {
+                    "shuffles": 3,
+                    "test_sse_per_image_std": 0.01,
+                    "test_sse_per_image_max_abs_diff": 0.02,
+                }
+                MainMetrics(
+                    run=f"{dataset}/{name}",
+                    dataset=dataset,
+                    method=method,
+                    nz=NZ,
+                    seed=seed,
+                    activation="elu",
+                    n_params=74321 if method == "gon" else 148673,
+                    epochs=epochs,
+                    train_images=50000,
+                    train_seconds=100.0 + seed,
+                    eval_seconds=10.0,
+                    device="cpu",
+                    profile="quick",
+                    eval_batch_size=64,
+                    val_images=1000,
+                    test_images=10000,
+                    curve_images=1000,
+                    headline_bn="batch",
+                    final_train_mse_per_pixel=batch_test / PIXELS,
+                    mlflow_run_id=mlflow_id(dataset, method, seed),
+                    affinity_error=None,
+                    losses=losses,
+                    batch_order_spread=spread,
+                    running_order_spread=spread | {"test_sse_per_image_std": 0.0},
+                ).write(run_dir / "metrics.json")
                 epoch = range(1, epochs + 1)
                 pd.DataFrame(
                     {
@@ -570,27 +574,24 @@ def write_fake_efficiency(
                     )
                 if with_curves:
                     pd.DataFrame(rows).to_csv(run_dir / "curve.csv", index=False)
-                write_json(
-                    run_dir / "metrics.json",
-                    {
-                        "run": f"efficiency/mnist/{name}",
-                        "dataset": "mnist",
-                        "method": method,
-                        "train_size": size,
-                        "seed": seed,
-                        "architecture": "mlp",
-                        "nz": EFF_NZ,
-                        "loss": "bce",
-                        "steps": EFF_STEPS,
-                        "batch_size": 16,
-                        "eval_images": 256,
-                        "n_params": 1000,
-                        "final": rows[-1],
-                        "wall_seconds": rows[-1]["train_seconds"] + 5.0,
-                        "profile": "quick",
-                        "mlflow_run_id": f"eff-{name}",
-                    },
-                )
+                EfficiencyMetrics(
+                    run=f"efficiency/mnist/{name}",
+                    dataset="mnist",
+                    method=method,
+                    train_size=size,
+                    seed=seed,
+                    architecture="mlp",
+                    nz=EFF_NZ,
+                    loss="bce",
+                    steps=EFF_STEPS,
+                    batch_size=16,
+                    eval_images=256,
+                    n_params=1000,
+                    final=rows[-1],
+                    wall_seconds=rows[-1]["train_seconds"] + 5.0,
+                    profile="quick",
+                    mlflow_run_id=f"eff-{name}",
+                ).write(run_dir / "metrics.json")
 
 
 def fake_conv_loss(flow: str, iteration: int, image: int) -> float:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from factories import main_metrics, study_cell
 
 from repro.config import RunSpec, load_params
-from repro.io import write_json
 from repro.report import build_report
 from repro.report import studies as st
 from repro.report.render import load_claims
@@ -115,22 +115,15 @@ def record(study: str, dataset: str, method: str, seed: int, test: float, **kw: 
 def write_cell(runs_dir: Path, study: str, cell: str, dataset: str, records: list[dict]) -> None:
     out = runs_dir / "studies" / study / cell
     out.mkdir(parents=True)
-    write_json(
-        out / "metrics.json",
-        {
-            "study": study,
-            "cell": cell,
-            "dataset": dataset,
-            "profile": "quick",
-            "device": "cpu",
-            "seeds": sorted({r["seed"] for r in records}),
-            "epochs": 1,
-            "train_images": 9600,
-            "test_images": 1000,
-            "stage_seconds": 1.0,
-            "runs": records,
-        },
-    )
+    study_cell(
+        study=study,
+        cell=cell,
+        dataset=dataset,
+        runs=records,
+        epochs=1,
+        train_images=9600,
+        test_images=1000,
+    ).write(out / "metrics.json")
     rows = []
     for r in records:
         if r["status"] != "ok":
@@ -202,24 +195,15 @@ def write_main_runs(
             v = v0 + jitter(seed, len(method))
             nested = losses(v, method)
             by_mode = {m: {s: nested[s][m] for s in ("val", "test")} for m in ("batch", "running")}
-            write_json(
-                run_dir / "metrics.json",
-                {
-                    "run": f"{dataset}/{method}-nz{nz}-s{seed}",
-                    "dataset": dataset,
-                    "method": method,
-                    "nz": nz,
-                    "seed": seed,
-                    "activation": "elu",
-                    "n_params": {"gon": 74321, "ae": 148673, "ae_linear": 107090}[method],
-                    "profile": "quick",
-                    "headline_bn": "batch",
-                    "train_seconds": 100.0,
-                    "eval_seconds": 1.0,
-                    "losses": by_mode,
-                    "affinity_error": {"batch": AFFINITY[method], "running": AFFINITY[method]},
-                },
-            )
+            main_metrics(
+                dataset=dataset,
+                method=method,
+                nz=nz,
+                seed=seed,
+                n_params={"gon": 74321, "ae": 148673, "ae_linear": 107090}[method],
+                losses=by_mode,
+                affinity_error={"batch": AFFINITY[method], "running": AFFINITY[method]},
+            ).write(run_dir / "metrics.json")
             pd.DataFrame(
                 {
                     "epoch": [1, 2],

@@ -18,19 +18,13 @@ import pytest
 import torch
 import yaml
 
-from repro.analysis import (
-    BEST,
-    NOT_BEST,
-    NOT_DISTINGUISHABLE,
-    compare_with_reference,
-    holm_adjust,
-    time_to_threshold,
-)
 from repro.config import ConfigError
 from repro.encoders import build_model
 from repro.engine import run_group
 from repro.evaluate import affinity_error
 from repro.models import count_parameters
+from repro.report.verdicts import BEST, NOT_BEST, NOT_DISTINGUISHABLE, compare_with_reference
+from repro.stats import holm_adjust, time_to_threshold
 from repro.studies import (
     cell_variants,
     score_variant,

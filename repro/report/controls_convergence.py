@@ -17,12 +17,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repro.analysis import time_to_threshold
 from repro.report import controls_figures
 from repro.report.figures import dataset_label, method_label
-from repro.report.study_common import finite_ci, main_scale, ordered, paired_verdict, rank
+from repro.report.study_common import finite_ci, main_scale, ordered, rank
 from repro.report.study_runs import CURVE_COLUMNS, read_curve
-from repro.stats import PairedDifference, paired_difference
+from repro.report.verdicts import (
+    ABOVE,
+    BELOW,
+    HIGHER,
+    LOWER,
+    NOT_TESTED,
+    SPANS,
+    paired_verdict,
+    side_of_zero,
+    significance_level,
+)
+from repro.stats import PairedDifference, paired_by_key, paired_difference, time_to_threshold
 
 RIVALS = ("ae", "ae_linear")  # GON's rivals along training: the conv AE, the linear-encoder AE
 Reached = dict[int, tuple[float, float]]  # seed → (steps, seconds) to the threshold
@@ -69,14 +79,11 @@ def _crossing_summary(diff: pd.DataFrame, rival: str, confidence: float) -> dict
     d = diff[(diff["rival"] == rival) & (diff["step"] > 0)].sort_values("step")
     if d.empty:
         return None
-    side = [
-        "below" if h < 0 else "above" if lo > 0 else "spans"
-        for lo, h in zip(d["low"], d["high"], strict=True)
-    ]
+    side = [side_of_zero(lo, h) for lo, h in zip(d["low"], d["high"], strict=True)]
     last = d.iloc[-1]
     # the first step from which the interval stays on the last point's side (None: never settles)
     settled = None
-    if side[-1] != "spans":
+    if side[-1] != SPANS:
         i = len(side) - 1
         while i > 0 and side[i - 1] == side[-1]:
             i -= 1
@@ -94,8 +101,8 @@ def _crossing_summary(diff: pd.DataFrame, rival: str, confidence: float) -> dict
         ),
         "last_side": side[-1],
         "settled_from": settled,
-        "steps_gon_ahead": [int(s) for s, x in zip(d["step"], side, strict=True) if x == "below"],
-        "steps_gon_behind": [int(s) for s, x in zip(d["step"], side, strict=True) if x == "above"],
+        "steps_gon_ahead": [int(s) for s, x in zip(d["step"], side, strict=True) if x == BELOW],
+        "steps_gon_behind": [int(s) for s, x in zip(d["step"], side, strict=True) if x == ABOVE],
     }
 
 
@@ -223,7 +230,9 @@ def _time_to_threshold(
     return per_seed, censored
 
 
-def _speed_verdict(d: PairedDifference | None, gon_censored: int, ae_censored: int) -> str:
+def _speed_verdict(
+    d: PairedDifference | None, gon_censored: int, ae_censored: int, confidence: float
+) -> str:
     """GON vs the AE in time to threshold: censoring first, then the paired test."""
     if gon_censored > ae_censored:
         return "GON not faster (it failed to reach the threshold in more runs)"
@@ -231,39 +240,31 @@ def _speed_verdict(d: PairedDifference | None, gon_censored: int, ae_censored: i
         return "GON faster (the AE failed to reach the threshold in more runs)"
     if d is None:
         return "not tested (no seed where both reached the threshold)"
-    v = paired_verdict(d, d.p_value)
-    if v == "not tested":
+    v = paired_verdict(d.mean, d.p_value, significance_level(confidence))
+    if v == NOT_TESTED:
         return f"not tested (paired test undefined with n = {d.n})"
-    return {
-        "lower": "GON faster",
-        "higher": "GON slower",
-        "not distinguishable": "not distinguishable",
-    }[v]
+    return {LOWER: "GON faster", HIGHER: "GON slower"}.get(v, v)
 
 
 def _gon_vs_ae(
     gon: Reached, ae: Reached, rows: Mapping[str, dict[str, Any]], confidence: float
 ) -> dict[str, Any]:
     """Paired GON − AE steps and seconds to threshold over seeds where both reached it."""
-    common = sorted(set(gon) & set(ae))
-
-    def paired(i: int) -> PairedDifference | None:
-        if not common:
-            return None
-        return paired_difference(
-            [gon[s][i] for s in common], [ae[s][i] for s in common], confidence
+    steps, seconds = (
+        paired_by_key(
+            {s: v[i] for s, v in gon.items()}, {s: v[i] for s, v in ae.items()}, confidence
         )
-
+        for i in (0, 1)
+    )
     g_cens, a_cens = len(rows["gon"]["censored"]), len(rows["ae"]["censored"])
-    steps, seconds = paired(0), paired(1)
     return {
-        "common": len(common),
+        "common": len(set(gon) & set(ae)),
         "gon_censored": g_cens,
         "ae_censored": a_cens,
         "steps": steps,
         "seconds": seconds,
-        "steps_verdict": _speed_verdict(steps, g_cens, a_cens),
-        "seconds_verdict": _speed_verdict(seconds, g_cens, a_cens),
+        "steps_verdict": _speed_verdict(steps, g_cens, a_cens, confidence),
+        "seconds_verdict": _speed_verdict(seconds, g_cens, a_cens, confidence),
         "gon": rows["gon"],
         "ae": rows["ae"],
     }

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from repro.report.controls_convergence import convergence_section
-from repro.report.figures import method_label
+from repro.report.labels import method_label
 from repro.report.study_common import (
     STUDY_CLAIMS,
     claims_by_id,

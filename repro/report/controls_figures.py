@@ -1,9 +1,7 @@
-"""Figures of the main-run controls (seaborn, the report's theme): the linear-encoder control,
-the learning curves against the convergence threshold, and GON minus each autoencoder along
-training.
+"""Figures of the main-run controls: the linear-encoder control, the learning curves against the
+convergence threshold, and GON minus each autoencoder along training.
 
-Intervals and axes follow :mod:`repro.report.study_figures`: the Student-t interval of the
-tables, never seaborn's bootstrap, and every axis names its unit.
+Drawing helpers and theme: :mod:`repro.report.figures`.
 """
 
 from __future__ import annotations
@@ -12,28 +10,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: the report stage runs on servers and in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from repro.report.figures import (  # noqa: E402
+from repro.report.figures import (
     MSE_LABEL,
     SSE_TEST_LABEL,
-    _legend_below,
-    _save,
+    _palette,
     _seed_count_text,
-    _t_interval,
-    bn_label,
-    dataset_label,
-    method_label,
+    drop_legends,
+    finish,
+    log_if_spread,
+    mean_lines,
+    mean_points,
     set_theme,
 )
-from repro.report.study_figures import drop_legends, log_if_spread, mean_points  # noqa: E402
+from repro.report.labels import bn_label, dataset_label, method_label
 
 
 def plot_linear_control(
@@ -66,24 +61,18 @@ def plot_linear_control(
             y="loss",
             hue="bn",
             order=[m for m in order if m in set(sel["method"])],
-            hue_order=[bn_label(m) for m in modes if bn_label(m) in set(sel["bn"])],
+            hue_order=[bn_label(m) for m in modes],
             dodge=0.3,
-            markers=["o", "s"][: sel["bn"].nunique()],
-            palette="colorblind",
         )
         log_if_spread(ax, sel["loss"])
-        ax.set_title(f"{dataset_label(dataset)}, nz = {nz}")
-        ax.set_xlabel("model")
-        ax.set_ylabel(SSE_TEST_LABEL)
+        ax.set(title=f"{dataset_label(dataset)}, nz = {nz}", xlabel="model", ylabel=SSE_TEST_LABEL)
     drop_legends(axes[0])
     n = points.groupby(["dataset", "nz", "method"])["seed"].nunique()
-    fig.suptitle(
+    title = (
         f"Linear-encoder control: mean and {confidence:.0%} t-interval over seeds "
         f"({_seed_count_text(n)})"
     )
-    fig.tight_layout()
-    _legend_below(fig, axes[0])
-    return _save(fig, path)
+    return finish(fig, path, title, axes[0])
 
 
 def plot_convergence_curves(
@@ -99,28 +88,23 @@ def plot_convergence_curves(
     ``panels``: one per dataset × nz, each with ``dataset``, ``nz``, ``curves`` (step,
     test_mse_per_pixel, method, seed) and ``threshold`` (MSE per pixel, or None).
     """
-    set_theme()
-    ncol = min(len(panels), 3)
-    nrow = int(np.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.8 * ncol, 7.0), 3.9 * nrow), squeeze=False)
+    fig, axes = _panel_grid(panels)
     all_methods = {m for p in panels for m in p["curves"]["method"]}
     # Colours over the params' method list, so a method keeps its colour when another is absent.
     every = [method_label(m) for m in [*methods, *sorted(all_methods - set(methods))]]
-    palette = dict(zip(every, sns.color_palette("colorblind", len(every)), strict=False))
+    palette = _palette(every)
     order = [m for m in every if m in {method_label(x) for x in all_methods}]
-    flat = list(axes.flat)
-    for ax, panel in zip(flat, panels, strict=False):
+    for ax, panel in zip(axes, panels, strict=True):
         c = panel["curves"].assign(method=panel["curves"]["method"].map(method_label))
-        sns.lineplot(
-            data=c,
+        mean_lines(
+            ax,
+            c,
+            confidence,
             x="step",
             y="test_mse_per_pixel",
             hue="method",
             hue_order=[m for m in order if m in set(c["method"])],
             palette=palette,
-            estimator="mean",
-            errorbar=_t_interval(confidence),
-            ax=ax,
         )
         if panel["threshold"] is not None:
             ax.axhline(
@@ -132,20 +116,14 @@ def plot_convergence_curves(
             )
         values = pd.concat([c["test_mse_per_pixel"], pd.Series([panel["threshold"] or np.nan])])
         log_if_spread(ax, values)
-        ax.set_title(f"{dataset_label(panel['dataset'])}, nz = {panel['nz']}")
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel(f"held-out test {MSE_LABEL}")
-    for ax in flat[len(panels) :]:
-        ax.set_visible(False)
-    drop_legends(flat)
+        ax.set(xlabel="optimiser step", ylabel=f"held-out test {MSE_LABEL}")
+    drop_legends(axes)
     n = pd.concat([p["curves"] for p in panels]).groupby("method")["seed"].nunique()
-    fig.suptitle(
+    title = (
         "Main runs: held-out test loss during training\n"
         f"line = mean, band = {confidence:.0%} t-interval over seeds ({_seed_count_text(n)})"
     )
-    fig.tight_layout()
-    _legend_below(fig, flat[: len(panels)])
-    return _save(fig, path)
+    return finish(fig, path, title, axes)
 
 
 def plot_paired_difference(
@@ -158,14 +136,10 @@ def plot_paired_difference(
     :func:`repro.report.controls_convergence.paired_curve_difference` with ``relative=True``).
     Below the dashed zero line GON is ahead; the band is the paired t-interval.
     """
-    set_theme()
-    ncol = min(len(panels), 3)
-    nrow = int(np.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.8 * ncol, 7.0), 3.9 * nrow), squeeze=False)
+    fig, axes = _panel_grid(panels)
     rivals = sorted({r for p in panels for r in p["diff"]["rival"]})
     palette = dict(zip(rivals, sns.color_palette("colorblind", len(rivals) + 2)[1:], strict=False))
-    flat = list(axes.flat)
-    for ax, panel in zip(flat, panels, strict=False):
+    for ax, panel in zip(axes, panels, strict=True):
         d = panel["diff"][panel["diff"]["step"] > 0]  # log axis: the shared start is not drawn
         for rival, g in d.groupby("rival", sort=True):
             g = g.sort_values("step")
@@ -176,17 +150,25 @@ def plot_paired_difference(
             ax.fill_between(g["step"], g["low"], g["high"], color=palette[rival], alpha=0.25)
         ax.axhline(0.0, color="0.3", linestyle="--", linewidth=1.0)
         ax.set_xscale("log")
-        ax.set_title(f"{dataset_label(panel['dataset'])}, nz = {panel['nz']}")
-        ax.set_xlabel("optimiser step (log scale)")
-        ax.set_ylabel("GON − AE, % of the AE's test loss")
-    for ax in flat[len(panels) :]:
-        ax.set_visible(False)
+        ax.set(xlabel="optimiser step (log scale)", ylabel="GON − AE, % of the AE's test loss")
     n = int(max((p["diff"]["n"].max() for p in panels if not p["diff"].empty), default=0))
-    fig.suptitle(
+    title = (
         "GON minus each autoencoder: held-out test loss along training, in % of the autoencoder's"
         " (below 0: GON ahead)\n"
         f"line = mean paired difference, band = {confidence:.0%} paired t-interval over {n} seeds"
     )
-    fig.tight_layout()
-    _legend_below(fig, flat[: len(panels)])
-    return _save(fig, path)
+    return finish(fig, path, title, axes)
+
+
+def _panel_grid(panels: Sequence[Mapping[str, Any]]) -> tuple[Figure, list[plt.Axes]]:
+    """Theme applied; one panel per dataset × nz, titled, up to three a row, spare axes hidden."""
+    set_theme()
+    ncol = min(len(panels), 3)
+    nrow = int(np.ceil(len(panels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.8 * ncol, 7.0), 3.9 * nrow), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, panel in zip(flat, panels, strict=False):
+        ax.set_title(f"{dataset_label(panel['dataset'])}, nz = {panel['nz']}")
+    return fig, flat[: len(panels)]

@@ -13,12 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from repro.analysis import holm_adjust
 from repro.report import controls_figures
 from repro.report.figures import dataset_label, method_label
-from repro.report.study_common import bn_context, finite_ci, main_scale, paired_verdict, rank
+from repro.report.study_common import bn_context, finite_ci, main_scale, rank
 from repro.report.study_runs import finite_or_none, main_loss
-from repro.stats import paired_difference
+from repro.report.verdicts import holm_contrasts
 
 LINEAR_METHODS = ("gon", "ae_linear", "ae")
 
@@ -107,29 +106,14 @@ def _contrasts(
         m: {int(r.seed): v for r in group[m] if (v := main_loss(r, "test", mode)) is not None}
         for m in LINEAR_METHODS
     }
-    pairs = []
-    for other in ("ae_linear", "ae"):
-        common = sorted(set(seeds["gon"]) & set(seeds[other]))
-        if common:
-            pairs.append(
-                (
-                    other,
-                    paired_difference(
-                        [seeds["gon"][s] for s in common],
-                        [seeds[other][s] for s in common],
-                        confidence,
-                    ),
-                )
-            )
-    adjusted = holm_adjust([d.p_value for _, d in pairs])
     return {
-        other: {
-            "diff": d,
-            "p_holm": p,
-            "verdict": paired_verdict(d, p),
-            "other": method_label(other),
+        c.other: {
+            "diff": c.difference,
+            "p_holm": c.p_holm,
+            "verdict": c.verdict,
+            "other": method_label(c.other),
         }
-        for (other, d), p in zip(pairs, adjusted, strict=True)
+        for c in holm_contrasts(seeds, "gon", confidence)
     }
 
 

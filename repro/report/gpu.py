@@ -24,6 +24,7 @@ from repro.costs import StepTime, project
 from repro.io import read_json
 from repro.report import figures
 from repro.report.claims import ClaimResult, collect_evidence, evaluate_claims
+from repro.report.labels import method_label
 from repro.session import PARAMS_FILE, SESSION_FILE, check_schema
 
 PAPER_PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "paper.yaml"
@@ -57,7 +58,7 @@ def step_rows(times: Sequence[StepTime]) -> list[dict[str, Any]]:
         g = graph.ms_per_step if graph else float("nan")
         rows.append(
             {
-                "method": figures.method_label(method),
+                "method": method_label(method),
                 "nz": nz,
                 "eager_ms": e,
                 "graph_ms": g,
@@ -72,7 +73,7 @@ def step_rows(times: Sequence[StepTime]) -> list[dict[str, Any]]:
 def stack_frame(times: Sequence[StepTime]) -> pd.DataFrame:
     """The stacked measurements (ms for all N models per step), with display labels."""
     rows = [
-        t.to_dict() | {"method_label": figures.method_label(t.method)}
+        t.to_dict() | {"method_label": method_label(t.method)}
         for t in times
         if t.mode == "stacked" and t.error is None
     ]

@@ -8,8 +8,7 @@ pipeline still yields a report in which the missing part is "not run" or "not te
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pandas as pd
 import yaml
 
 from repro.io import read_json
+from repro.records import EfficiencyMetrics, MainMetrics, R, read_record
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLAIMS_PATH = PACKAGE_DIR / "claims.yaml"
@@ -59,12 +59,17 @@ def _read_history(path: Path) -> pd.DataFrame | None:
 
 
 def _scan_runs(
-    run_dirs: Iterable[Path], label: Callable[[Path], str], curve_name: str, what: str
-) -> tuple[list[tuple[Path, dict[str, Any], pd.DataFrame | None]], list[str]]:
-    """(run dir, metrics, curve) for every run directory with a ``metrics.json``.
+    run_dirs: Iterable[Path],
+    kind: type[R],
+    label: Callable[[Path], str],
+    curve_name: str,
+    what: str,
+) -> tuple[list[tuple[Path, R, pd.DataFrame | None]], list[str]]:
+    """(run dir, metrics, curve) for every run directory with a ``metrics.json`` of ``kind``.
 
     A run killed before evaluation has a curve but no metrics; the report says so instead of
-    averaging it in or crashing, so a partial pipeline still yields a readable report.
+    averaging it in or crashing, so a partial pipeline still yields a readable report. A
+    metrics file of another kind is refused with its path (:func:`repro.records.read_record`).
     """
     found, warnings = [], []
     for run_dir in sorted(run_dirs):
@@ -72,25 +77,12 @@ def _scan_runs(
         if not metrics_path.is_file():
             warnings.append(f"`{label(run_dir)}` has no metrics.json (incomplete run): left out")
             continue
-        m = read_json(metrics_path)
+        m = read_record(kind, metrics_path)
         curve = _read_history(run_dir / curve_name)
         if curve is None:
-            warnings.append(f"`{m.get('run', run_dir.name)}` has no {curve_name}: no {what}")
+            warnings.append(f"`{m.run}` has no {curve_name}: no {what}")
         found.append((run_dir, m, curve))
     return found, warnings
-
-
-@contextlib.contextmanager
-def _reading_metrics(run_dir: Path) -> Iterator[None]:
-    """Name a ``metrics.json`` that is valid JSON but not this study's (a key missing, a value
-    of another type) with the fix, instead of a bare KeyError deep in the report."""
-    try:
-        yield
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(
-            f"{run_dir / 'metrics.json'}: not a metrics file of this study "
-            f"({type(err).__name__}: {err}); delete it and re-run its stage (dvc repro)"
-        ) from err
 
 
 def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
@@ -100,22 +92,16 @@ def load_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
     # runs/main/<dataset>-nz<nz>/<method>-s<seed>/ (repro.config.RunSpec.run_dir)
     run_dirs = (p for p in (runs_dir / "main").glob("*/*") if p.is_dir())
     found, warnings = _scan_runs(
-        run_dirs, lambda d: str(d.relative_to(runs_dir)), "history.csv", "training curve"
+        run_dirs,
+        MainMetrics,
+        lambda d: str(d.relative_to(runs_dir)),
+        "history.csv",
+        "training curve",
     )
-    runs = []
-    for d, m, curve in found:
-        with _reading_metrics(d):
-            runs.append(
-                Run(
-                    dataset=str(m["dataset"]),
-                    method=str(m["method"]),
-                    nz=int(m["nz"]),
-                    seed=int(m["seed"]),
-                    path=d,
-                    metrics=m,
-                    history=curve,
-                )
-            )
+    runs = [
+        Run(m.dataset, m.method, m.nz, m.seed, path=d, metrics=m.to_dict(), history=curve)
+        for d, m, curve in found
+    ]
     return runs, warnings
 
 
@@ -162,24 +148,15 @@ def load_efficiency_runs(eff_dir: Path) -> tuple[list[EfficiencyRun], list[str]]
         return [], []
     found, warnings = _scan_runs(
         (p for p in eff_dir.glob("*/*") if p.is_dir()),
+        EfficiencyMetrics,
         lambda d: f"efficiency/{d.relative_to(eff_dir)}",
         "curve.csv",
         "learning curve",
     )
-    runs = []
-    for d, m, curve in found:
-        with _reading_metrics(d):
-            runs.append(
-                EfficiencyRun(
-                    dataset=str(m["dataset"]),
-                    method=str(m["method"]),
-                    train_size=int(m["train_size"]),
-                    seed=int(m["seed"]),
-                    path=d,
-                    metrics=m,
-                    curve=curve,
-                )
-            )
+    runs = [
+        EfficiencyRun(m.dataset, m.method, m.train_size, m.seed, d, m.to_dict(), curve)
+        for d, m, curve in found
+    ]
     return runs, warnings
 
 

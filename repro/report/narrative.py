@@ -142,7 +142,8 @@ def limitations(
     if inconclusive:
         items.append(
             f"Seeds: {n_seeds} seed(s) per main configuration and "
-            f"{len(studies.get('seeds') or [])} per ablation; with so few, the 95% intervals are "
+            f"{len(studies.get('seeds') or [])} per ablation; with so few, the "
+            f"{(params.get('report') or {}).get('confidence', 0.95):.0%} intervals are "
             f"wide, and {len(inconclusive)} claim(s) are inconclusive for that reason "
             f"({', '.join(f'`{i}`' for i in inconclusive)}). More seeds (`train.seeds`, "
             "`studies.seeds`) narrow them."

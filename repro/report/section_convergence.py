@@ -17,6 +17,7 @@ from repro.report import figures
 from repro.report.figures import dataset_label, flow_label, loss_label
 from repro.report.section_results import ordered
 from repro.report.studies import claims_by_id
+from repro.report.verdicts import SPANS, side_of_zero
 from repro.stats import paired_difference
 
 # The published claims shown next to this section (ids in claims.yaml).
@@ -42,7 +43,7 @@ def _paired(
         "lower": bool(la.mean() < lb.mean()),
         "tie": bool(la.mean() == lb.mean()),
         "diff": diff,
-        "resolved": (None if math.isnan(diff.low) else bool(diff.high < 0.0 or diff.low > 0.0)),
+        "resolved": None if math.isnan(diff.low) else side_of_zero(diff.low, diff.high) != SPANS,
         "images": int(len(common)),
     }
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from repro.report.figures import bn_label, dataset_label, method_label
+from repro.report.labels import bn_label, dataset_label, method_label
 from repro.report.loaders import Run
 from repro.report.section_results import (
     SPLITS,

@@ -13,9 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from repro.names import GFE_METHODS
 from repro.report import figures
-from repro.report.figures import dataset_label, loss_label, method_label
 from repro.report.formatting import fmt_list
+from repro.report.labels import dataset_label, loss_label, method_label
 from repro.report.loaders import EfficiencyRun
 from repro.report.section_results import (
     EFFICIENCY_COLUMNS,
@@ -250,7 +251,7 @@ def _efficiency_findings(rows: Sequence[dict[str, Any]], sizes: Sequence[int]) -
         vs_ae = []
         ae = mine.get("ae")
         for method, r in mine.items():
-            if not method.startswith("gfe") or ae is None:
+            if method not in GFE_METHODS or ae is None:
                 continue
             t_gfe, t_ae = r["train_seconds"], ae["train_seconds"]
             time_ratio = None

@@ -1,6 +1,6 @@
 """The report's figures: what the main runs and the GFE studies allow, written under figures/.
 
-Drawing is :mod:`repro.report.figures`; this module decides which figures the inputs allow,
+Drawing is :mod:`repro.report.fig_runs` and :mod:`repro.report.fig_gfe`; this module decides which figures the inputs allow,
 writes them and returns (or records in the sections) their paths for the template. A figure
 with no data is left out and the report says so.
 """
@@ -15,13 +15,14 @@ from typing import Any
 import pandas as pd
 
 from repro.io import atomic_write
-from repro.report import figures
-from repro.report.figures import dataset_label, method_label
+from repro.report import fig_gfe, fig_runs
+from repro.report.figures import HISTORY_COLUMNS, REFERENCE_COLUMNS
+from repro.report.labels import dataset_label, method_label
 from repro.report.loaders import Run
 
 
 def histories_long(runs: Sequence[Run]) -> pd.DataFrame:
-    """Training histories in long format for :func:`figures.plot_training_curves`."""
+    """Training histories in long format for :func:`fig_runs.plot_training_curves`."""
     frames = []
     for r in runs:
         h = r.history
@@ -43,7 +44,7 @@ def histories_long(runs: Sequence[Run]) -> pd.DataFrame:
             if col in h:
                 frames.append(base.assign(split=split, mse_per_pixel=h[col].astype(float)))
     if not frames:
-        return pd.DataFrame(columns=[*figures.HISTORY_COLUMNS, "images_seen", "wall_seconds"])
+        return pd.DataFrame(columns=[*HISTORY_COLUMNS, "images_seen", "wall_seconds"])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -61,26 +62,20 @@ def write_figures(
     fig_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"curves": None, "curves_time": None, "test": None, "recon": []}
     hist = histories_long(runs)
-    if not hist.empty:
-        figures.plot_training_curves(
-            hist, fig_dir / "training_curves.png", methods=methods, confidence=confidence
+    views = {} if hist.empty else {"curves": "epoch"}
+    if views and hist["wall_seconds"].notna().all():  # every run logged its epoch times
+        views["curves_time"] = "wall_seconds"
+    for key, x in views.items():
+        name = f"training_{key}.png"
+        fig_runs.plot_training_curves(
+            hist, fig_dir / name, x=x, methods=methods, confidence=confidence
         )
-        out["curves"] = "figures/training_curves.png"
-        if hist["wall_seconds"].notna().all():
-            figures.plot_training_curves(
-                hist,
-                fig_dir / "training_curves_time.png",
-                x="wall_seconds",
-                methods=methods,
-                confidence=confidence,
-            )
-            out["curves_time"] = "figures/training_curves_time.png"
+        out[key] = f"figures/{name}"
     if not results.empty and (results["split"] == "test").any():
-        ref_plot = refs[["dataset", "name", "nz", "sse_per_image"]]
-        figures.plot_test_losses(
+        fig_runs.plot_test_losses(
             results,
             fig_dir / "test_losses.png",
-            references=ref_plot,
+            references=refs[list(REFERENCE_COLUMNS)],
             methods=methods,
             confidence=confidence,
         )
@@ -129,35 +124,28 @@ def write_gfe_figures(
     confidence: float,
 ) -> None:
     """Draw the GFE study figures the inputs allow, recording their paths in the sections."""
-    efficiency["figure_final"] = efficiency["figure_curves"] = None
-    loss = efficiency["loss"]
-    if not finals.empty:
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        figures.plot_efficiency_final(
-            finals,
-            fig_dir / "efficiency_final.png",
-            loss=loss,
-            methods=methods,
-            confidence=confidence,
-        )
-        efficiency["figure_final"] = "figures/efficiency_final.png"
-    if not curves.empty:
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        figures.plot_efficiency_curves(
-            curves,
-            fig_dir / "efficiency_curves.png",
-            loss=loss,
-            methods=methods,
-            confidence=confidence,
-        )
-        efficiency["figure_curves"] = "figures/efficiency_curves.png"
+    for part, frame, plot in (
+        ("final", finals, fig_gfe.plot_efficiency_final),
+        ("curves", curves, fig_gfe.plot_efficiency_curves),
+    ):
+        name = f"efficiency_{part}.png"
+        efficiency[f"figure_{part}"] = None if frame.empty else f"figures/{name}"
+        if not frame.empty:
+            fig_dir.mkdir(parents=True, exist_ok=True)
+            plot(
+                frame,
+                fig_dir / name,
+                loss=efficiency["loss"],
+                methods=methods,
+                confidence=confidence,
+            )
     items = convergence["items"]
     for item in items:
         if not item["has_curves"]:
             continue
         name = "convergence.png" if len(items) == 1 else f"convergence_{item['dataset']}.png"
         fig_dir.mkdir(parents=True, exist_ok=True)
-        figures.plot_convergence(
+        fig_gfe.plot_convergence(
             item["curves"], fig_dir / name, loss=item["loss"], confidence=confidence
         )
         item["figure"] = f"figures/{name}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from repro.report.figures import dataset_label
+from repro.report.labels import dataset_label
 from repro.report.loaders import EfficiencyRun, Run
 from repro.report.studies import StudyRun
 

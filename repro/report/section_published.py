@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from repro.report.figures import dataset_label, method_label
+from repro.report.labels import dataset_label, method_label
 from repro.report.loaders import Run
 from repro.report.section_results import ci_of
 from repro.report.studies import published_parameter_ratio

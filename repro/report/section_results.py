@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from repro.io import atomic_write
-from repro.report.figures import method_label
+from repro.report.labels import method_label
 from repro.report.loaders import Run
 from repro.stats import MeanCI, mean_ci
 
@@ -28,14 +28,8 @@ SPLITS = ("val", "test")
 UNITS = ("sse_per_image", "mse_per_pixel")
 REFERENCE_LABELS = {"zero_image": "all-zero image", "mean_train_image": "mean training image"}
 
-RESULTS_COLUMNS = [
-    "dataset",
-    "method",
-    "nz",
-    "bn_mode",
-    "split",
-    "headline",
-    "n",
+# The summary of one loss over seeds, in results.csv and studies.csv alike.
+STAT_COLUMNS = (
     "confidence",
     "unit",
     "mean",
@@ -45,6 +39,16 @@ RESULTS_COLUMNS = [
     "mse_per_pixel_mean",
     "mse_per_pixel_ci_low",
     "mse_per_pixel_ci_high",
+)
+RESULTS_COLUMNS = [
+    "dataset",
+    "method",
+    "nz",
+    "bn_mode",
+    "split",
+    "headline",
+    "n",
+    *STAT_COLUMNS,
 ]
 # Appended for the data-efficiency rows (empty for the GON/AE rows above): the study loss in its
 # own unit next to SSE per image, and what the training cost.

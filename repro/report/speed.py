@@ -60,7 +60,7 @@ PHASES = ("data", "inner_forward", "inner_grad", "outer_forward", "outer_backwar
 
 
 def phase_rows(bench: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """Milliseconds per GON step by phase, ours and the original loop (``--profile``)."""
+    """Milliseconds per GON step by phase, ours and the original loop (``bench/profile_step.py``)."""
     rows = []
     for device, prof in ((bench or {}).get("profile") or {}).items():
         phases = (prof or {}).get("phases_ms_per_step") or {}
@@ -82,7 +82,7 @@ def phase_rows(bench: Mapping[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def compile_findings(bench: Mapping[str, Any] | None) -> list[dict[str, str]]:
-    """What torch.compile did to each variant (``--compile-check``): speed or the error."""
+    """What torch.compile did to each variant (``bench/compile_check.py``): speed or the error."""
     out = []
     for device, found in ((bench or {}).get("compile") or {}).items():
         for variant, r in (found or {}).items():

@@ -55,7 +55,7 @@ from repro.report.controls_linear_encoder import (
     draw_linear_encoder_figure,
     linear_encoder_section,
 )
-from repro.report.figures import dataset_label
+from repro.report.labels import dataset_label
 from repro.report.study_activation import activation_section, draw_activation_figure
 from repro.report.study_common import (
     STUDY_CLAIMS,

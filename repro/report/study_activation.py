@@ -2,7 +2,7 @@
 
 The reproducibility report's claim 2: per method × activation, the held-out test loss in both
 BatchNorm modes, with Holm-corrected paired t-tests against ``studies.activation.reference``
-(:func:`repro.analysis.compare_with_reference`), and the GON runs' held-out learning curves.
+(:func:`repro.report.verdicts.compare_with_reference`), and the GON runs' held-out learning curves.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from repro.analysis import ReferenceComparison
 from repro.report import study_figures
 from repro.report.figures import bn_label, dataset_label, method_label
 from repro.report.study_common import (
@@ -23,12 +22,11 @@ from repro.report.study_common import (
     claims_by_id,
     failures,
     finite_ci,
-    flipped,
     ordered,
-    reference_comparison,
     study_scale,
 )
 from repro.report.study_runs import CURVE_COLUMNS, StudyRun
+from repro.report.verdicts import ReferenceComparison, compare_with_reference
 
 POINT_COLUMNS = ["method", "activation", "seed", "bn_mode", "loss"]
 
@@ -105,7 +103,7 @@ def _comparison(
         )
         for act in acts
     }
-    return reference_comparison(values, reference, confidence)
+    return compare_with_reference(values, reference, confidence)
 
 
 def _outcome(
@@ -138,15 +136,11 @@ def _row(
     ok = [r for r in group if r.ok]
     cells = {}
     for mode in modes:
-        contrast = None
-        comp = comps[mode]
-        if comp is not None and act != reference:
-            contrast = next((c for c in comp.contrasts if c.other == act), None)
+        c = comps[mode].versus(act) if comps[mode] is not None else None  # this − reference
         cells[mode] = {
             "ci": finite_ci((r.loss("test", mode) for r in ok), confidence),
-            # this − reference: positive = higher loss than the reference
-            "diff": flipped(contrast.difference) if contrast else None,
-            "p_holm": contrast.p_holm if contrast else None,
+            "diff": c.difference if c else None,
+            "p_holm": c.p_holm if c else None,
         }
     return {
         "method": method_label(method),

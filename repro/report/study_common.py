@@ -1,5 +1,5 @@
 """Helpers every ablation-study and control section shares: ordering, intervals, the BatchNorm
-modes, the training scale line, the claims a section quotes, and paired-test verdicts.
+modes, the training scale line, the claims a section quotes, and per-seed values to pair.
 
 Each section is a plain dict (the template ``studies.md.j2`` and the tests read it as one); the
 pieces built here are dicts too.
@@ -7,15 +7,13 @@ pieces built here are dicts too.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from repro.analysis import ReferenceComparison, compare_with_reference
 from repro.config import BN_MODES
-from repro.report.figures import bn_label
+from repro.report.labels import bn_label
 from repro.report.study_runs import StudyRun, finite_or_none
-from repro.stats import MeanCI, PairedDifference, mean_ci
+from repro.stats import MeanCI, mean_ci
 
 STUDY_CLAIMS = {
     "activation": ("repro-claim2-elu-best",),
@@ -174,38 +172,6 @@ def _scale(
     }
 
 
-# --------------------------------------------------------------------------------------------
-# Paired comparisons
-# --------------------------------------------------------------------------------------------
-
-
 def by_seed(runs: Iterable[StudyRun], get: Callable[[StudyRun], float | None]) -> dict[int, float]:
     """``get`` of each finished run that has a value, keyed by seed (for paired tests)."""
     return {r.seed: v for r in runs if r.ok and (v := get(r)) is not None}
-
-
-def reference_comparison(
-    values: Mapping[str, Mapping[int, float]], reference: str, confidence: float
-) -> ReferenceComparison | None:
-    """compare_with_reference when it is defined (the reference and one other variant ran)."""
-    values = {k: v for k, v in values.items() if v}
-    if reference not in values or len(values) < 2:
-        return None
-    return compare_with_reference(values, reference, confidence)
-
-
-def flipped(d: PairedDifference) -> PairedDifference:
-    """``b − a`` from ``a − b`` (the interval mirrors, the p-value stays)."""
-    return PairedDifference(
-        mean=-d.mean, low=-d.high, high=-d.low, n=d.n, std=d.std, p_value=d.p_value
-    )
-
-
-def paired_verdict(d: PairedDifference, p: float) -> str:
-    """'lower' / 'higher' (first minus second, Holm p < 0.05), 'not distinguishable', or
-    'not tested' (one seed, or identical differences)."""
-    if p is None or math.isnan(p):
-        return "not tested"
-    if p < 0.05:
-        return "lower" if d.mean < 0 else "higher"
-    return "not distinguishable"

@@ -1,70 +1,31 @@
-"""Figures of the ablation studies (seaborn, the report's theme): activation, multi-step GON,
-latent size; and the drawing helpers the controls' figures (:mod:`repro.report.controls_figures`)
-share.
+"""Figures of the ablation studies: activation, multi-step GON, latent size.
 
-Every interval drawn is the Student-t interval of the tables (:func:`figures._t_interval`), not
-seaborn's bootstrap; with one seed a point is drawn without an interval. Every axis names its
-unit. Inputs are long-format frames built by the section modules (:mod:`repro.report.studies`
-lists them).
+Inputs are long-format frames built by the section modules (:mod:`repro.report.studies` lists
+them); drawing helpers and theme: :mod:`repro.report.figures`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import FixedLocator, NullFormatter
 
-matplotlib.use("Agg")  # headless: the report stage runs on servers and in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import FixedLocator, NullFormatter  # noqa: E402
-
-from repro.report.figures import (  # noqa: E402
+from repro.report.figures import (
     MSE_LABEL,
     SSE_TEST_LABEL,
-    _legend_below,
-    _readable_log_axis,
-    _save,
+    _palette,
     _seed_count_text,
-    _t_interval,
-    _wants_log_scale,
-    bn_label,
-    dataset_label,
-    method_label,
+    drop_legends,
+    finish,
+    log_if_spread,
+    mean_lines,
+    mean_points,
     set_theme,
 )
-
-
-def drop_legends(axes: Sequence[plt.Axes]) -> None:
-    """Remove the axes' own legends (the figure's shared legend replaces them)."""
-    for ax in axes:
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
-
-
-def mean_points(ax: plt.Axes, data: pd.DataFrame, confidence: float, **kws: Any) -> None:
-    """Mean and t-interval per category, no connecting line, hues dodged apart."""
-    sns.pointplot(
-        data=data,
-        ax=ax,
-        estimator="mean",
-        errorbar=_t_interval(confidence),
-        linestyle="none",
-        capsize=0.15,
-        err_kws={"linewidth": 1.2},
-        markersize=5,
-        **kws,
-    )
-
-
-def log_if_spread(ax: plt.Axes, values: pd.Series, span: float = 10.0) -> None:
-    """A readable log y-axis when the values span more than ``span``×."""
-    if _wants_log_scale(values, span=span):
-        _readable_log_axis(ax)
+from repro.report.labels import bn_label, dataset_label, method_label
 
 
 def plot_activation(
@@ -82,131 +43,88 @@ def plot_activation(
 
     ``curves`` (may be empty): activation, seed, step, test_mse_per_pixel of the GON runs.
     ``points``: method, activation, seed, bn_mode, loss (test SSE per image); one panel per BN
-    mode, GON and the AE side by side at each activation.
+    mode, GON and the AE dodged side by side at each activation, the reference's tick in bold.
     """
     set_theme()
-    has_curves = not curves.empty
-    n = len(modes) + int(has_curves)
+    n = len(modes) + int(not curves.empty)
     fig, axes = plt.subplots(1, n, figsize=(4.8 * n, 4.0), squeeze=False)
     axes = list(axes[0])
-    palette = dict(
-        zip(activations, sns.color_palette("colorblind", len(activations)), strict=False)
-    )
-    if has_curves:
-        _activation_curves(
-            axes.pop(0),
-            curves,
-            reference=reference,
-            activations=activations,
-            palette=palette,
-            confidence=confidence,
-        )
+    if not curves.empty:
+        _activation_curves(axes.pop(0), curves, reference, activations, confidence)
     labels = [method_label(m) for m in methods]
     data = points.assign(method=points["method"].map(method_label))
     for ax, mode in zip(axes, modes, strict=True):
-        _activation_panel(
-            ax, data[data["bn_mode"] == mode], mode, reference, activations, labels, confidence
+        sel = data[data["bn_mode"] == mode]
+        if sel.empty:
+            ax.set_visible(False)
+            continue
+        mean_points(
+            ax,
+            sel,
+            confidence,
+            x="activation",
+            y="loss",
+            hue="method",
+            order=[a for a in activations if a in set(sel["activation"])],
+            hue_order=labels,
+            dodge=0.35,
         )
+        log_if_spread(ax, sel["loss"])
+        ax.set(title=f"held-out test loss, {bn_label(mode)}", xlabel="activation")
+        ax.set_ylabel(SSE_TEST_LABEL)
+        ax.tick_params(axis="x", rotation=30)
+        for tick in ax.get_xticklabels():
+            if tick.get_text() == reference:
+                tick.set_fontweight("bold")
     drop_legends(axes)
-    fig.suptitle(
+    title = (
         f"Activation study: mean and {confidence:.0%} t-interval over seeds "
         f"(reference: {reference}, in bold)"
     )
-    fig.tight_layout()
-    _legend_below(fig, axes)
-    return _save(fig, path)
+    return finish(fig, path, title, axes)
 
 
 def _activation_curves(
     ax: plt.Axes,
     curves: pd.DataFrame,
-    *,
     reference: str,
     activations: Sequence[str],
-    palette: Mapping[str, Any],
     confidence: float,
 ) -> None:
     """GON's mean held-out learning curve per activation; the reference thicker, with its band."""
     name = {a: f"{a} (reference)" if a == reference else a for a in activations}
     data = curves.assign(activation=curves["activation"].map(lambda a: name.get(a, a)))
     present = [name[a] for a in activations if name[a] in set(data["activation"])]
-    colours = {name[a]: c for a, c in palette.items()}
+    colours = {name[a]: c for a, c in _palette(activations).items()}
     # Mean lines for every activation; the interval band only for the reference: seven
     # overlapping bands hide the lines they belong to.
-    sns.lineplot(
-        data=data,
-        x="step",
-        y="test_mse_per_pixel",
+    xy = {"x": "step", "y": "test_mse_per_pixel"}
+    mean_lines(
+        ax,
+        data,
+        None,
         hue="activation",
         hue_order=present,
         palette=colours,
-        estimator="mean",
-        errorbar=None,
+        **xy,
         marker="o",
         markersize=3,
-        ax=ax,
     )
     ref = data[data["activation"] == name.get(reference)]
     if not ref.empty:
-        sns.lineplot(
-            data=ref,
-            x="step",
-            y="test_mse_per_pixel",
-            color=colours[name[reference]],
-            estimator="mean",
-            errorbar=_t_interval(confidence),
-            linewidth=2.6,
-            legend=False,
-            ax=ax,
-        )
+        colour = colours[name[reference]]
+        mean_lines(ax, ref, confidence, color=colour, linewidth=2.6, legend=False, **xy)
     for line in ax.get_lines():
         if line.get_label() == name.get(reference):
             line.set_linewidth(2.6)
     log_if_spread(ax, curves["test_mse_per_pixel"])
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel(f"GON held-out test {MSE_LABEL}")
+    ax.set(xlabel="optimiser step", ylabel=f"GON held-out test {MSE_LABEL}")
     n_seeds = curves.groupby("activation")["seed"].nunique()
     ax.set_title(
         f"GON held-out learning curves, mean ({_seed_count_text(n_seeds)});\n"
         f"band: {confidence:.0%} t-interval of the reference"
     )
     ax.legend(title="activation", fontsize=7, title_fontsize=7)
-
-
-def _activation_panel(
-    ax: plt.Axes,
-    sel: pd.DataFrame,
-    mode: str,
-    reference: str,
-    activations: Sequence[str],
-    labels: Sequence[str],
-    confidence: float,
-) -> None:
-    """One BN mode: test loss per activation, the methods dodged side by side."""
-    if sel.empty:
-        ax.set_visible(False)
-        return
-    mean_points(
-        ax,
-        sel,
-        confidence,
-        x="activation",
-        y="loss",
-        hue="method",
-        order=[a for a in activations if a in set(sel["activation"])],
-        hue_order=[m for m in labels if m in set(sel["method"])],
-        dodge=0.35,
-        markers=["o", "s", "D"][: sel["method"].nunique()],
-        palette="colorblind",
-    )
-    log_if_spread(ax, sel["loss"])
-    ax.set_title(f"held-out test loss, {bn_label(mode)}")
-    ax.set_xlabel("activation")
-    ax.set_ylabel(SSE_TEST_LABEL)
-    ax.tick_params(axis="x", rotation=30)
-    for tick in ax.get_xticklabels():
-        if tick.get_text() == reference:
-            tick.set_fontweight("bold")
 
 
 def plot_multistep(
@@ -235,14 +153,11 @@ def plot_multistep(
         y="loss",
         hue="what",
         order=order,
-        hue_order=[w for w in what.values() if w in set(long["what"])],
+        hue_order=list(what.values()),
         dodge=0.3,
-        markers=["o", "s", "D"][: long["what"].nunique()],
-        palette="colorblind",
     )
     log_if_spread(ax_loss, long["loss"])
-    ax_loss.set_ylabel("GON loss (SSE per image)")
-    ax_loss.set_title("loss against k")
+    ax_loss.set(ylabel="GON loss (SSE per image)", title="loss against k")
     for ax, col, label, title in (
         (ax_time, "seconds_per_epoch", "seconds per epoch (s)", "training time per epoch"),
         (ax_mem, "graph_mb", "autograd graph per step (MiB)", "memory saved for backward"),
@@ -252,20 +167,17 @@ def plot_multistep(
             ax.set_visible(False)
             continue
         mean_points(ax, sel, confidence, x="k", y=col, order=order, color="0.25")
-        ax.set_ylabel(label)
-        ax.set_title(title)
+        ax.set(ylabel=label, title=title)
         ax.set_ylim(bottom=0)
     for ax in axes[0]:
         ax.set_xlabel("k (gradient steps from the origin)")
     drop_legends([ax_loss])
     n_seeds = points.groupby("k")["seed"].nunique()
-    fig.suptitle(
+    title = (
         f"Multi-step GON: mean and {confidence:.0%} t-interval over seeds "
         f"({_seed_count_text(n_seeds)})"
     )
-    fig.tight_layout()
-    _legend_below(fig, [ax_loss])
-    return _save(fig, path)
+    return finish(fig, path, title, [ax_loss])
 
 
 def plot_latent(
@@ -297,19 +209,18 @@ def plot_latent(
     )
     for ax, dataset in zip(axes[0], datasets, strict=True):
         sel = data[data["dataset"] == dataset]
-        sns.lineplot(
-            data=sel,
+        mean_lines(
+            ax,
+            sel,
+            confidence,
             x="nz",
             y="loss",
             hue="method",
             hue_order=labels,
             palette="colorblind",
-            estimator="mean",
-            errorbar=_t_interval(confidence),
             err_style="bars",
             err_kws={"capsize": 4},
             markersize=7,
-            ax=ax,
             **style,
         )
         ax.set_xscale("log", base=2)
@@ -317,26 +228,15 @@ def plot_latent(
         ax.set_xticklabels([str(v) for v in nzs])
         ax.xaxis.set_minor_formatter(NullFormatter())
         log_if_spread(ax, sel["loss"])
-        ax.set_title(dataset_label(dataset))
-        ax.set_xlabel("latent size nz (log scale)")
+        ax.set(title=dataset_label(dataset), xlabel="latent size nz (log scale)")
         ax.set_ylabel(f"{SSE_TEST_LABEL}\n{bn_label(bn)}")
-    handles, names = axes[0][0].get_legend_handles_labels()
     drop_legends(axes[0])
     n = points.groupby(["dataset", "nz", "method", "source"])["seed"].nunique()
     # One source: named in the title instead of a legend entry.
     where = f" ({sources[0]})" if len(sources) == 1 else ""
-    fig.suptitle(
+    title = (
         f"Latent size: held-out test loss against nz{where}\n"
         f"mean over seeds ({_seed_count_text(n)}); bars = {confidence:.0%} t-interval where n > 1"
     )
-    fig.tight_layout()
-    entries = [(h, n) for h, n in zip(handles, names, strict=True) if n not in ("method", "source")]
-    fig.legend(
-        [h for h, _ in entries],
-        [n for _, n in entries],
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=max(len(entries), 1),
-        frameon=False,
-    )
-    return _save(fig, path)
+    # One row, without seaborn's "method" and "source" subtitles.
+    return finish(fig, path, title, axes[0][:1], ncol=None, skip=("method", "source"))

@@ -25,7 +25,7 @@ from repro.report.study_common import (
     study_scale,
 )
 from repro.report.study_runs import MSE, SPLITS, SSE, StudyRun, main_loss
-from repro.stats import paired_difference
+from repro.stats import paired_by_key
 
 
 @dataclass(frozen=True)
@@ -231,13 +231,8 @@ def _latent_findings(
                 }
                 for method in ("gon", "ae")
             }
-            common = sorted(set(seeds["gon"]) & set(seeds["ae"]))
-            if not common:
-                continue
-            d = paired_difference(
-                [seeds["gon"][s] for s in common], [seeds["ae"][s] for s in common], confidence
-            )
-            per_nz.append({"nz": nz, "diff": d, "n": len(common), "lower": d.mean < 0})
+            if (d := paired_by_key(seeds["gon"], seeds["ae"], confidence)) is not None:
+                per_nz.append({"nz": nz, "diff": d, "n": d.n, "lower": d.mean < 0})
         gon_val = [
             (r["nz"], r["modes"][headline_bn]["val_sse_per_image"])
             for r in mine

@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from repro.analysis import ReferenceComparison
 from repro.config import BN_MODES
 from repro.report import study_figures
 from repro.report.figures import dataset_label
@@ -25,14 +24,20 @@ from repro.report.study_common import (
     failures,
     finite_ci,
     finite_mean,
-    flipped,
-    paired_verdict,
-    reference_comparison,
     study_scale,
 )
 from repro.report.study_runs import MSE, SPLITS, SSE, StudyRun
+from repro.report.verdicts import (
+    HIGHER,
+    LOWER,
+    NOT_TESTED,
+    ReferenceComparison,
+    compare_with_reference,
+    significance_level,
+)
 
 MB = 1024 * 1024
+NOT_COMPARED = "not compared"  # no contrast with the baseline k (no seed in common with it)
 Metric = Callable[[StudyRun], float | None]
 
 
@@ -65,6 +70,7 @@ def multistep_section(
     mine = [r for r in runs if r.study == "multistep"]
     base: dict[str, Any] = {
         "status": "run" if mine else "not run",
+        "alpha": significance_level(confidence),
         "claims": claims_by_id(claims, STUDY_CLAIMS["multistep"]),
         "scale": study_scale(params, "multistep"),
         "dataset": dataset_label(str((params.get("studies") or {}).get("dataset", "n/a"))),
@@ -87,7 +93,7 @@ def multistep_section(
     }
     baseline = 1 if 1 in ks else ks[0]
     comps = {
-        key: reference_comparison(
+        key: compare_with_reference(
             {str(k): by_seed(of_k[k], get) for k in ks}, str(baseline), confidence
         )
         for key, get in metrics.items()
@@ -95,17 +101,21 @@ def multistep_section(
     cost = {k: _cost([r for r in of_k[k] if r.ok]) for k in ks}
     rows = [_row(k, of_k[k], cost[k], comps, baseline, bn, confidence) for k in ks]
     points = [_point(k, r, bn["modes"]) for k in ks for r in of_k[k] if r.ok]
-    findings = [_finding(row, cost, baseline, metrics) for row in rows if row["k"] != baseline]
+    findings = [_finding(row, cost, baseline) for row in rows if row["k"] != baseline]
     head = f"test_{headline_bn}"
+
+    def ks_where(key: str, verdict: str) -> list[int]:
+        return [f["k"] for f in findings if f["verdict"][key] == verdict]
+
     return base | {
         "rows": rows,
         "baseline": baseline,
         "findings": findings,
-        "lower_test": [f["k"] for f in findings if f["verdict"][head] == "lower"],
-        "higher_test": [f["k"] for f in findings if f["verdict"][head] == "higher"],
-        "lower_train": [f["k"] for f in findings if f["verdict"]["train"] == "lower"],
-        "higher_train": [f["k"] for f in findings if f["verdict"]["train"] == "higher"],
-        "tested": any(f["verdict"][head] not in ("not tested", "not compared") for f in findings),
+        "lower_test": ks_where(head, LOWER),
+        "higher_test": ks_where(head, HIGHER),
+        "lower_train": ks_where("train", LOWER),
+        "higher_train": ks_where("train", HIGHER),
+        "tested": any(f["verdict"][head] not in (NOT_TESTED, NOT_COMPARED) for f in findings),
         "any_cuda": any(row["cuda_peak_mb"] is not None for row in rows),
         "_plot": {"points": pd.DataFrame(points)},
     }
@@ -134,12 +144,11 @@ def _row(
     learned = [v for r in ok if (v := r.value("learned_step_size")) is not None]
     contrasts = {}
     for key, comp in comps.items():
-        c = None
-        if comp is not None and k != baseline:
-            c = next((x for x in comp.contrasts if x.other == str(k)), None)
+        c = comp.versus(str(k)) if comp is not None else None  # this k − baseline
         contrasts[key] = {
-            "diff": flipped(c.difference) if c else None,  # this k − baseline
+            "diff": c.difference if c else None,
             "p_holm": c.p_holm if c else None,
+            "verdict": c.verdict if c else NOT_COMPARED,
         }
     return {
         "k": k,
@@ -177,10 +186,7 @@ def _point(k: int, r: StudyRun, modes: Sequence[str]) -> dict[str, Any]:
 
 
 def _finding(
-    row: Mapping[str, Any],
-    cost: Mapping[int, Mapping[str, float | None]],
-    baseline: int,
-    metrics: Mapping[str, Metric],
+    row: Mapping[str, Any], cost: Mapping[int, Mapping[str, float | None]], baseline: int
 ) -> dict[str, Any]:
     """k > baseline: each loss's verdict against the baseline k, and the cost ratios."""
     k = row["k"]
@@ -189,13 +195,9 @@ def _finding(
         a, b = cost[k][key], cost[baseline][key]
         return a / b if a is not None and b else None
 
-    verdicts = {}
-    for key in metrics:
-        d, p = row["contrasts"][key]["diff"], row["contrasts"][key]["p_holm"]
-        verdicts[key] = "not compared" if d is None else paired_verdict(d, p)
     return {
         "k": k,
-        "verdict": verdicts,
+        "verdict": {key: c["verdict"] for key, c in row["contrasts"].items()},
         "seconds_ratio": ratio("seconds_per_epoch"),
         "graph_ratio": ratio("graph_bytes"),
         "cuda_ratio": ratio("cuda_peak_bytes"),

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from repro.io import read_json
+from repro.records import StudyCellMetrics, read_record
 
 STUDIES = ("activation", "multistep", "latent")
 SPLITS = ("val", "test")
@@ -101,19 +101,16 @@ def load_studies(studies_dir: Path) -> tuple[list[StudyRun], pd.DataFrame, list[
         if not metrics_path.is_file():
             warnings.append(f"`studies/{study}/{cell}` has no metrics.json (incomplete): left out")
             continue
-        m = read_json(metrics_path)
+        m = read_record(StudyCellMetrics, metrics_path)
         # The cell's training scale belongs to each of its runs (claims compare it to the
         # published protocol's).
-        scale = {k: m[k] for k in ("epochs", "train_images") if k in m}
-        for record in m.get("runs", []):
-            runs.append(
-                StudyRun(study=str(m.get("study", study)), cell=cell, record={**scale, **record})
-            )
+        scale = {"epochs": m.epochs, "train_images": m.train_images}
+        runs += [StudyRun(study=m.study, cell=cell, record={**scale, **r}) for r in m.runs]
         curves_path = cell_dir / "curves.csv"
         if curves_path.is_file():
             c = pd.read_csv(curves_path)
             if not c.empty:
-                frames.append(c.assign(study=study, cell=cell, dataset=m.get("dataset")))
+                frames.append(c.assign(study=study, cell=cell, dataset=m.dataset))
     curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return runs, curves, warnings
 

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from repro.io import atomic_write
+from repro.report.section_results import STAT_COLUMNS
 from repro.report.study_common import finite_ci, modes_headline_first
 from repro.report.study_runs import MSE, SPLITS, SSE, StudyRun
 
@@ -34,15 +35,7 @@ STUDIES_CSV_COLUMNS = [
     "headline",
     "n",
     "n_failed",
-    "confidence",
-    "unit",
-    "mean",
-    "ci_low",
-    "ci_high",
-    "std",
-    "mse_per_pixel_mean",
-    "mse_per_pixel_ci_low",
-    "mse_per_pixel_ci_high",
+    *STAT_COLUMNS,
 ]
 
 

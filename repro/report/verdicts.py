@@ -1,38 +1,64 @@
-"""Decision rules: how a measurement becomes *reproduced*, *not reproduced*, *inconclusive* or
-*not tested*.
+"""Decision rules: the one place where "is A lower than B?" becomes a verdict.
 
 Why rules in code: a verdict typed by hand drifts from the numbers the moment a run changes.
-Here each claim in ``claims.yaml`` names one of three rules, and the rule alone turns our
-measurements into the verdict, with a one-sentence reason a reader can check by hand.
+Every comparison is decided here, at the report's confidence c (``report.confidence``) and the
+significance level α = 1 − c (:func:`significance_level`).
 
-* :func:`judge_match` — a published **number**: is our 95% interval inside the published value ±
-  the claim's tolerance (reproduced), entirely outside it (not reproduced), or straddling its
-  edge (inconclusive: the interval is too wide to tell)?
-* :func:`judge_less` — a published **comparison** "A is lower than B" on matched seeds (or images):
-  the paired difference A − B. Its interval below 0 reproduces the claim; an interval that rules
-  out any improvement as large as the claim's *margin* (the smallest difference worth the name)
-  does not; anything between is inconclusive.
-* :func:`judge_lowest` — "A is the lowest of several": :func:`judge_less` against each rival with
-  Bonferroni-widened intervals (so the family is still at the stated confidence); reproduced only
-  if A beats every rival, not reproduced if any rival is not beaten by the margin.
-
-A single run has no interval, so it is *inconclusive* unless the quantity is deterministic
-(a parameter count). Missing evidence is *not tested*, with the reason, never a crash.
+* Published claims: ``claims.yaml`` names each claim's rule, and the rule alone makes it
+  *reproduced*, *not reproduced*, *inconclusive* or *not tested*, with a one-sentence reason a
+  reader can check by hand: :func:`judge_match` (a published number), :func:`judge_less` ("A is
+  lower than B", with a margin) and :func:`judge_lowest` ("A is the lowest of several"). A
+  single run has no interval, so it is *inconclusive* unless the quantity is deterministic (a
+  parameter count); missing evidence is *not tested*, with the reason, never a crash.
+* Ablations and controls: paired t-tests, Holm-corrected within a family (:func:`holm_contrasts`),
+  worded *lower*, *higher*, *not distinguishable* or *not tested* (:func:`paired_verdict`); "is
+  the reference the best variant?" (:func:`compare_with_reference`); and where a paired interval
+  lies relative to 0 (:func:`side_of_zero`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from repro.stats import mean_ci, paired_difference, samples_needed
+from repro.stats import (
+    MeanCI,
+    PairedDifference,
+    holm_adjust,
+    mean_ci,
+    paired_by_key,
+    samples_needed,
+)
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 NOT_TESTED = "not tested"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTED)
+# A paired test, first minus second (NOT_TESTED when its p-value is undefined).
+LOWER, HIGHER, NOT_DISTINGUISHABLE = "lower", "higher", "not distinguishable"
+# "Is the reference the best variant?" (or NOT_DISTINGUISHABLE).
+BEST, NOT_BEST = "best", "not best"
+# Where a paired interval lies relative to 0.
+BELOW, ABOVE, SPANS = "below", "above", "spans"
+
+
+def significance_level(confidence: float) -> float:
+    """α = 1 − c. A two-sided paired t-test rejects at α exactly when the (1 − α) t-interval of
+    the difference excludes 0, so a test's verdict never contradicts the interval shown with it."""
+    return 1.0 - confidence
+
+
+def side_of_zero(low: float, high: float) -> str:
+    """BELOW (high < 0), ABOVE (low > 0) or SPANS (anything else, an undefined interval too)."""
+    return BELOW if high < 0 else ABOVE if low > 0 else SPANS
+
+
+# --------------------------------------------------------------------------------------------
+# Published claims: reproduced / not reproduced / inconclusive / not tested
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -55,6 +81,10 @@ class Sample:
     @property
     def n(self) -> int:
         return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values.values()) / self.n if self.n else 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +150,17 @@ def _needs(std: float, distance: float, confidence: float, spread: str) -> tuple
     )
 
 
+def _verdict(
+    verdict: str,
+    why: str,
+    est: MeanCI | PairedDifference,
+    low: float,
+    high: float,
+    needed: int | None = None,
+) -> Verdict:
+    return Verdict(verdict, why, est.mean, low, high, est.n, needed)
+
+
 def not_tested(reason: str) -> Verdict:
     return Verdict(NOT_TESTED, reason)
 
@@ -132,7 +173,8 @@ def judge_match(
     *,
     reference: str = "the published",
 ) -> Verdict:
-    """Our mean's interval against the band published ± tolerance (see the module docstring)."""
+    """Our interval inside the published value ± the claim's tolerance (reproduced), entirely
+    outside it (not reproduced), or straddling its edge (inconclusive: too wide to tell)."""
     if sample.n == 0:
         return not_tested(sample.missing or "no measurement")
     values = list(sample.values.values())
@@ -143,14 +185,8 @@ def judge_match(
     band_low, band_high = published - half, published + half
     band = f"{reference} {_g(published)} {tolerance.describe(published)}"
     if math.isnan(low):
-        return Verdict(
-            INCONCLUSIVE,
-            f"one run ({_g(ci.mean)}) gives no interval to compare with {band}",
-            ci.mean,
-            low,
-            high,
-            ci.n,
-        )
+        why = f"one run ({_g(ci.mean)}) gives no interval to compare with {band}"
+        return _verdict(INCONCLUSIVE, why, ci, low, high)
     if low == high:
         what = f"our value {_g(low)}"
     elif sample.deterministic:
@@ -158,21 +194,13 @@ def judge_match(
     else:
         what = f"our {confidence:.0%} CI {_interval(low, high)}"
     if band_low <= low and high <= band_high:
-        verdict, why = REPRODUCED, f"{what} lies within {band}"
-    elif high < band_low or low > band_high:
-        verdict, why = NOT_REPRODUCED, f"{what} lies entirely outside {band}"
-    else:
-        verdict, why = INCONCLUSIVE, f"{what} straddles the edge of {band}: too wide to decide"
-        distance = min(abs(ci.mean - band_low), abs(ci.mean - band_high))
-        needed, text = _needs(ci.std, distance, confidence, "seed-to-seed SD")
-        return Verdict(verdict, why + text, ci.mean, low, high, ci.n, needed)
-    return Verdict(verdict, why, ci.mean, low, high, ci.n)
-
-
-def _margin(margin: Tolerance, b: Sample) -> float:
-    """The smallest improvement that counts, in the measurement's unit (relative to B's mean)."""
-    b_mean = sum(b.values.values()) / b.n if b.n else 0.0
-    return margin.half_width(b_mean)
+        return _verdict(REPRODUCED, f"{what} lies within {band}", ci, low, high)
+    if high < band_low or low > band_high:
+        return _verdict(NOT_REPRODUCED, f"{what} lies entirely outside {band}", ci, low, high)
+    distance = min(abs(ci.mean - band_low), abs(ci.mean - band_high))
+    needed, text = _needs(ci.std, distance, confidence, "seed-to-seed SD")
+    why = f"{what} straddles the edge of {band}: too wide to decide{text}"
+    return _verdict(INCONCLUSIVE, why, ci, low, high, needed)
 
 
 def judge_less(
@@ -183,50 +211,39 @@ def judge_less(
     *,
     names: tuple[str, str] = ("A", "B"),
 ) -> Verdict:
-    """Is A lower than B? The paired difference A − B over their shared keys."""
+    """Is A lower than B? The paired difference A − B over their shared keys: its interval below
+    0 reproduces the claim; one that rules out any improvement as large as the *margin* (the
+    smallest difference worth the name) does not; anything between is inconclusive."""
     for s, name in ((a, names[0]), (b, names[1])):
         if s.n == 0:
             return not_tested(f"{name}: {s.missing or 'no measurement'}")
-    keys = [k for k in a.values if k in b.values]
-    if not keys:
+    d = paired_by_key(a.values, b.values, confidence, sort=False)
+    if d is None:
         return not_tested(f"{names[0]} and {names[1]} share no seed (nothing to pair)")
-    d = paired_difference([a.values[k] for k in keys], [b.values[k] for k in keys], confidence)
     low, high = d.low, d.high
     if d.n == 1 and a.deterministic and b.deterministic:
         low = high = d.mean
-    m = _margin(margin, b)
+    m = margin.half_width(b.mean)  # the smallest improvement that counts, relative to B's mean
     label = f"{names[0]} − {names[1]}"
     if math.isnan(low):
-        return Verdict(
-            INCONCLUSIVE,
-            f"one pair ({label} = {_g(d.mean)}) gives no interval; needs at least 2 seeds",
-            d.mean,
-            low,
-            high,
-            d.n,
-        )
+        why = f"one pair ({label} = {_g(d.mean)}) gives no interval; needs at least 2 seeds"
+        return _verdict(INCONCLUSIVE, why, d, low, high)
     ci = f"{label} = {_g(d.mean)}, {confidence:.0%} CI {_interval(low, high)} over {d.n} pairs"
-    if high < 0:
-        return Verdict(REPRODUCED, f"{ci}: entirely below 0", d.mean, low, high, d.n)
+    side = side_of_zero(low, high)
+    if side == BELOW:
+        return _verdict(REPRODUCED, f"{ci}: entirely below 0", d, low, high)
     if low > -m:
         why = (
             f"{ci}: {names[0]} is significantly higher"
-            if low > 0
+            if side == ABOVE
             else f"{ci}: rules out {names[0]} being lower by the margin {_g(m)} or more"
         )
-        return Verdict(NOT_REPRODUCED, why, d.mean, low, high, d.n)
+        return _verdict(NOT_REPRODUCED, why, d, low, high)
     # Deciding needs the interval to clear 0 from below (reproduced) or -margin from above (not
     # reproduced): the nearer of the two edges, measured from the observed mean.
     needed, text = _needs(d.std, max(-d.mean, d.mean + m), confidence, "paired SD")
-    return Verdict(
-        INCONCLUSIVE,
-        f"{ci}: too wide — it holds both 0 and improvements larger than the margin {_g(m)}" + text,
-        d.mean,
-        low,
-        high,
-        d.n,
-        needed,
-    )
+    why = f"{ci}: too wide — it holds both 0 and improvements larger than the margin {_g(m)}"
+    return _verdict(INCONCLUSIVE, why + text, d, low, high, needed)
 
 
 def judge_lowest(
@@ -237,17 +254,19 @@ def judge_lowest(
     *,
     name: str = "A",
 ) -> Verdict:
-    """Is ``candidate`` lower than every rival? Bonferroni: each pair at 1 − (1 − c)/m."""
+    """Is ``candidate`` lower than every rival? :func:`judge_less` against each at 1 − α/m
+    (Bonferroni: the family stays at c); reproduced only if it beats every rival, not
+    reproduced if any rival is not beaten by the margin."""
     if candidate.n == 0:
         return not_tested(f"{name}: {candidate.missing or 'no measurement'}")
     present = {k: s for k, s in rivals.items() if s.n}
     absent = sorted(set(rivals) - set(present))
     if not present:
         return not_tested(f"no rival of {name} was measured ({', '.join(absent)})")
-    level = 1.0 - (1.0 - confidence) / len(present)
+    level = 1.0 - significance_level(confidence) / len(present)
     each = {k: judge_less(candidate, s, margin, level, names=(name, k)) for k, s in present.items()}
     # The numbers shown are the contrast with the strongest rival (the lowest mean).
-    strongest = min(present, key=lambda k: sum(present[k].values.values()) / present[k].n)
+    strongest = min(present, key=lambda k: present[k].mean)
     top = each[strongest]
     outcomes = [v.verdict for v in each.values()]
     if all(o == REPRODUCED for o in outcomes):
@@ -287,3 +306,111 @@ def combine(verdicts: Sequence[str]) -> str:
     if all(v == REPRODUCED for v in tested):
         return REPRODUCED
     return INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------------------------
+# Ablations and controls: paired t-tests, Holm-corrected
+# --------------------------------------------------------------------------------------------
+
+
+def paired_verdict(mean_difference: float, p: float | None, alpha: float) -> str:
+    """LOWER / HIGHER (first minus second, p < α), NOT_DISTINGUISHABLE, or NOT_TESTED (no
+    p-value: one seed, or identical differences)."""
+    if p is None or math.isnan(p):
+        return NOT_TESTED
+    if p < alpha:
+        return LOWER if mean_difference < 0 else HIGHER
+    return NOT_DISTINGUISHABLE
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A paired difference (negative: the first lower), its Holm-adjusted p and its verdict."""
+
+    other: str
+    difference: PairedDifference
+    p_holm: float
+    verdict: str  # paired_verdict of the difference at the family's α
+
+
+def holm_contrasts(
+    values: Mapping[str, Mapping[int, float]], reference: str, confidence: float
+) -> list[Contrast]:
+    """``reference`` − each other variant, paired over their shared seeds, Holm-adjusted together
+    at α = :func:`significance_level`; a variant that shares no seed is left out."""
+    ref = values.get(reference) or {}
+    diffs = [
+        (other, d)
+        for other, vals in values.items()
+        if other != reference and (d := paired_by_key(ref, vals, confidence)) is not None
+    ]
+    alpha = significance_level(confidence)
+    adjusted = holm_adjust([d.p_value for _, d in diffs])
+    return [
+        Contrast(other, d, p, paired_verdict(d.mean, p, alpha))
+        for (other, d), p in zip(diffs, adjusted, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class ReferenceComparison:
+    """The outcome of "is ``reference`` the best variant?" and the numbers behind it."""
+
+    reference: str
+    outcome: str  # BEST | NOT_DISTINGUISHABLE | NOT_BEST
+    means: dict[str, MeanCI]
+    contrasts: list[Contrast]  # reference − each other variant
+    lowest: str
+    alpha: float
+
+    def versus(self, other: str) -> Contrast | None:
+        """``other`` − reference (the tables' direction: positive = higher than the reference)."""
+        c = next((c for c in self.contrasts if c.other == other), None)
+        if c is None:
+            return None
+        d = c.difference
+        d = dataclasses.replace(d, mean=-d.mean, low=-d.high, high=-d.low)
+        return Contrast(other, d, c.p_holm, paired_verdict(d.mean, c.p_holm, self.alpha))
+
+    def sentence(self, what: str = "test loss") -> str:
+        better = [c.other for c in self.contrasts if c.verdict == HIGHER]
+        worse = [c.other for c in self.contrasts if c.verdict == LOWER]
+        n = self.means[self.reference].n
+        base = (
+            f"{self.reference} has the lowest mean {what}"
+            if self.lowest == self.reference
+            else f"{self.lowest} has the lowest mean {what}, not {self.reference}"
+        )
+        detail = (
+            f"{self.reference} is significantly lower than {', '.join(worse) or 'none'} and "
+            f"significantly higher than {', '.join(better) or 'none'} "
+            f"(paired t-tests over {n} matched seeds, Holm-corrected, α = {self.alpha:g})"
+        )
+        return f"Outcome: **{self.reference} {self.outcome}**. {base}; {detail}."
+
+
+def compare_with_reference(
+    values: Mapping[str, Mapping[int, float]], reference: str, confidence: float = 0.95
+) -> ReferenceComparison | None:
+    """Is ``reference`` the best (lowest) variant, given per-seed values of every variant?
+
+    ``values`` maps variant → {seed: value}; only seeds every compared pair shares are paired.
+    Outcome rule: **best** when the reference is significantly lower than every other variant;
+    **not best** when some other variant is significantly lower than the reference; otherwise
+    **not distinguishable** (:func:`holm_contrasts`). None when the reference or every other
+    variant has no values.
+    """
+    values = {k: v for k, v in values.items() if v}
+    if reference not in values or len(values) < 2:
+        return None
+    means = {k: mean_ci(list(v.values()), confidence) for k, v in values.items()}
+    contrasts = holm_contrasts(values, reference, confidence)
+    if contrasts and all(c.verdict == LOWER for c in contrasts):
+        outcome = BEST
+    elif any(c.verdict == HIGHER for c in contrasts):
+        outcome = NOT_BEST
+    else:
+        outcome = NOT_DISTINGUISHABLE
+    lowest = min(means, key=lambda k: means[k].mean)
+    alpha = significance_level(confidence)
+    return ReferenceComparison(reference, outcome, means, contrasts, lowest, alpha)

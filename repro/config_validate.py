@@ -1,0 +1,343 @@
+"""The checks on a typed configuration that types alone cannot express: ranges, names, sizes.
+
+:func:`validate` runs one validator per section of ``params.yaml`` and stops at the first
+failure with a :class:`ConfigError` naming the dotted key and, for a name, the allowed values in
+their registry order (``repro.names``: each family is written once, and the registries that
+implement it are keyed from the same tuple). The sections are checked in file order, so a file
+with several mistakes is always refused for the same one.
+
+Image counts are checked against the split sizes of every dataset they are used with
+(:func:`repro.config_schema.split_sizes`), so a count that fits MNIST but not CIFAR-10 is
+refused here rather than by an index error halfway through a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from repro.config_schema import (
+    DEVICES,
+    PROFILES,
+    SPLIT_SIZES,
+    SYNTHETIC_CHANNELS,
+    ConfigError,
+    DataConfig,
+    EvaluateConfig,
+    GFEConfig,
+    ModelConfig,
+    Params,
+    split_sizes,
+)
+from repro.names import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    BN_MODES,
+    DATASETS,
+    FLOW_LOSSES,
+    GRAD_MODES,
+    MAIN_METHODS,
+    METHODS,
+    ODE_SOLVERS,
+    SOURCES,
+)
+
+
+def _require(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def _one_of(values: list[str] | str, allowed: tuple[str, ...], key: str) -> None:
+    for v in [values] if isinstance(values, str) else values:
+        _require(v in allowed, key, f"{v!r} is not allowed; allowed: {list(allowed)}")
+
+
+def _non_empty_unique(values: list[Any], key: str) -> None:
+    _require(len(values) > 0, key, "must not be empty")
+    _require(len(set(values)) == len(values), key, f"has duplicates: {values}")
+
+
+def _positive(value: float, key: str) -> None:
+    _require(value > 0, key, f"must be > 0, got {value}")
+
+
+def _at_least(values: list[int], minimum: int, key: str) -> None:
+    """Each item of ``values`` is ``>= minimum``; the error names the item's index."""
+    for i, v in enumerate(values):
+        _require(v >= minimum, f"{key}[{i}]", f"must be >= {minimum}, got {v}")
+
+
+def _within_split(
+    value: int, key: str, dataset: str, split: str, data: DataConfig, note: str = ""
+) -> None:
+    """``value`` images fit in the ``split`` of ``dataset`` (``note`` ends the message)."""
+    n = split_sizes(dataset, data)[split]
+    _require(0 < value <= n, key, f"{value} must be in 1..{n} (the {dataset} {split} split){note}")
+
+
+def validate(p: Params) -> Params:
+    """Range and membership checks that types alone cannot express, section by section."""
+    _one_of(p.profile, PROFILES, "profile")
+    _validate_data(p.data)
+    _validate_model(p.model)
+    _validate_train(p)
+    _validate_gfe(p.gfe)
+    _validate_efficiency(p)
+    _validate_convergence(p)
+    _validate_studies(p)
+    _validate_evaluate(p.evaluate, p.data)
+    _require(
+        0 < p.report.confidence < 1,
+        "report.confidence",
+        f"must be in (0, 1), got {p.report.confidence}",
+    )
+    _require(
+        p.report.convergence_threshold >= 1,
+        "report.convergence_threshold",
+        f"must be >= 1 (a multiple of the AE's final loss), got {p.report.convergence_threshold}",
+    )
+    _require(bool(p.tracking.experiment), "tracking.experiment", "must not be empty")
+    return p
+
+
+def _validate_data(d: DataConfig) -> None:
+    _non_empty_unique(d.datasets, "data.datasets")
+    _one_of(d.datasets, DATASETS, "data.datasets")
+    _non_empty_unique(d.sources, "data.sources")
+    _one_of(d.sources, SOURCES, "data.sources")
+    _require(d.image_size in (28, 32), "data.image_size", f"{d.image_size}; allowed: [28, 32]")
+    # CIFAR-10 is natively 32x32, the decoder's output size: shrinking it to 28 would only lose
+    # detail, so it is refused rather than silently resized.
+    _require(
+        d.image_size == 32 or "cifar10" not in d.datasets,
+        "data.image_size",
+        f"{d.image_size} is not allowed with cifar10 in data.datasets (CIFAR-10 is stored at its "
+        "native 32x32); use 32 or remove cifar10",
+    )
+    _require(
+        set(d.synthetic_sizes) == set(SPLIT_SIZES),
+        "data.synthetic_sizes",
+        f"needs exactly the keys {list(SPLIT_SIZES)}, got {list(d.synthetic_sizes)}",
+    )
+    for split, n in d.synthetic_sizes.items():
+        _positive(n, f"data.synthetic_sizes.{split}")
+    _require(
+        d.synthetic_channels in SYNTHETIC_CHANNELS,
+        "data.synthetic_channels",
+        f"{d.synthetic_channels}; allowed: {list(SYNTHETIC_CHANNELS)}",
+    )
+
+
+def _validate_model(m: ModelConfig) -> None:
+    _positive(m.ngf, "model.ngf")
+    _one_of(m.activation, ACTIVATIONS, "model.activation")
+    _non_empty_unique(m.nz, "model.nz")
+    for i, nz in enumerate(m.nz):
+        _positive(nz, f"model.nz[{i}]")
+
+
+def _validate_train(p: Params) -> None:
+    t = p.train
+    _non_empty_unique(t.methods, "train.methods")
+    _one_of(t.methods, METHODS, "train.methods")
+    _non_empty_unique(t.seeds, "train.seeds")
+    _at_least(t.seeds, 0, "train.seeds")
+    _one_of(t.device, DEVICES, "train.device")
+    _positive(t.epochs, "train.epochs")
+    _positive(t.batch_size, "train.batch_size")
+    _positive(t.lr, "train.lr")
+    _require(
+        len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas),
+        "train.betas",
+        f"must be two numbers in [0, 1), got {t.betas}",
+    )
+    for name in p.data.datasets:
+        _within_split(t.train_images, "train.train_images", name, "train", p.data)
+        _within_split(t.val_images, "train.val_images", name, "val", p.data)
+        _within_split(t.curve_images, "train.curve_images", name, "test", p.data)
+        _require(
+            t.batch_size <= t.train_images,
+            "train.batch_size",
+            f"{t.batch_size} is larger than train.train_images={t.train_images}",
+        )
+    _require(t.gon_steps >= 1, "train.gon_steps", f"must be >= 1, got {t.gon_steps}")
+    _positive(t.gon_step_size, "train.gon_step_size")
+    _require(
+        t.num_threads >= 0,
+        "train.num_threads",
+        f"must be >= 0 (0 = torch default), got {t.num_threads}",
+    )
+    _positive(t.max_loss, "train.max_loss")
+    _require(
+        not (t.cuda_graphs and t.device == "cpu"),
+        "train.cuda_graphs",
+        "needs a CUDA device but train.device is 'cpu'; set train.cuda_graphs: false",
+    )
+    _require(
+        t.curve_points >= 0, "train.curve_points", f"must be >= 0 (0 = off), got {t.curve_points}"
+    )
+    _require(t.workers >= 0, "train.workers", f"must be >= 0 (0 = auto), got {t.workers}")
+
+
+def _validate_gfe(g: GFEConfig) -> None:
+    _one_of(g.loss, FLOW_LOSSES, "gfe.loss")
+    _one_of(g.solver, ODE_SOLVERS, "gfe.solver")
+    _one_of(g.grad_mode, GRAD_MODES, "gfe.grad_mode")
+    for key in ("alpha", "tau", "rtol", "atol", "step_size", "max_nfe"):
+        _positive(getattr(g, key), f"gfe.{key}")
+    a = g.adaptive
+    for key in (
+        "h0",
+        "h_max",
+        "sigma",
+        "h_min",
+        "jump",
+        "early_stop_fraction",
+        "slope_tol",
+        "window",
+    ):
+        _positive(getattr(a, key), f"gfe.adaptive.{key}")
+    _require(a.growth >= 1, "gfe.adaptive.growth", f"must be >= 1, got {a.growth}")
+    _require(0 < a.shrink < 1, "gfe.adaptive.shrink", f"must be in (0, 1), got {a.shrink}")
+    _require(a.h0 <= a.h_max, "gfe.adaptive.h0", f"{a.h0} exceeds gfe.adaptive.h_max={a.h_max}")
+
+
+def _validate_efficiency(p: Params) -> None:
+    f = p.efficiency
+    _one_of(f.dataset, DATASETS, "efficiency.dataset")
+    _require(
+        f.dataset in p.data.datasets,
+        "efficiency.dataset",
+        f"{f.dataset!r} is not in data.datasets ({p.data.datasets})",
+    )
+    _non_empty_unique(f.methods, "efficiency.methods")
+    _one_of(f.methods, METHODS, "efficiency.methods")
+    _one_of(f.architecture, ARCHITECTURES, "efficiency.architecture")
+    _one_of(f.loss, FLOW_LOSSES, "efficiency.loss")
+    _non_empty_unique(f.train_sizes, "efficiency.train_sizes")
+    _non_empty_unique(f.seeds, "efficiency.seeds")
+    sizes = split_sizes(f.dataset, p.data)
+    n_train, n_test = sizes["train"], sizes["test"]
+    for i, n in enumerate(f.train_sizes):
+        _require(
+            f.batch_size <= n <= n_train,
+            f"efficiency.train_sizes[{i}]",
+            f"{n} must be in {f.batch_size}..{n_train} (batch size .. the {f.dataset} train split)",
+        )
+    for key in ("nz", "steps", "batch_size", "lr", "eval_images", "eval_points"):
+        _positive(getattr(f, key), f"efficiency.{key}")
+    _require(
+        f.eval_images <= n_test,
+        "efficiency.eval_images",
+        f"{f.eval_images} exceeds the test split ({n_test})",
+    )
+
+
+def _validate_convergence(p: Params) -> None:
+    """The measured decoder must be one the efficiency study trains (same method, size, seed)."""
+    c, f = p.convergence, p.efficiency
+    _require(
+        c.method in f.methods,
+        "convergence.method",
+        f"{c.method!r} is not one of efficiency.methods {f.methods} (its decoder is the one measured)",
+    )
+    _require(
+        c.train_size in f.train_sizes,
+        "convergence.train_size",
+        f"{c.train_size} is not one of efficiency.train_sizes {f.train_sizes}",
+    )
+    _require(
+        c.seed in f.seeds, "convergence.seed", f"{c.seed} is not one of efficiency.seeds {f.seeds}"
+    )
+    for key in ("images", "iterations", "step_size"):
+        _positive(getattr(c, key), f"convergence.{key}")
+    n_test = split_sizes(f.dataset, p.data)["test"]
+    _require(
+        c.images <= n_test, "convergence.images", f"{c.images} exceeds the test split ({n_test})"
+    )
+
+
+def _validate_studies(p: Params) -> None:
+    s = p.studies
+    _validate_study_datasets(p, "studies.dataset", [s.dataset])
+    _validate_study_datasets(p, "studies.latent.datasets", s.latent.datasets)
+    _non_empty_unique(s.seeds, "studies.seeds")
+    _at_least(s.seeds, 0, "studies.seeds")
+    _positive(s.epochs, "studies.epochs")
+    _positive(s.nz, "studies.nz")
+    if s.lr is not None:
+        _positive(s.lr, "studies.lr")
+    _require(
+        s.curve_points >= 0,
+        "studies.curve_points",
+        f"must be >= 0 (0 = off), got {s.curve_points}",
+    )
+    a = s.activation
+    _non_empty_unique(a.methods, "studies.activation.methods")
+    # The ablations compare GON with the autoencoders on the conv decoder (docs/protocol.md §2).
+    _one_of(a.methods, MAIN_METHODS, "studies.activation.methods")
+    _non_empty_unique(a.activations, "studies.activation.activations")
+    _one_of(a.activations, ACTIVATIONS, "studies.activation.activations")
+    _require(
+        a.reference in a.activations,
+        "studies.activation.reference",
+        f"{a.reference!r} is not one of studies.activation.activations {a.activations}",
+    )
+    _non_empty_unique(s.multistep.steps, "studies.multistep.steps")
+    _at_least(s.multistep.steps, 1, "studies.multistep.steps")
+    _positive(s.multistep.step_size, "studies.multistep.step_size")
+    _validate_latent_study(p)
+
+
+def _validate_study_datasets(p: Params, key: str, names: list[str]) -> None:
+    """The datasets a study trains on are prepared by the data stage and hold its image counts."""
+    s = p.studies
+    _non_empty_unique(names, key)
+    _one_of(names, DATASETS, key)
+    for name in names:
+        _require(
+            name in p.data.datasets,
+            key,
+            f"{name!r} is not in data.datasets ({p.data.datasets}): its data stage must run",
+        )
+        n_train = split_sizes(name, p.data)["train"]
+        _require(
+            p.train.batch_size <= s.train_images <= n_train,
+            "studies.train_images",
+            f"{s.train_images} must be in {p.train.batch_size}..{n_train} "
+            f"(train.batch_size .. the {name} train split)",
+        )
+        _within_split(s.test_images, "studies.test_images", name, "test", p.data)
+        _within_split(s.curve_images, "studies.curve_images", name, "test", p.data)
+
+
+def _validate_latent_study(p: Params) -> None:
+    s, lat = p.studies, p.studies.latent
+    _non_empty_unique(lat.methods, "studies.latent.methods")
+    _one_of(lat.methods, MAIN_METHODS, "studies.latent.methods")
+    _non_empty_unique(lat.nz, "studies.latent.nz")
+    for i, nz in enumerate(lat.nz):
+        _positive(nz, f"studies.latent.nz[{i}]")
+    if lat.seeds is not None:
+        _non_empty_unique(lat.seeds, "studies.latent.seeds")
+        _require(
+            set(lat.seeds) <= set(s.seeds),
+            "studies.latent.seeds",
+            f"{lat.seeds} must be a subset of studies.seeds {s.seeds} (paired comparisons)",
+        )
+
+
+def _validate_evaluate(e: EvaluateConfig, d: DataConfig) -> None:
+    _positive(e.batch_size, "evaluate.batch_size")
+    _one_of(e.headline_bn, BN_MODES, "evaluate.headline_bn")
+    _require(
+        e.order_shuffles >= 1, "evaluate.order_shuffles", f"must be >= 1, got {e.order_shuffles}"
+    )
+    if e.val_images is not None:
+        for name in d.datasets:
+            _within_split(e.val_images, "evaluate.val_images", name, "val", d, " or null (all)")
+    _require(
+        e.affinity_combinations >= 1,
+        "evaluate.affinity_combinations",
+        f"must be >= 1, got {e.affinity_combinations}",
+    )

@@ -1,0 +1,57 @@
+"""Results files for tests, built through the schema the stages write (repro.records).
+
+Each factory fills the fields a test does not care about with plausible values, so a test states
+only what it checks and still writes a file the report's loaders accept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from repro.records import MainMetrics, StudyCellMetrics
+
+SPREAD = {"shuffles": 1, "test_sse_per_image_std": 0.0, "test_sse_per_image_max_abs_diff": 0.0}
+
+
+def main_metrics(*, dataset: str, method: str, nz: int, seed: int, **fields: Any) -> MainMetrics:
+    """A main run's metrics.json; ``fields`` override the defaults (``losses`` is required)."""
+    defaults: dict[str, Any] = {
+        "run": f"{dataset}/{method}-nz{nz}-s{seed}",
+        "activation": "elu",
+        "n_params": 1000,
+        "epochs": 1,
+        "train_images": 50000,
+        "train_seconds": 100.0,
+        "eval_seconds": 1.0,
+        "device": "cpu",
+        "profile": "quick",
+        "eval_batch_size": 64,
+        "val_images": 1000,
+        "test_images": 10000,
+        "curve_images": 1000,
+        "headline_bn": "batch",
+        "final_train_mse_per_pixel": None,
+        "mlflow_run_id": None,
+        "affinity_error": None,
+        "batch_order_spread": SPREAD,
+        "running_order_spread": SPREAD,
+    }
+    return MainMetrics(dataset=dataset, method=method, nz=nz, seed=seed, **(defaults | fields))
+
+
+def study_cell(
+    *, study: str, cell: str, dataset: str, runs: list[dict[str, Any]], **fields: Any
+) -> StudyCellMetrics:
+    """A study cell's metrics.json holding ``runs`` (one record per variant × seed)."""
+    defaults: dict[str, Any] = {
+        "profile": "quick",
+        "device": "cpu",
+        "seeds": sorted({int(r["seed"]) for r in runs}),
+        "epochs": 1,
+        "train_images": 50000,
+        "test_images": 10000,
+        "train_seconds": 0.0,
+    }
+    return StudyCellMetrics(
+        study=study, cell=cell, dataset=dataset, runs=runs, **(defaults | fields)
+    )
