@@ -1,4 +1,4 @@
-"""The ``repro`` command: validate params, switch profiles, open the MLflow UI.
+"""The ``repro`` command: validate params, switch profiles, verify a reproduction, open MLflow.
 
 The pipeline stages themselves are ``pipelines/*.py`` scripts that ``dvc repro`` runs.
 """
@@ -62,6 +62,24 @@ def cmd_gpu_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Compare the working tree's results with the committed ones (repro/verify.py)."""
+    from repro.verify import DIFFERS, verify
+
+    results = verify(repo_root(), ref=args.ref, rtol=args.rtol, atol=args.atol)
+    for r in results:
+        if args.all or r.status != "identical":
+            print(r.line())
+    counts = {
+        s: sum(r.status == s for r in results) for s in dict.fromkeys(r.status for r in results)
+    }
+    print(
+        f"{len(results)} results files against {args.ref}: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+    )
+    return 1 if counts.get(DIFFERS) else 0
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -104,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     gi.add_argument("archive", type=Path, help="gpu_session.tar.gz from bench/gpu_session.sh")
     gi.set_defaults(func=cmd_gpu_import)
+    ve = sub.add_parser("verify", help="did `dvc repro` reproduce the committed results?")
+    ve.add_argument("--ref", default="HEAD", help="the commit to compare with (default: HEAD)")
+    ve.add_argument("--rtol", type=float, default=1e-5, help="relative tolerance (default 1e-5)")
+    ve.add_argument("--atol", type=float, default=1e-8, help="absolute tolerance (default 1e-8)")
+    ve.add_argument("--all", action="store_true", help="list identical files too")
+    ve.set_defaults(func=cmd_verify)
     ui = sub.add_parser("ui", help="browse the MLflow runs (127.0.0.1 by default)")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
