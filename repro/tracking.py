@@ -213,6 +213,12 @@ class MlflowTracker(Tracker):
             self.client.log_artifact(self.run_id, str(path))
 
 
+# MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses the
+# GenAI overview (traces), empty here. Model training is "custom_model_development"
+# (the value the MLflow UI's experiment-kind selector writes).
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _experiment_id(client: Any, name: str, root: Path, uri: str) -> str:
     """The experiment ``name``, created if missing.
 
@@ -222,16 +228,18 @@ def _experiment_id(client: Any, name: str, root: Path, uri: str) -> str:
     artifacts on that machine's disk, unreachable from the server.
     """
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = (root / "mlartifacts").as_uri() if sqlite_path(uri) is not None else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # created concurrently by another stage
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        location = (root / "mlartifacts").as_uri() if sqlite_path(uri) is not None else None
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
+        except Exception:  # created concurrently by another stage
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    for key, value in EXPERIMENT_TAGS.items():  # an experiment made by an older version
+        if exp.tags.get(key) != value:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id
 
 
 PID_TAG, HOST_TAG = "pid", "host_id"

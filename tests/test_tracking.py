@@ -43,6 +43,24 @@ def test_a_tracked_stage_lands_in_the_sqlite_store_with_params_metrics_and_tags(
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]
 
 
+def test_experiments_open_on_the_runs_table_in_the_mlflow_ui(store):
+    """MLflow 3 picks an experiment's first view by its kind tag: model training, not GenAI."""
+    kw = {"params": {}, "tags": {}}
+    with tracked_run(
+        TrackingConfig(), stage="a", run_name="a", experiment="study/a", **kw
+    ) as tracker:
+        pass
+    exp_id = client().get_run(tracker.run_id).info.experiment_id
+    assert client().get_experiment(exp_id).tags["mlflow.experimentKind"] == (
+        "custom_model_development"
+    )
+    # An experiment created without the tag (an older store) gets it on its next run.
+    old = client().create_experiment("study/old")
+    with tracked_run(TrackingConfig(), stage="b", run_name="b", experiment="study/old", **kw):
+        pass
+    assert client().get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_a_failing_stage_is_marked_failed_with_the_reason(store):
     with (
         pytest.raises(RuntimeError),
@@ -156,7 +174,7 @@ def test_with_a_tracking_server_the_server_places_the_artifacts(tmp_path):
         def get_experiment_by_name(self, name):
             return None
 
-        def create_experiment(self, name, artifact_location=None):
+        def create_experiment(self, name, artifact_location=None, tags=None):
             self.location = artifact_location
             return "1"
 
