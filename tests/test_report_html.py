@@ -162,8 +162,11 @@ CLAIMS_REPORT = """\
 """
 
 
-def open_in_chromium(page: Path, chromium: tuple[str, str], workdir: Path) -> dict:
-    """Load ``page`` in headless Chromium (Selenium) and read back what a reader would see."""
+def open_in_chromium(
+    page: Path, chromium: tuple[str, str], workdir: Path, *, until: str | None = None
+) -> dict:
+    """Load ``page`` in headless Chromium (Selenium) and read back what a reader would see;
+    ``until``: a JavaScript expression to wait for (a page that draws after loading)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -192,7 +195,12 @@ def open_in_chromium(page: Path, chromium: tuple[str, str], workdir: Path) -> di
         WebDriverWait(driver, 10).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
+        if until is not None:
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script(f"return {until}"))
         seen = {
+            "vega_views": driver.execute_script(
+                "return document.querySelectorAll('.vega-embed canvas').length;"
+            ),
             "images": driver.execute_script(
                 "return Array.from(document.images, i => [i.complete, i.naturalWidth, i.alt]);"
             ),

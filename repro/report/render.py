@@ -32,7 +32,7 @@ Layout read (written by the pipeline)::
 Layout written::
 
     out_dir/report.md, out_dir/report.html, out_dir/results.csv, out_dir/claims.csv,
-    out_dir/figures/*.png
+    out_dir/figures/*.png, out_dir/plots/*.csv (the data of `dvc plots show`: repro.report.dvc_plots)
     out_dir/studies.csv, out_dir/figures/study_*.png     (ablation studies: repro.report.studies)
 """
 
@@ -54,6 +54,7 @@ from repro.report.claims import (
     load_registry,
     write_claims_csv,
 )
+from repro.report.dvc_plots import write_plot_data
 from repro.report.figures import bn_label, dataset_label, method_label
 from repro.report.formatting import TEMPLATE_NAME, TEMPLATES_DIR, render_markdown
 from repro.report.gpu import gpu_section
@@ -257,6 +258,7 @@ def build_report(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_results_csv(out_dir / "results.csv", results, eff_results)
+    write_plot_data(runs, inputs.eff_runs, out_dir / "plots")
     figs = write_figures(
         out_dir, runs, results, inputs.references, methods=inputs.methods, confidence=confidence
     )
