@@ -16,13 +16,25 @@ from repro.tracking import repo_root, tracking_uri
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a params file, then whether its runs fit this machine's memory (repro/capacity.py)."""
+    from repro.capacity import GIB, check_fits
+
     try:
         p = load_params(args.path)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        need, workers, free = check_fits(p)
+    except ConfigError as err:
+        print(f"error: {args.path}: {err}", file=sys.stderr)
+        return 2
     runs = len(p.data.datasets) * len(p.train.methods) * len(p.model.nz) * len(p.train.seeds)
     print(f"{args.path}: valid (profile {p.profile!r}, {runs} training runs)")
+    print(
+        f"memory: at least {need / GIB:.2f} GiB for {workers} worker(s) at once; "
+        f"{free / GIB:.1f} GiB available"
+    )
     return 0
 
 

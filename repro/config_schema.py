@@ -58,6 +58,9 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 64
     lr: float = 1e-4
+    # Admit a learning rate (train.lr, efficiency.lr, studies.lr) outside LR_RANGE; a run's
+    # numbers do not depend on it, so it is not part of a run's identity (train_run.run_config).
+    lr_unchecked: bool = False
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     train_images: int = 50_000
     val_images: int = 2_000

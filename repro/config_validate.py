@@ -13,6 +13,7 @@ refused here rather than by an index error halfway through a run.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from repro.config_schema import (
@@ -79,6 +80,7 @@ def validate(p: Params) -> Params:
     """Range and membership checks that types alone cannot express, section by section."""
     _one_of(p.profile, PROFILES, "profile")
     _validate_data(p.data)
+    _validate_mirror(p.data)
     _validate_model(p.model)
     _validate_train(p)
     _validate_gfe(p.gfe)
@@ -98,6 +100,33 @@ def validate(p: Params) -> Params:
     )
     _require(bool(p.tracking.experiment), "tracking.experiment", "must not be empty")
     return p
+
+
+# The learning rates this study admits without train.lr_unchecked: Adam and RMSprop on these
+# per-image losses diverge well below 1 (a step of 1 moves every weight by ~1) and barely move
+# below 1e-6 in the epochs any profile trains (docs/params.md).
+LR_RANGE = (1e-6, 1.0)
+
+
+def _sane_lr(lr: float, key: str, p: Params) -> None:
+    low, high = LR_RANGE
+    _require(
+        p.train.lr_unchecked or low <= lr <= high,
+        key,
+        f"{lr} is outside the range this study admits [{low}, {high}] (above it the loss "
+        "diverges, below it training barely moves); set train.lr_unchecked: true to run it anyway",
+    )
+
+
+def _validate_mirror(d: DataConfig) -> None:
+    """A mirror directory that is named must exist: else the data stage would fail later."""
+    if d.mirror_dir:
+        _require(
+            Path(d.mirror_dir).is_dir(),
+            "data.mirror_dir",
+            f"{d.mirror_dir!r} is not a directory (relative paths are from the repository "
+            "root); create it, fix the path, or set data.mirror_dir: null",
+        )
 
 
 def _validate_data(d: DataConfig) -> None:
@@ -146,6 +175,7 @@ def _validate_train(p: Params) -> None:
     _positive(t.epochs, "train.epochs")
     _positive(t.batch_size, "train.batch_size")
     _positive(t.lr, "train.lr")
+    _sane_lr(t.lr, "train.lr", p)
     _require(
         len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas),
         "train.betas",
@@ -226,6 +256,7 @@ def _validate_efficiency(p: Params) -> None:
         )
     for key in ("nz", "steps", "batch_size", "lr", "eval_images", "eval_points"):
         _positive(getattr(f, key), f"efficiency.{key}")
+    _sane_lr(f.lr, "efficiency.lr", p)
     _require(
         f.eval_images <= n_test,
         "efficiency.eval_images",
@@ -267,6 +298,7 @@ def _validate_studies(p: Params) -> None:
     _positive(s.nz, "studies.nz")
     if s.lr is not None:
         _positive(s.lr, "studies.lr")
+        _sane_lr(s.lr, "studies.lr", p)
     _require(
         s.curve_points >= 0,
         "studies.curve_points",

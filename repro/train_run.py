@@ -38,10 +38,10 @@ def run_config(spec: RunSpec, params: Params) -> dict[str, Any]:
     """Everything that determines a run's result; stored in checkpoints and the final model."""
     # The matrix lists (methods, seeds, nz) are left out: adding a seed must not invalidate the
     # runs that already exist. dvc.yaml declares the same keys as this stage's params.
-    # train.workers is left out too: how a group shares the machine never changes a run's numbers.
-    train = {
-        k: v for k, v in asdict(params.train).items() if k not in ("methods", "seeds", "workers")
-    }
+    # train.workers is left out too: how a group shares the machine never changes a run's numbers;
+    # so is train.lr_unchecked, a licence to run that changes nothing once granted.
+    ignored = ("methods", "seeds", "workers", "lr_unchecked")
+    train = {k: v for k, v in asdict(params.train).items() if k not in ignored}
     return {
         "run": asdict(spec),
         "model": {"ngf": params.model.ngf, "activation": params.model.activation, "nz": spec.nz},

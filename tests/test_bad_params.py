@@ -136,6 +136,21 @@ CASES = [
         ("train: expected a mapping, got 5",),
     ),
     Case("lr_zero", set_key("train.lr", 0), ("train.lr: must be > 0, got 0.0",)),
+    Case(
+        "lr_above_range",
+        set_key("train.lr", 3.0),
+        ("train.lr: 3.0 is outside the range this study admits [1e-06, 1.0]", "lr_unchecked"),
+    ),
+    Case(
+        "studies_lr_below_range",
+        set_key("studies.lr", 1.0e-9),
+        ("studies.lr: 1e-09 is outside the range this study admits", "lr_unchecked: true"),
+    ),
+    Case(
+        "mirror_dir_missing",
+        set_key("data.mirror_dir", "no/such/mirror"),
+        ("data.mirror_dir: 'no/such/mirror' is not a directory", "data.mirror_dir: null"),
+    ),
     Case("lr_negative", set_key("train.lr", -1e-4), ("train.lr: must be > 0, got -0.0001",)),
     Case(
         "lr_infinite",
