@@ -1,4 +1,5 @@
-"""Stage `report`: reports/report.md, figures and tables from every measured metrics file."""
+"""Stage `report`: reports/report.md, figures and tables from every measured metrics file, and
+reports/verdicts.json (DVC metrics: claims per verdict)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from common import run_main, stage
 
 from repro import provenance
 from repro.config import flatten
+from repro.io import write_json
 from repro.report import build_report
 from repro.report.claims import claims_csv_counts
 from repro.tracking import tracked_run
@@ -31,7 +33,9 @@ def main() -> None:
         for out in (path, path.with_name("report.html"), path.with_name("claims.csv")):
             tracker.log_artifact(out)
         counts = claims_csv_counts(path.with_name("claims.csv"))
-        tracker.log_metrics({f"claims_{v.replace(' ', '_')}": n for v, n in counts.items()})
+        verdicts = {v.replace(" ", "_"): n for v, n in counts.items()}
+        write_json(root / "reports" / "verdicts.json", verdicts)
+        tracker.log_metrics({f"claims_{v}": n for v, n in verdicts.items()})
     print(f"wrote {path} and report.html; claims: {counts}")
 
 

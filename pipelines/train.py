@@ -4,7 +4,8 @@ The runs are one group (:mod:`repro.train_main`): worker processes or one after 
 ``train.workers`` says; each run resumes from its own checkpoint after a crash. Outputs:
 ``runs/main/<dataset>-nz<nz>/<method>-s<seed>/`` (metrics.json, history.csv, curve.csv,
 recon.png; committed), the models under ``models/main/`` (DVC-cached), and the group's headline
-numbers ``runs/main/<dataset>-nz<nz>.json`` (DVC metrics). MLflow: one run for the stage, one
+numbers ``runs/main/<dataset>-nz<nz>.json`` (DVC metrics: mean test SSE per image over seeds, per
+BatchNorm mode × method). MLflow: one run for the stage, one
 nested run per model.
 """
 
@@ -23,8 +24,8 @@ def add_args(p):
 
 def main() -> None:
     args, params, root = stage(__doc__, add_args)
-    headline = train_main_group(params, args.dataset, args.nz, root)
-    write_json(root / "runs" / "main" / f"{headline['group']}.json", headline)
+    group, headline = train_main_group(params, args.dataset, args.nz, root)
+    write_json(root / "runs" / "main" / f"{group}.json", headline)
 
 
 if __name__ == "__main__":

@@ -36,11 +36,16 @@ TIMING_ROW_KEPT = ("claim_id", "setting", "unit", "verdict", "claim_verdict")
 
 
 def is_result_file(path: str) -> bool:
-    """``runs/**/*.json``, ``runs/**/*.csv`` and the report's tables ``reports/*.csv``."""
+    """``runs/**/*.json``, ``runs/**/*.csv``, the report's tables ``reports/*.csv`` and its
+    verdict counts ``reports/verdicts.json`` (not the machine-specific benchmark JSON)."""
     parts = Path(path).parts
     if parts[0] == "runs":
         return path.endswith((".json", ".csv"))
-    return parts[0] == "reports" and len(parts) == 2 and path.endswith(".csv")
+    return (
+        parts[0] == "reports"
+        and len(parts) == 2
+        and (path.endswith(".csv") or parts[1] == "verdicts.json")
+    )
 
 
 @dataclass(frozen=True)

@@ -434,8 +434,15 @@ def test_first_repro_builds_the_report_and_every_run_output(study: TinyStudy):
             path = repo / "runs" / "main" / "synthetic-nz8" / f"{method}-s0" / name
             assert path.is_file(), f"{path} missing after `dvc repro`"
         assert (repo / "models" / "main" / "synthetic-nz8" / f"{method}-s0" / "model.pt").is_file()
+    # The group's DVC metrics: per BN mode × method the mean over seeds (one seed here: its loss)
     headline = json.loads((repo / "runs" / "main" / "synthetic-nz8.json").read_text())
-    assert set(headline["runs"]) == {"gon-s0", "ae-s0", "ae_linear-s0"}
+    for method in ("gon", "ae", "ae_linear"):
+        run = repo / "runs" / "main" / "synthetic-nz8" / f"{method}-s0" / "metrics.json"
+        losses = json.loads(run.read_text())["losses"]
+        for mode in losses:
+            assert headline[mode][method] == losses[mode]["test"]["sse_per_image"]
+    verdicts = json.loads((repo / "reports" / "verdicts.json").read_text())
+    assert set(verdicts) == {"reproduced", "not_reproduced", "inconclusive", "not_tested"}
     assert (repo / "dvc.lock").is_file()
     for cell in ("activation/synthetic-elu", "multistep/synthetic-k2", "latent/synthetic-nz4"):
         assert (repo / "runs" / "studies" / cell / "metrics.json").is_file(), cell

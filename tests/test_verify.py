@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.verify import DIFFERS, IDENTICAL, WITHIN, compare_text, verify
+from repro.verify import DIFFERS, IDENTICAL, WITHIN, compare_text, is_result_file, verify
 
 METRICS = {
     "run": "mnist/gon-nz32-s0",
@@ -109,3 +109,20 @@ def test_the_command_exits_non_zero_only_when_something_differs(tmp_path, monkey
     out = capsys.readouterr().out
     assert out.startswith("differs                   runs/main/mnist-nz32/gon-s0/metrics.json")
     assert out.rstrip().endswith("2 results files against HEAD: 1 identical, 1 differs")
+
+
+@pytest.mark.parametrize(
+    ("path", "compared"),
+    [
+        ("runs/main/mnist-nz32/gon-s0/metrics.json", True),
+        ("runs/main/mnist-nz32.json", True),
+        ("runs/efficiency/mnist/gfe-n1000-s0/curve.csv", True),
+        ("reports/claims.csv", True),
+        ("reports/verdicts.json", True),
+        ("reports/benchmarks.json", False),  # machine-specific speed, not a result
+        ("reports/plots/training.csv", False),  # a copy of the runs' own files
+        ("reports/report.md", False),
+    ],
+)
+def test_verify_compares_the_results_files_and_not_the_machine_specific_ones(path, compared):
+    assert is_result_file(path) is compared
