@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,12 @@ def train_efficiency_run(
     seed: int,
     name: str,
     on_point: Any = None,
+    adjust: Callable[[LatentModel], None] | None = None,
 ) -> tuple[LatentModel, list[dict[str, float]]]:
     """Train ``method`` for ``cfg.steps`` steps on the first ``train_size`` images; score on test.
+
+    ``adjust`` changes the model before its optimiser is made (the variants of
+    :mod:`repro.diagnosis`); the study itself trains the model as built.
 
     Returns the model and the curve: one row per evaluation point (step 0 included) with images
     seen, training seconds so far, training gradient evaluations so far and the test scores.
@@ -109,6 +114,8 @@ def train_efficiency_run(
     channels, image_size = images.shape[1], images.shape[-1]
     torch.manual_seed(seed)
     model = efficiency_model(method, cfg, gfe, channels, image_size, where=name)
+    if adjust is not None:
+        adjust(model)
     optimizer = torch.optim.RMSprop(
         model.parameters(), lr=cfg.lr, alpha=0.9, eps=1e-6
     )  # the GFE code's

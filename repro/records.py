@@ -9,6 +9,7 @@ or value types are not those of its kind, naming the file and the fix, so that a
     MainMetrics        runs/main/<dataset>-nz<nz>/<method>-s<seed>/metrics.json
     EfficiencyMetrics  runs/efficiency/<dataset>/<method>-n<size>-s<seed>/metrics.json
     StudyCellMetrics   runs/studies/<study>/<cell>/metrics.json
+    DiagnosisMetrics   runs/diagnosis/<dataset>/gon_mlp.json
 """
 
 from __future__ import annotations
@@ -110,6 +111,26 @@ class StudyCellMetrics(Record):
     test_images: int
     train_seconds: float
     runs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DiagnosisMetrics(Record):
+    """Why GON with the MLP decoder stays at the mean image (repro.diagnosis).
+
+    ``rows``: one per variant × seed: ``variant``, ``seed``, ``latent_norm`` (mean ‖z‖ on the
+    held-out images), ``test_sse_per_image`` (of D(z)), ``origin_sse_per_image`` (of D(0)) and
+    ``step_size`` (η after training). ``inner_loss_divisor`` is n·H·W.
+    """
+
+    dataset: str
+    method: str
+    architecture: str
+    train_size: int
+    steps: int
+    eval_images: int
+    inner_loss_divisor: int
+    variants: dict[str, str]
+    rows: list[dict[str, Any]]
 
 
 # Facts about a run, not results of it: they differ between two runs of the same code on the same

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from repro.records import MainMetrics, StudyCellMetrics
+from repro.records import DiagnosisMetrics, MainMetrics, StudyCellMetrics
 
 SPREAD = {"shuffles": 1, "test_sse_per_image_std": 0.0, "test_sse_per_image_max_abs_diff": 0.0}
 
@@ -55,3 +55,34 @@ def study_cell(
     return StudyCellMetrics(
         study=study, cell=cell, dataset=dataset, runs=runs, **(defaults | fields)
     )
+
+
+def diagnosis_record(as_run_gap: float) -> DiagnosisMetrics:
+    """as_run: SSE 56 (+ small seed noise) and D(0) `as_run_gap` above it; summed: SSE 30."""
+    rows = []
+    for seed, noise in enumerate((0.0, 0.2, -0.1)):
+        rows.append(
+            {
+                "variant": "as_run",
+                "seed": seed,
+                "latent_norm": 0.01,
+                "step_size": 1.0,
+                "test_sse_per_image": 56.0 + noise,
+                "origin_sse_per_image": 56.0 + noise + as_run_gap,
+            }
+        )
+        rows.append(
+            {
+                "variant": "summed",
+                "seed": seed,
+                "latent_norm": 9.0,
+                "step_size": 16384.0,
+                "test_sse_per_image": 30.0 + noise / 2,
+                "origin_sse_per_image": 60.0,
+            }
+        )
+    return DiagnosisMetrics(
+        dataset="mnist", method="gon", architecture="mlp", train_size=1000, steps=150,
+        eval_images=256, inner_loss_divisor=16384,
+        variants={"as_run": "η = 1 (the study's setting)", "summed": "η = n·H·W"}, rows=rows,
+    )  # fmt: skip

@@ -23,6 +23,7 @@ from repro.records import EfficiencyMetrics, MainMetrics
 from repro.report import build_report, protocol_differences
 from repro.report.render import load_claims
 from repro.stats import mean_ci
+from tests.factories import diagnosis_record
 
 DATASETS = ("mnist", "fashion_mnist")
 METHODS = ("gon", "ae")
@@ -520,8 +521,8 @@ def test_empty_runs_dir_still_renders(tmp_path: Path) -> None:
     text = report.read_text()
     assert section(text, "Headline", "##").count("**Not run**") == len(DATASETS)
     assert (
-        text.count("**Not run** in this profile") == len(DATASETS) + 2 + 4
-    )  # + efficiency, convergence; + activation, multistep, latent size, linear encoder
+        text.count("**Not run** in this profile") == len(DATASETS) + 3 + 4
+    )  # + efficiency, its diagnosis, convergence; + activation, multistep, latent, linear encoder
     assert "**Benchmark not run**" in text
     assert "| MNIST | 64 | 0.59 | dataset not run in this profile |" in text
     assert "| (no runs) |" in text
@@ -687,6 +688,7 @@ def build_gfe(
         runs_dir, data_dir = root / "runs", root / "data"
     write_fake_efficiency(runs_dir, base=base)
     write_fake_convergence(runs_dir, with_curves=conv_curves)
+    diagnosis_record(as_run_gap=0.1).write(runs_dir / "diagnosis" / "mnist" / "gon_mlp.json")
     if bench:
         write_fake_bench(root / "reports")
     report = build_report(
@@ -721,6 +723,8 @@ def test_gfe_sections_present_and_gon_runs_unaffected(gfe_report: tuple[Path, st
     assert "Runs found: 12" in text
     for heading in GFE_HEADINGS:
         assert "**Not run**" not in section(text, heading[3:], "##")
+    diagnosis = section(text, "Why GON stays at the mean image here: a diagnosis", "###")
+    assert "**As run, the latent is inert.**" in diagnosis
 
 
 def test_efficiency_table_is_mean_ci_of_the_runs(gfe_report: tuple[Path, str]) -> None:

@@ -14,6 +14,7 @@ result:
     section_efficiency   GFE data efficiency (and its results.csv rows)
     section_convergence  GFE convergence
     section_gradients    GFE decoder-gradient benchmark
+    section_diagnosis    why GON with the MLP decoder stays at the mean image
     section_figures      the figures of the main runs and the GFE studies
     formatting           number filters, the Jinja environment, render_markdown
     studies, speed, gpu, narrative, claims: the ablation studies, step times, the GPU session,
@@ -27,6 +28,7 @@ Layout read (written by the pipeline)::
     runs/efficiency/<dataset>/<method>-n<train_size>-s<seed>/{metrics.json, curve.csv}
     runs/convergence/<dataset>/{summary.json, curves.csv}      (curves.csv may be absent)
     out_dir/bench_gfe_gradients.json                            (optional benchmark)
+    runs/diagnosis/<dataset>/gon_mlp.json                       (optional: stage diagnose)
     runs/studies/<study>/<cell>/{metrics.json, curves.csv}      (ablation studies)
 
 Layout written::
@@ -76,6 +78,7 @@ from repro.report.loaders import (
 )
 from repro.report.section_convergence import convergence_sections
 from repro.report.section_datasets import DatasetSection, dataset_sections
+from repro.report.section_diagnosis import diagnosis_section, load_diagnosis
 from repro.report.section_efficiency import (
     efficiency_frames,
     efficiency_results,
@@ -300,6 +303,12 @@ def build_report(
         "efficiency": efficiency,
         "convergence": convergence,
         "gradients": gradients_section(inputs.bench, claims),
+        "diagnosis": diagnosis_section(
+            load_diagnosis(runs_dir, str(params.get("efficiency", {}).get("dataset", ""))),
+            runs,
+            confidence=confidence,
+            headline_bn=inputs.headline_bn,
+        ),
         "studies": studies,
         "efficiency_runs": efficiency_run_records(inputs.eff_runs),
         "warnings": [*inputs.warnings, *study_warnings, *speed_warnings],
