@@ -10,6 +10,7 @@ or value types are not those of its kind, naming the file and the fix, so that a
     EfficiencyMetrics  runs/efficiency/<dataset>/<method>-n<size>-s<seed>/metrics.json
     StudyCellMetrics   runs/studies/<study>/<cell>/metrics.json
     DiagnosisMetrics   runs/diagnosis/<dataset>/gon_mlp.json
+    EncodingMetrics    runs/encoding/<dataset>/summary.json
 """
 
 from __future__ import annotations
@@ -130,6 +131,26 @@ class DiagnosisMetrics(Record):
     eval_images: int
     inner_loss_divisor: int
     variants: dict[str, str]
+    rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EncodingMetrics(Record):
+    """How close to optimal and how costly each method's encoding is (repro.encoding).
+
+    ``rows``: one per method × seed of the data-efficiency study's largest training set:
+    ``own_loss``/``own_sse_per_image`` (the method's latent), ``refined_*`` (that latent refined
+    by the adaptive-step flow), ``gap_loss`` (own − refined), ``refine_nfe``, ``encode_nfe`` (the
+    encode's gradient evaluations; the images are encoded together, each evaluation covering all
+    of them, so it is also the count per image), ``encode_seconds_per_image``; GFE rows add
+    ``random_start_loss`` and ``random_start_sse_per_image``.
+    """
+
+    dataset: str
+    train_size: int
+    eval_images: int
+    loss: str
+    random_start_seed: int
     rows: list[dict[str, Any]]
 
 

@@ -23,7 +23,7 @@ from repro.records import EfficiencyMetrics, MainMetrics
 from repro.report import build_report, protocol_differences
 from repro.report.render import load_claims
 from repro.stats import mean_ci
-from tests.factories import diagnosis_record
+from tests.factories import diagnosis_record, encoding_record
 
 DATASETS = ("mnist", "fashion_mnist")
 METHODS = ("gon", "ae")
@@ -521,8 +521,8 @@ def test_empty_runs_dir_still_renders(tmp_path: Path) -> None:
     text = report.read_text()
     assert section(text, "Headline", "##").count("**Not run**") == len(DATASETS)
     assert (
-        text.count("**Not run** in this profile") == len(DATASETS) + 3 + 4
-    )  # + efficiency, its diagnosis, convergence; + activation, multistep, latent, linear encoder
+        text.count("**Not run** in this profile") == len(DATASETS) + 4 + 4
+    )  # + efficiency, its diagnosis, encoding, convergence; + 3 studies, linear encoder
     assert "**Benchmark not run**" in text
     assert "| MNIST | 64 | 0.59 | dataset not run in this profile |" in text
     assert "| (no runs) |" in text
@@ -689,6 +689,7 @@ def build_gfe(
     write_fake_efficiency(runs_dir, base=base)
     write_fake_convergence(runs_dir, with_curves=conv_curves)
     diagnosis_record(as_run_gap=0.1).write(runs_dir / "diagnosis" / "mnist" / "gon_mlp.json")
+    encoding_record().write(runs_dir / "encoding" / "mnist" / "summary.json")
     if bench:
         write_fake_bench(root / "reports")
     report = build_report(
@@ -725,6 +726,8 @@ def test_gfe_sections_present_and_gon_runs_unaffected(gfe_report: tuple[Path, st
         assert "**Not run**" not in section(text, heading[3:], "##")
     diagnosis = section(text, "Why GON stays at the mean image here: a diagnosis", "###")
     assert "**As run, the latent is inert.**" in diagnosis
+    encoding = section(text, "How good and how costly is each encoding?", "###")
+    assert "**Not run**" not in encoding and "| GFE (adaptive step) | 3 |" in encoding
 
 
 def test_efficiency_table_is_mean_ci_of_the_runs(gfe_report: tuple[Path, str]) -> None:

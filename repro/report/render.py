@@ -15,6 +15,7 @@ result:
     section_convergence  GFE convergence
     section_gradients    GFE decoder-gradient benchmark
     section_diagnosis    why GON with the MLP decoder stays at the mean image
+    section_encoding     encoding optimality (amortisation gap), GFE's start, encode cost
     section_figures      the figures of the main runs and the GFE studies
     formatting           number filters, the Jinja environment, render_markdown
     studies, speed, gpu, narrative, claims: the ablation studies, step times, the GPU session,
@@ -29,6 +30,7 @@ Layout read (written by the pipeline)::
     runs/convergence/<dataset>/{summary.json, curves.csv}      (curves.csv may be absent)
     out_dir/bench_gfe_gradients.json                            (optional benchmark)
     runs/diagnosis/<dataset>/gon_mlp.json                       (optional: stage diagnose)
+    runs/encoding/<dataset>/summary.json                        (optional: stage encoding)
     runs/studies/<study>/<cell>/{metrics.json, curves.csv}      (ablation studies)
 
 Layout written::
@@ -86,6 +88,7 @@ from repro.report.section_efficiency import (
     efficiency_warnings,
     study_loss,
 )
+from repro.report.section_encoding import encoding_section, load_encoding
 from repro.report.section_figures import histories_long, write_figures, write_gfe_figures
 from repro.report.section_gradients import gradients_section
 from repro.report.section_protocol import protocol_differences, protocol_values
@@ -294,6 +297,7 @@ def build_report(
     verdicts = evaluate_claims(registry, inputs.evidence)
     write_claims_csv(out_dir / "claims.csv", verdicts)
     gpu = gpu_section(runs_dir, registry=registry, verdicts=verdicts, fig_dir=out_dir / "figures")
+    eff_dataset = str(params.get("efficiency", {}).get("dataset", ""))
     context = {
         **_main_context(inputs, results, figs),
         "provenance": _provenance(inputs, provenance, convergence),
@@ -304,11 +308,12 @@ def build_report(
         "convergence": convergence,
         "gradients": gradients_section(inputs.bench, claims),
         "diagnosis": diagnosis_section(
-            load_diagnosis(runs_dir, str(params.get("efficiency", {}).get("dataset", ""))),
+            load_diagnosis(runs_dir, eff_dataset),
             runs,
             confidence=confidence,
             headline_bn=inputs.headline_bn,
         ),
+        "encoding": encoding_section(load_encoding(runs_dir, eff_dataset), confidence=confidence),
         "studies": studies,
         "efficiency_runs": efficiency_run_records(inputs.eff_runs),
         "warnings": [*inputs.warnings, *study_warnings, *speed_warnings],
