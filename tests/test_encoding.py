@@ -14,6 +14,9 @@ from repro.encoding import encoding_study, probe_model
 from repro.io import save_torch
 from repro.records import EncodingMetrics, read_record
 from repro.report import formatting
+from repro.report.claims import evaluate_claim
+from repro.report.claims_evidence import Evidence
+from repro.report.claims_registry import load_registry
 from repro.report.section_encoding import encoding_section
 from repro.train_run import to_unit_float
 from tests.conftest import blob_images
@@ -102,3 +105,14 @@ def test_the_encoding_text_names_each_finding():
     assert "AE's gap is **higher** than GFE (adaptive step)'s." in text
     assert "from z(0) ~ N(0, I) minus from z(0) = 0 is 0.053 [" in text
     assert "| AE | 3 | 0.2417 [0.2227, 0.2606] | 0.2037 [" in text
+
+
+def test_gfe_encoder_inversion_suboptimal_is_judged_on_the_amortisation_gaps():
+    registry = load_registry()
+    claim = next(c for c in registry["claims"] if c["id"] == "gfe-encoder-inversion-suboptimal")
+    params = {"efficiency": {"dataset": "mnist"}}
+    judged = evaluate_claim(
+        claim, registry["sources"], Evidence(params, encoding=encoding_record())
+    )
+    assert judged.verdict == "reproduced"  # GFE gap − AE gap: −0.036, every seed below 0
+    assert evaluate_claim(claim, registry["sources"], Evidence(params)).verdict == "not tested"

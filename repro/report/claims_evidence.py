@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from repro.records import EncodingMetrics
 from repro.report.loaders import (
     EfficiencyRun,
     Run,
     load_benchmark,
     load_convergence,
     load_efficiency_runs,
+    load_encoding,
     load_runs,
 )
 from repro.report.study_runs import (
@@ -53,6 +55,7 @@ class Evidence:
     efficiency: list[EfficiencyRun] = field(default_factory=list)
     convergence: list[dict[str, Any]] = field(default_factory=list)
     bench: dict[str, Any] | None = None
+    encoding: EncodingMetrics | None = None
     root: Path | None = None
 
     @property
@@ -83,6 +86,7 @@ def collect_evidence(runs_dir: Path, out_dir: Path, params: Mapping[str, Any]) -
         efficiency=load_efficiency_runs(runs_dir / "efficiency")[0],
         bench=load_benchmark(out_dir)[0],
         convergence=load_convergence(runs_dir / "convergence"),
+        encoding=load_encoding(runs_dir, str((params.get("efficiency") or {}).get("dataset", ""))),
         root=runs_dir.parent,
     )
 
@@ -371,6 +375,25 @@ def measure_bench(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     return Sample(missing=f"benchmark has no {sel.get('field')} for mode {sel.get('mode')}")
 
 
+def measure_encoding(sel: Mapping[str, Any], ev: Evidence) -> Sample:
+    """One field (``field``: gap_loss, own_loss, refined_loss, random_start_loss) of the encoding
+    study's rows for ``method``, by seed (repro.encoding)."""
+    where = "runs/encoding/<dataset>/summary.json"
+    if ev.encoding is None:
+        return Sample(missing=f"the encoding study was not run ({where})")
+    key = str(sel.get("field"))
+    values = {
+        int(r["seed"]): float(r[key])
+        for r in ev.encoding.rows
+        if _selected(sel, method=r["method"], dataset=ev.encoding.dataset) and key in r
+    }
+    return Sample(
+        values=values,
+        files=(f"runs/encoding/{ev.encoding.dataset}/summary.json",),
+        missing="" if values else f"no {key} for {_describe(sel)} in {where}",
+    )
+
+
 MEASURES: dict[str, Callable[[Mapping[str, Any], Evidence], Sample]] = {
     "loss": measure_loss,
     "n_params": measure_n_params,
@@ -379,4 +402,5 @@ MEASURES: dict[str, Callable[[Mapping[str, Any], Evidence], Sample]] = {
     "efficiency_loss": measure_efficiency_loss,
     "flow_loss": measure_flow_loss,
     "bench": measure_bench,
+    "encoding": measure_encoding,
 }

@@ -17,12 +17,19 @@ import pandas as pd
 import yaml
 
 from repro.io import read_json
-from repro.records import EfficiencyMetrics, MainMetrics, R, read_record
+from repro.records import (
+    DiagnosisMetrics,
+    EfficiencyMetrics,
+    EncodingMetrics,
+    MainMetrics,
+    R,
+    read_record,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLAIMS_PATH = PACKAGE_DIR / "claims.yaml"
 # Subdirectories of runs/ that hold studies, not main GON/AE runs.
-STUDY_DIRS = ("efficiency", "convergence", "studies")  # beside runs/main/ and runs/<dataset>/
+STUDY_DIRS = ("efficiency", "convergence", "studies", "diagnosis", "encoding")  # not datasets
 BENCH_FILE = "bench_gfe_gradients.json"
 
 
@@ -189,3 +196,15 @@ def load_benchmark(out_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
     if not isinstance(bench, Mapping) or not isinstance(bench.get("results"), list):
         return None, [f"{BENCH_FILE} has no `results` list: benchmark left out"]
     return dict(bench), []
+
+
+def load_diagnosis(runs_dir: Path, dataset: str) -> DiagnosisMetrics | None:
+    """runs/diagnosis/<dataset>/gon_mlp.json (stage diagnose), or None when not run."""
+    path = runs_dir / "diagnosis" / dataset / "gon_mlp.json"
+    return read_record(DiagnosisMetrics, path) if path.is_file() else None
+
+
+def load_encoding(runs_dir: Path, dataset: str) -> EncodingMetrics | None:
+    """runs/encoding/<dataset>/summary.json (stage encoding), or None when not run."""
+    path = runs_dir / "encoding" / dataset / "summary.json"
+    return read_record(EncodingMetrics, path) if path.is_file() else None

@@ -73,14 +73,16 @@ from repro.report.loaders import (
     load_benchmark,
     load_claims,
     load_convergence,
+    load_diagnosis,
     load_efficiency_runs,
+    load_encoding,
     load_manifest,
     load_reference,
     load_runs,
 )
 from repro.report.section_convergence import convergence_sections
 from repro.report.section_datasets import DatasetSection, dataset_sections
-from repro.report.section_diagnosis import diagnosis_section, load_diagnosis
+from repro.report.section_diagnosis import diagnosis_section
 from repro.report.section_efficiency import (
     efficiency_frames,
     efficiency_results,
@@ -88,7 +90,7 @@ from repro.report.section_efficiency import (
     efficiency_warnings,
     study_loss,
 )
-from repro.report.section_encoding import encoding_section, load_encoding
+from repro.report.section_encoding import encoding_section
 from repro.report.section_figures import histories_long, write_figures, write_gfe_figures
 from repro.report.section_gradients import gradients_section
 from repro.report.section_protocol import protocol_differences, protocol_values
@@ -221,6 +223,7 @@ def load_inputs(
         efficiency=eff_loaded,
         convergence=convergence,
         bench=bench,
+        encoding=load_encoding(runs_dir, str(eff_params.get("dataset", ""))),
         root=runs_dir.parent,
     )
     return ReportInputs(
@@ -313,7 +316,7 @@ def build_report(
             confidence=confidence,
             headline_bn=inputs.headline_bn,
         ),
-        "encoding": encoding_section(load_encoding(runs_dir, eff_dataset), confidence=confidence),
+        "encoding": encoding_section(inputs.evidence.encoding, confidence=confidence),
         "studies": studies,
         "efficiency_runs": efficiency_run_records(inputs.eff_runs),
         "warnings": [*inputs.warnings, *study_warnings, *speed_warnings],

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from repro.records import DiagnosisMetrics, read_record
+from repro.records import DiagnosisMetrics
 from repro.report.loaders import Run
 from repro.report.verdicts import HIGHER, LOWER, holm_contrasts, significance_level
 from repro.stats import MeanCI, mean_ci
@@ -21,12 +20,6 @@ AS_RUN = "as_run"  # the variant that is the study's own setting (repro.diagnosi
 # The latent is "inert" when decoding it beats decoding the origin by less than this fraction of
 # the origin's loss (the upper end of the gap's interval; the mean with one seed).
 INERT_FRACTION = 0.01
-DIAGNOSIS_FILE = "gon_mlp.json"
-
-
-def load_diagnosis(runs_dir: Path, dataset: str) -> DiagnosisMetrics | None:
-    path = runs_dir / "diagnosis" / dataset / DIAGNOSIS_FILE
-    return read_record(DiagnosisMetrics, path) if path.is_file() else None
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,11 @@ from a random z(0) against z(0) = 0. Every comparison is paired over seeds and d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from repro.records import EncodingMetrics, read_record
+from repro.records import EncodingMetrics
 from repro.report.labels import dataset_label, loss_label, method_label
 from repro.report.verdicts import paired_verdict, significance_level
 from repro.stats import MeanCI, PairedDifference, mean_ci, paired_by_key
-
-ENCODING_FILE = "summary.json"
-
-
-def load_encoding(runs_dir: Path, dataset: str) -> EncodingMetrics | None:
-    path = runs_dir / "encoding" / dataset / ENCODING_FILE
-    return read_record(EncodingMetrics, path) if path.is_file() else None
 
 
 @dataclass(frozen=True)
