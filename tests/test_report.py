@@ -521,8 +521,8 @@ def test_empty_runs_dir_still_renders(tmp_path: Path) -> None:
     text = report.read_text()
     assert section(text, "Headline", "##").count("**Not run**") == len(DATASETS)
     assert (
-        text.count("**Not run** in this profile") == len(DATASETS) + 4 + 4
-    )  # + efficiency, its diagnosis, encoding, convergence; + 3 studies, linear encoder
+        text.count("**Not run** in this profile") == len(DATASETS) + 5 + 4
+    )  # + efficiency, diagnosis, encoding, transfer, convergence; + 3 studies, linear encoder
     assert "**Benchmark not run**" in text
     assert "| MNIST | 64 | 0.59 | dataset not run in this profile |" in text
     assert "| (no runs) |" in text
@@ -673,6 +673,32 @@ def write_fake_bench(out_dir: Path) -> None:
     )
 
 
+def write_fake_transfer(runs_dir: Path) -> None:
+    """runs/transfer/mnist/<method>-s<seed>/metrics.json: unseen digits 20% above seen ones."""
+    for method in EFF_METHODS:
+        for seed in SEEDS:
+            seen = fake_final_bce(method, EFF_SIZES[-1], seed, None) * SSE_PER_BCE
+            final = {"step": EFF_STEPS, "test_sse_per_image": 1.2 * seen + 0.1 * seed}
+            EfficiencyMetrics(
+                run=f"transfer/mnist/{method}-s{seed}",
+                dataset="mnist",
+                method=method,
+                train_size=EFF_SIZES[-1],
+                seed=seed,
+                architecture="mlp",
+                nz=EFF_NZ,
+                loss="bce",
+                steps=EFF_STEPS,
+                batch_size=16,
+                eval_images=256,
+                n_params=1000,
+                final=final | {"seen_test_sse_per_image": seen},
+                wall_seconds=1.0,
+                profile="quick",
+                mlflow_run_id=None,
+            ).write(runs_dir / "transfer" / "mnist" / f"{method}-s{seed}" / "metrics.json")
+
+
 def build_gfe(
     root: Path,
     *,
@@ -690,6 +716,7 @@ def build_gfe(
     write_fake_convergence(runs_dir, with_curves=conv_curves)
     diagnosis_record(as_run_gap=0.1).write(runs_dir / "diagnosis" / "mnist" / "gon_mlp.json")
     encoding_record().write(runs_dir / "encoding" / "mnist" / "summary.json")
+    write_fake_transfer(runs_dir)
     if bench:
         write_fake_bench(root / "reports")
     report = build_report(
@@ -728,6 +755,8 @@ def test_gfe_sections_present_and_gon_runs_unaffected(gfe_report: tuple[Path, st
     assert "**As run, the latent is inert.**" in diagnosis
     encoding = section(text, "How good and how costly is each encoding?", "###")
     assert "**Not run**" not in encoding and "| GFE (adaptive step) | 3 |" in encoding
+    transfer = section(text, "Generalisation to unseen classes", "###")
+    assert "| GFE (adaptive step) | 3 |" in transfer and "− AE on unseen digits:**" in transfer
 
 
 def test_efficiency_table_is_mean_ci_of_the_runs(gfe_report: tuple[Path, str]) -> None:

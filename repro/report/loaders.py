@@ -29,7 +29,7 @@ from repro.records import (
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLAIMS_PATH = PACKAGE_DIR / "claims.yaml"
 # Subdirectories of runs/ that hold studies, not main GON/AE runs.
-STUDY_DIRS = ("efficiency", "convergence", "studies", "diagnosis", "encoding")  # not datasets
+STUDY_DIRS = ("efficiency", "convergence", "studies", "diagnosis", "encoding", "transfer")
 BENCH_FILE = "bench_gfe_gradients.json"
 
 

@@ -16,6 +16,7 @@ result:
     section_gradients    GFE decoder-gradient benchmark
     section_diagnosis    why GON with the MLP decoder stays at the mean image
     section_encoding     encoding optimality (amortisation gap), GFE's start, encode cost
+    section_transfer     generalisation to unseen classes (digits 0–4 → 5–9)
     section_figures      the figures of the main runs and the GFE studies
     formatting           number filters, the Jinja environment, render_markdown
     studies, speed, gpu, narrative, claims: the ablation studies, step times, the GPU session,
@@ -31,6 +32,7 @@ Layout read (written by the pipeline)::
     out_dir/bench_gfe_gradients.json                            (optional benchmark)
     runs/diagnosis/<dataset>/gon_mlp.json                       (optional: stage diagnose)
     runs/encoding/<dataset>/summary.json                        (optional: stage encoding)
+    runs/transfer/<dataset>/<method>-s<seed>/{metrics.json, curve.csv}  (optional: transfer)
     runs/studies/<study>/<cell>/{metrics.json, curves.csv}      (ablation studies)
 
 Layout written::
@@ -113,6 +115,7 @@ from repro.report.section_results import (
     summarise,
     write_results_csv,
 )
+from repro.report.section_transfer import transfer_section
 from repro.report.speed import speed_section
 from repro.report.studies import StudyRun, load_studies, studies_context
 
@@ -317,6 +320,11 @@ def build_report(
             headline_bn=inputs.headline_bn,
         ),
         "encoding": encoding_section(inputs.evidence.encoding, confidence=confidence),
+        "transfer": transfer_section(
+            load_efficiency_runs(runs_dir / "transfer")[0],
+            inputs.eff_methods,
+            confidence=confidence,
+        ),
         "studies": studies,
         "efficiency_runs": efficiency_run_records(inputs.eff_runs),
         "warnings": [*inputs.warnings, *study_warnings, *speed_warnings],
