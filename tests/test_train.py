@@ -182,3 +182,22 @@ def test_graph_capture_restore_puts_adam_back_in_the_same_tensors(resumed):
         strict=True,
     ):
         assert torch.equal(a, b)
+
+
+@pytest.mark.stage
+@pytest.mark.parametrize(("given", "expected"), [(None, "AVX2"), ("AVX512_CORE", "AVX512_CORE")])
+def test_onednn_is_capped_at_avx2_so_conv_results_do_not_depend_on_the_cpu(given, expected):
+    """repro.runtime caps oneDNN's instruction set on import (before any convolution), unless the
+    user chose one: the committed conv results then reproduce bitwise on AVX2 and AVX-512 CPUs."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+    if given is not None:
+        env["ONEDNN_MAX_CPU_ISA"] = given
+    code = "import os, repro.runtime; print(os.environ['ONEDNN_MAX_CPU_ISA'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == expected
