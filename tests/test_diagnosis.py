@@ -127,3 +127,19 @@ def test_the_conv_gon_latent_norm_of_the_main_runs_is_shown_beside_it(tmp_path):
     section = diagnosis_section(diagnosis_record(0.1), runs, confidence=0.95, headline_bn="batch")
     assert section.conv_latent_norm is not None
     assert (section.conv_latent_norm.mean, section.conv_latent_norm.n) == (12.0, 2)
+
+
+def test_a_variant_that_stays_inert_is_not_counted_as_a_fix():
+    record = diagnosis_record(0.1)
+    still = [
+        {**r, "variant": "learned_step", "test_sse_per_image": r["test_sse_per_image"] - 0.01}
+        for r in record.rows
+        if r["variant"] == "as_run"
+    ]
+    record = dataclasses.replace(
+        record,
+        rows=record.rows + still,
+        variants=record.variants | {"learned_step": "η learned, from 1"},
+    )
+    section = diagnosis_section(record, [], confidence=0.95, headline_bn="batch")
+    assert section.recovers == ("summed",) and section.still_inert == ("learned_step",)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from repro.records import DiagnosisMetrics
+from repro.report.labels import dataset_label
 from repro.report.loaders import Run
 from repro.report.verdicts import HIGHER, LOWER, holm_contrasts, significance_level
 from repro.stats import MeanCI, mean_ci
@@ -48,7 +49,8 @@ class DiagnosisSection:
     rows: tuple[VariantRow, ...] = ()
     conv_latent_norm: MeanCI | None = None  # the main runs' GON (conv decoder, BatchNorm)
     latent_is_inert: bool = False  # as run, D(z) beats D(0) by < INERT_FRACTION of its loss
-    recovers: tuple[str, ...] = ()  # variants with a lower test SSE than the study's setting
+    recovers: tuple[str, ...] = ()  # lower test SSE than the study's setting, latent not inert
+    still_inert: tuple[str, ...] = ()  # other variants whose latent stays inert
 
 
 def _by_seed(record: DiagnosisMetrics, variant: str, key: str) -> dict[int, float]:
@@ -96,7 +98,7 @@ def diagnosis_section(
     return DiagnosisSection(
         status="run",
         alpha=significance_level(confidence),
-        dataset=record.dataset,
+        dataset=dataset_label(record.dataset),
         train_size=record.train_size,
         steps=record.steps,
         eval_images=record.eval_images,
@@ -104,7 +106,8 @@ def diagnosis_section(
         rows=tuple(rows),
         conv_latent_norm=mean_ci(conv, confidence) if conv else None,
         latent_is_inert=as_run is not None and is_inert(as_run),
-        recovers=tuple(r.variant for r in rows if r.versus_as_run == LOWER),
+        recovers=tuple(r.variant for r in rows if r.versus_as_run == LOWER and not is_inert(r)),
+        still_inert=tuple(r.variant for r in rows if r.variant != AS_RUN and is_inert(r)),
     )
 
 
