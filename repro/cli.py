@@ -95,6 +95,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+RUNS_VIEW = "#/experiments?workflowType=machine_learning"
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """``mlflow ui`` on the study's store, bound to 127.0.0.1 unless told otherwise."""
     root = repo_root()
@@ -117,6 +120,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print("running:", " ".join(cmd))
+    # MLflow 3's UI opens an experiment on its GenAI overview unless the workflow type is chosen
+    # (the toggle at its top left); this address opens the runs table in "Model training" mode.
+    print(f"open: http://{args.host}:{args.port}/{RUNS_VIEW}")
     return subprocess.call(cmd, cwd=root)
 
 

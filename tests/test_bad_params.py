@@ -328,6 +328,9 @@ STAGES = {
     "study": ["--study", "activation"],
     "efficiency": [],
     "convergence": [],
+    "diagnose": [],
+    "encoding": [],
+    "transfer": [],
     "report": [],
 }
 
