@@ -543,6 +543,28 @@ def fake_train_seconds(method: str, step: int, seed: int) -> float:
     return STEP_SECONDS[method] * step * (1.0 + 0.05 * seed)
 
 
+def fake_efficiency_metrics(
+    run: str, method: str, size: int, seed: int, **fields: Any
+) -> EfficiencyMetrics:
+    """A data-efficiency-schema record (runs/efficiency and runs/transfer) of the fake study."""
+    return EfficiencyMetrics(
+        run=run,
+        dataset="mnist",
+        method=method,
+        train_size=size,
+        seed=seed,
+        architecture="mlp",
+        nz=EFF_NZ,
+        loss="bce",
+        steps=EFF_STEPS,
+        batch_size=16,
+        eval_images=256,
+        n_params=1000,
+        profile="quick",
+        **fields,
+    )
+
+
 def write_fake_efficiency(
     runs_dir: Path,
     *,
@@ -575,22 +597,13 @@ def write_fake_efficiency(
                     )
                 if with_curves:
                     pd.DataFrame(rows).to_csv(run_dir / "curve.csv", index=False)
-                EfficiencyMetrics(
-                    run=f"efficiency/mnist/{name}",
-                    dataset="mnist",
-                    method=method,
-                    train_size=size,
-                    seed=seed,
-                    architecture="mlp",
-                    nz=EFF_NZ,
-                    loss="bce",
-                    steps=EFF_STEPS,
-                    batch_size=16,
-                    eval_images=256,
-                    n_params=1000,
+                fake_efficiency_metrics(
+                    f"efficiency/mnist/{name}",
+                    method,
+                    size,
+                    seed,
                     final=rows[-1],
                     wall_seconds=rows[-1]["train_seconds"] + 5.0,
-                    profile="quick",
                     mlflow_run_id=f"eff-{name}",
                 ).write(run_dir / "metrics.json")
 
@@ -679,22 +692,13 @@ def write_fake_transfer(runs_dir: Path) -> None:
         for seed in SEEDS:
             seen = fake_final_bce(method, EFF_SIZES[-1], seed, None) * SSE_PER_BCE
             final = {"step": EFF_STEPS, "test_sse_per_image": 1.2 * seen + 0.1 * seed}
-            EfficiencyMetrics(
-                run=f"transfer/mnist/{method}-s{seed}",
-                dataset="mnist",
-                method=method,
-                train_size=EFF_SIZES[-1],
-                seed=seed,
-                architecture="mlp",
-                nz=EFF_NZ,
-                loss="bce",
-                steps=EFF_STEPS,
-                batch_size=16,
-                eval_images=256,
-                n_params=1000,
+            fake_efficiency_metrics(
+                f"transfer/mnist/{method}-s{seed}",
+                method,
+                EFF_SIZES[-1],
+                seed,
                 final=final | {"seen_test_sse_per_image": seen},
                 wall_seconds=1.0,
-                profile="quick",
                 mlflow_run_id=None,
             ).write(runs_dir / "transfer" / "mnist" / f"{method}-s{seed}" / "metrics.json")
 

@@ -52,6 +52,7 @@ from typing import Any
 import pandas as pd
 
 from repro.io import atomic_write
+from repro.records import DiagnosisMetrics
 from repro.report import narrative
 from repro.report.claims import (
     ClaimResult,
@@ -181,6 +182,8 @@ class ReportInputs:
     study_runs: list[StudyRun]
     convergence: list[dict[str, Any]]  # load_convergence: per dataset, summary and curves
     bench: dict[str, Any] | None  # the decoder-gradient benchmark, when it was run
+    diagnosis: DiagnosisMetrics | None  # stage diagnose, when it was run
+    transfer_runs: list[EfficiencyRun]  # stage transfer: unseen-class runs
     evidence: Evidence  # what the claim rules read: the same runs, in the loaders' order
     warnings: list[str]  # the loaders' and consistency checks' warnings, in report order
 
@@ -214,6 +217,7 @@ def load_inputs(
         list(eff_params.get("methods", [])),
     )
     eff_runs.sort(key=lambda r: (r.dataset, eff_methods.index(r.method), r.train_size, r.seed))
+    eff_dataset = str(eff_params.get("dataset", ""))
     bench, bench_warnings = load_benchmark(out_dir)
     warnings += bench_warnings
     study_runs = load_studies(runs_dir / "studies")[0]
@@ -226,7 +230,7 @@ def load_inputs(
         efficiency=eff_loaded,
         convergence=convergence,
         bench=bench,
-        encoding=load_encoding(runs_dir, str(eff_params.get("dataset", ""))),
+        encoding=load_encoding(runs_dir, eff_dataset),
         root=runs_dir.parent,
     )
     return ReportInputs(
@@ -246,6 +250,8 @@ def load_inputs(
         study_runs=study_runs,
         convergence=convergence,
         bench=bench,
+        diagnosis=load_diagnosis(runs_dir, eff_dataset),
+        transfer_runs=load_efficiency_runs(runs_dir / "transfer")[0],
         evidence=evidence,
         warnings=warnings,
     )
@@ -303,7 +309,6 @@ def build_report(
     verdicts = evaluate_claims(registry, inputs.evidence)
     write_claims_csv(out_dir / "claims.csv", verdicts)
     gpu = gpu_section(runs_dir, registry=registry, verdicts=verdicts, fig_dir=out_dir / "figures")
-    eff_dataset = str(params.get("efficiency", {}).get("dataset", ""))
     context = {
         **_main_context(inputs, results, figs),
         "provenance": _provenance(inputs, provenance, convergence),
@@ -314,16 +319,11 @@ def build_report(
         "convergence": convergence,
         "gradients": gradients_section(inputs.bench, claims),
         "diagnosis": diagnosis_section(
-            load_diagnosis(runs_dir, eff_dataset),
-            runs,
-            confidence=confidence,
-            headline_bn=inputs.headline_bn,
+            inputs.diagnosis, runs, confidence=confidence, headline_bn=inputs.headline_bn
         ),
         "encoding": encoding_section(inputs.evidence.encoding, confidence=confidence),
         "transfer": transfer_section(
-            load_efficiency_runs(runs_dir / "transfer")[0],
-            inputs.eff_methods,
-            confidence=confidence,
+            inputs.transfer_runs, inputs.eff_methods, confidence=confidence
         ),
         "studies": studies,
         "efficiency_runs": efficiency_run_records(inputs.eff_runs),
