@@ -6,7 +6,7 @@ and probes each on the held-out images. Output: ``runs/diagnosis/<dataset>/gon_m
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from common import run_main, stage
 
@@ -26,16 +26,9 @@ def main() -> None:
         tags={"profile": params.profile, "device": "cpu"},
         experiment=f"{params.tracking.experiment}/efficiency",
     ) as tracker:
-        record = diagnose(params, root)
+        record = replace(diagnose(params, root), mlflow_run_id=tracker.run_id)
         record.write(root / "runs" / "diagnosis" / eff.dataset / "gon_mlp.json")
-        tracker.log_metrics(
-            {
-                f"{r['variant']}.s{r['seed']}.{k}": float(v)
-                for r in record.rows
-                for k, v in r.items()
-                if k not in ("variant", "seed")
-            }
-        )
+        tracker.log_rows(record.rows, label="variant")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Output: ``runs/encoding/<dataset>/summary.json``.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from common import run_main, stage
 
@@ -27,16 +27,9 @@ def main() -> None:
         tags={"profile": params.profile, "device": "cpu"},
         experiment=f"{params.tracking.experiment}/efficiency",
     ) as tracker:
-        record = encoding_study(params, root)
+        record = replace(encoding_study(params, root), mlflow_run_id=tracker.run_id)
         record.write(root / "runs" / "encoding" / eff.dataset / "summary.json")
-        tracker.log_metrics(
-            {
-                f"{r['method']}.s{r['seed']}.{k}": float(v)
-                for r in record.rows
-                for k, v in r.items()
-                if k not in ("method", "seed")
-            }
-        )
+        tracker.log_rows(record.rows, label="method")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Stage `report`: reports/report.md, figures and tables from every measured metrics file, and
-reports/verdicts.json (DVC metrics: claims per verdict)."""
+reports/metrics.json (DVC metrics: the headline test losses and the claims per verdict)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from repro.config import flatten
 from repro.io import write_json
 from repro.report import build_report
 from repro.report.claims import claims_csv_counts
+from repro.report.dvc_metrics import METRICS_FILE, headline_metrics
 from repro.tracking import tracked_run
 
 
@@ -33,9 +34,15 @@ def main() -> None:
         for out in (path, path.with_name("report.html"), path.with_name("claims.csv")):
             tracker.log_artifact(out)
         counts = claims_csv_counts(path.with_name("claims.csv"))
-        verdicts = {v.replace(" ", "_"): n for v, n in counts.items()}
-        write_json(root / "reports" / "verdicts.json", verdicts)
-        tracker.log_metrics({f"claims_{v}": n for v, n in verdicts.items()})
+        metrics = headline_metrics(
+            root / "runs",
+            datasets=params.data.datasets,
+            nz=params.model.nz,
+            headline_bn=params.evaluate.headline_bn,
+            verdicts=counts,
+        )
+        write_json(root / "reports" / METRICS_FILE, metrics)
+        tracker.log_metrics({f"claims_{v.replace(' ', '_')}": n for v, n in counts.items()})
     print(f"wrote {path} and report.html; claims: {counts}")
 
 

@@ -43,6 +43,7 @@ from repro.config_schema import (
     EfficiencyConfig,
     EvaluateConfig,
     GFEConfig,
+    ImplicitConfig,
     LatentStudyConfig,
     ModelConfig,
     MultistepStudyConfig,
@@ -51,6 +52,7 @@ from repro.config_schema import (
     StudiesConfig,
     TrackingConfig,
     TrainConfig,
+    VariationalConfig,
     split_sizes,
 )
 from repro.config_validate import validate
@@ -69,6 +71,7 @@ from repro.names import (
     ODE_SOLVERS,
     SOURCES,
     STUDIES,
+    VARIATIONAL_METHODS,
 )
 
 __all__ = [
@@ -86,6 +89,7 @@ __all__ = [
     "SOURCES",
     "SPLIT_SIZES",
     "STUDIES",
+    "VARIATIONAL_METHODS",
     "SYNTHETIC_CHANNELS",
     "ActivationStudyConfig",
     "AdaptiveStepConfig",
@@ -95,6 +99,7 @@ __all__ = [
     "EfficiencyConfig",
     "EvaluateConfig",
     "GFEConfig",
+    "ImplicitConfig",
     "LatentStudyConfig",
     "ModelConfig",
     "MultistepStudyConfig",
@@ -104,6 +109,7 @@ __all__ = [
     "StudiesConfig",
     "TrackingConfig",
     "TrainConfig",
+    "VariationalConfig",
     "flatten",
     "load_params",
     "params_from_dict",

@@ -144,6 +144,57 @@ class EfficiencyConfig:
 
 
 @dataclass(frozen=True)
+class VariationalConfig:
+    """Variational GON vs a VAE with the same decoder (Variational-GON.py's setting, reduced).
+
+    The official code: conv decoder nz 48, ngf 32, BatchNorm, ELU, Sigmoid; BCE summed over pixels
+    plus KL (weight 1); Adam 1e-4, batch 64, 300 epochs on MNIST. Here: ``epochs`` over the first
+    ``train_images`` training images; ``test_images`` held-out images scored by the negative ELBO
+    and an importance-weighted bound with ``iw_samples`` samples; ``sample_images`` prior samples
+    per model for the sample-quality number.
+    """
+
+    dataset: str = "mnist"
+    methods: list[str] = field(default_factory=lambda: ["vgon", "vae"])
+    nz: int = 48
+    ngf: int = 32
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    train_images: int = 50_000
+    epochs: int = 300
+    batch_size: int = 64
+    lr: float = 1e-4
+    test_images: int = 10_000
+    iw_samples: int = 64
+    sample_images: int = 1_000
+
+
+@dataclass(frozen=True)
+class ImplicitConfig:
+    """Implicit GON (a SIREN decoder) vs an implicit AE (conv encoder + the same SIREN).
+
+    Implicit-GON.py: Fashion-MNIST 28×28, SIREN with ω₀ = 30, input 2 coordinates + a 32-d latent,
+    4 hidden layers of 256, SSE per image averaged over the batch, Adam 1e-4, batch 64, 501 steps.
+    ``hidden`` is the SIREN's width (its depth and ω₀ = 30 are the code's, fixed in
+    :class:`repro.models.SirenDecoder`); ``steps`` optimiser steps over the first ``train_images``
+    training images; ``test_images`` held-out images scored. Super-resolution: GON trained on
+    images downsampled to ``low_res`` pixels a side, its held-out latents decoded on the full
+    grid and compared with the true images and with bicubic upsampling of the low-res input.
+    """
+
+    datasets: list[str] = field(default_factory=lambda: ["fashion_mnist", "mnist"])
+    methods: list[str] = field(default_factory=lambda: ["gon", "ae"])
+    nz: int = 32
+    hidden: int = 256
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    steps: int = 501
+    batch_size: int = 64
+    lr: float = 1e-4
+    train_images: int = 50_000
+    test_images: int = 1_000
+    low_res: int = 16
+
+
+@dataclass(frozen=True)
 class ConvergenceConfig:
     """ℓ(z(t)) against solver iterations for a trained GFE decoder (the "faster per iteration" claim)."""
 
@@ -228,6 +279,8 @@ class Params:
     gfe: GFEConfig = field(default_factory=GFEConfig)
     efficiency: EfficiencyConfig = field(default_factory=EfficiencyConfig)
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
+    variational: VariationalConfig = field(default_factory=VariationalConfig)
+    implicit: ImplicitConfig = field(default_factory=ImplicitConfig)
     studies: StudiesConfig = field(default_factory=StudiesConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -36,10 +36,12 @@ from repro.names import (
     DATASETS,
     FLOW_LOSSES,
     GRAD_MODES,
+    IMPLICIT_METHODS,
     MAIN_METHODS,
     METHODS,
     ODE_SOLVERS,
     SOURCES,
+    VARIATIONAL_METHODS,
 )
 
 
@@ -86,6 +88,8 @@ def validate(p: Params) -> Params:
     _validate_gfe(p.gfe)
     _validate_efficiency(p)
     _validate_convergence(p)
+    _validate_variational(p)
+    _validate_implicit(p)
     _validate_studies(p)
     _validate_evaluate(p.evaluate, p.data)
     _require(
@@ -261,6 +265,57 @@ def _validate_efficiency(p: Params) -> None:
         f.eval_images <= n_test,
         "efficiency.eval_images",
         f"{f.eval_images} exceeds the test split ({n_test})",
+    )
+
+
+def _dataset_prepared(dataset: str, key: str, p: Params) -> None:
+    _one_of(dataset, DATASETS, key)
+    _require(
+        dataset in p.data.datasets, key, f"{dataset!r} is not in data.datasets ({p.data.datasets})"
+    )
+
+
+def _validate_variational(p: Params) -> None:
+    v = p.variational
+    _dataset_prepared(v.dataset, "variational.dataset", p)
+    _non_empty_unique(v.methods, "variational.methods")
+    _one_of(v.methods, VARIATIONAL_METHODS, "variational.methods")
+    _non_empty_unique(v.seeds, "variational.seeds")
+    for key in ("nz", "ngf", "epochs", "batch_size", "lr", "iw_samples", "sample_images"):
+        _positive(getattr(v, key), f"variational.{key}")
+    _sane_lr(v.lr, "variational.lr", p)
+    _within_split(v.train_images, "variational.train_images", v.dataset, "train", p.data)
+    _within_split(v.test_images, "variational.test_images", v.dataset, "test", p.data)
+    _within_split(v.sample_images, "variational.sample_images", v.dataset, "test", p.data)
+    _require(
+        v.batch_size <= v.train_images,
+        "variational.batch_size",
+        f"{v.batch_size} exceeds variational.train_images ({v.train_images})",
+    )
+
+
+def _validate_implicit(p: Params) -> None:
+    m = p.implicit
+    _non_empty_unique(m.datasets, "implicit.datasets")
+    for i, dataset in enumerate(m.datasets):
+        _dataset_prepared(dataset, f"implicit.datasets[{i}]", p)
+        _within_split(m.train_images, "implicit.train_images", dataset, "train", p.data)
+        _within_split(m.test_images, "implicit.test_images", dataset, "test", p.data)
+    _non_empty_unique(m.methods, "implicit.methods")
+    _one_of(m.methods, IMPLICIT_METHODS, "implicit.methods")
+    _non_empty_unique(m.seeds, "implicit.seeds")
+    for key in ("nz", "hidden", "steps", "batch_size", "lr"):
+        _positive(getattr(m, key), f"implicit.{key}")
+    _sane_lr(m.lr, "implicit.lr", p)
+    _require(
+        2 <= m.low_res < p.data.image_size,
+        "implicit.low_res",
+        f"{m.low_res} must be in 2..{p.data.image_size - 1} (below data.image_size)",
+    )
+    _require(
+        m.batch_size <= m.train_images,
+        "implicit.batch_size",
+        f"{m.batch_size} exceeds implicit.train_images ({m.train_images})",
     )
 
 

@@ -130,4 +130,5 @@ def diagnose(params: Params, root: Path) -> DiagnosisMetrics:
         inner_loss_divisor=scale,
         variants={name: v.what for name, v in VARIANTS.items()},
         rows=rows,
+        mlflow_run_id=None,  # the stage sets its MLflow run
     )

@@ -11,7 +11,6 @@ trained here is :mod:`repro.convergence`.
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -25,9 +24,9 @@ from repro.data import load_split
 from repro.encoders import LatentModel, build_model
 from repro.errors import DivergenceError
 from repro.flows import FlowStats, per_sample_loss
-from repro.io import atomic_write, save_torch
+from repro.io import save_torch
 from repro.models import count_parameters
-from repro.records import EfficiencyMetrics
+from repro.records import EfficiencyMetrics, write_rows
 from repro.runtime import configure_torch
 from repro.step import training_step
 from repro.train_run import to_unit_float
@@ -192,10 +191,7 @@ def efficiency_run(
         seed=seed,
         name=name,
     )
-    with atomic_write(out / "curve.csv", "w") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(curve[0]))
-        writer.writeheader()
-        writer.writerows(curve)
+    write_rows(out / "curve.csv", curve, curve[0])
     save_torch(
         root / "models" / name / "model.pt", {"state_dict": model.state_dict(), "method": method}
     )

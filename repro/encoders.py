@@ -29,7 +29,14 @@ import torch
 from torch import nn
 
 from repro.flows import FlowStats, GradientFlowEncoder
-from repro.models import ConvDecoder, ConvEncoder, LinearEncoder, MLPDecoder, MLPEncoder
+from repro.models import (
+    ConvDecoder,
+    ConvEncoder,
+    LinearEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    SirenDecoder,
+)
 from repro.names import ARCHITECTURES, METHODS, registry
 
 
@@ -132,9 +139,13 @@ class LatentModel(nn.Module):
 
 @dataclass(frozen=True)
 class Architecture:
-    """What the decoder (and a mirrored encoder) look like: the GON conv stack or the GFE MLP."""
+    """What the decoder (and a mirrored encoder) look like: the GON conv stack, the GFE MLP or
+    Implicit-GON.py's SIREN.
 
-    kind: str = "conv"  # conv | mlp
+    ``ngf`` is the conv stack's base width; for ``siren`` it is the SIREN's hidden width.
+    """
+
+    kind: str = "conv"  # conv | mlp | siren
     nz: int = 32
     ngf: int = 16
     channels: int = 1
@@ -165,6 +176,22 @@ def _image_shape(arch: Architecture) -> tuple[int, int, int]:
     return (arch.channels, arch.image_size, arch.image_size)
 
 
+#: The implicit autoencoder's encoder width: the main study's conv encoder (GON.py's ngf = 16),
+#: whatever the SIREN's width (``ngf`` of a ``siren`` architecture).
+SIREN_AE_ENCODER_NGF = 16
+
+
+def _siren_ae_encoder(arch: Architecture) -> nn.Module:
+    """The implicit AE's encoder: :class:`repro.models.ConvEncoder` (32×32 images only)."""
+    if arch.image_size != 32:
+        raise ValueError(
+            f"the implicit autoencoder's conv encoder takes 32x32 images, got {arch.image_size}"
+        )
+    return ConvEncoder(
+        nz=arch.nz, ngf=SIREN_AE_ENCODER_NGF, channels=arch.channels, activation=arch.activation
+    )
+
+
 #: Decoder/encoder builders, keyed and ordered by :data:`repro.names.ARCHITECTURES`.
 ARCHITECTURE_REGISTRY: dict[str, ArchitectureBuilders] = registry(
     "architecture",
@@ -181,6 +208,12 @@ ARCHITECTURE_REGISTRY: dict[str, ArchitectureBuilders] = registry(
         "mlp": ArchitectureBuilders(
             decoder=lambda a: MLPDecoder(a.nz, _image_shape(a), a.activation),
             encoder=lambda a: MLPEncoder(a.nz, _image_shape(a), a.activation),
+        ),
+        # Implicit GON (Bond-Taylor & Willcocks 2021, §3.3; Implicit-GON.py): the SIREN of width
+        # ngf; its autoencoder is the conv encoder + the same SIREN (the public code has none).
+        "siren": ArchitectureBuilders(
+            decoder=lambda a: SirenDecoder(a.nz, _image_shape(a), hidden=a.ngf),
+            encoder=_siren_ae_encoder,
         ),
     },
 )

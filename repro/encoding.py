@@ -27,6 +27,7 @@ from repro.config import Params
 from repro.data import load_split
 from repro.efficiency import efficiency_model, efficiency_name
 from repro.encoders import LatentModel
+from repro.engine import Job, resolve_workers, run_group
 from repro.flows import LossGradient, adaptive_step_flow, per_sample_loss, running_batchnorm
 from repro.io import load_torch
 from repro.records import EncodingMetrics
@@ -90,24 +91,41 @@ def probe_model(
     return row
 
 
-def encoding_study(params: Params, root: Path) -> EncodingMetrics:
-    """Every method × seed of the data-efficiency study at its largest training set."""
+def _test_images(params: Params, root: Path) -> torch.Tensor:
+    eff = params.efficiency
+    return to_unit_float(load_split(root / "data" / eff.dataset, "test")[0][: eff.eval_images])
+
+
+def probe_run(method: str, seed: int, params: Params, root: Path) -> dict[str, float]:
+    """One trained model of the study's largest training set, probed (a picklable job)."""
     eff = params.efficiency
     configure_torch(torch.device("cpu"), params.train.num_threads)
-    test_x = load_split(root / "data" / eff.dataset, "test")[0][: eff.eval_images]
-    x = to_unit_float(test_x)
+    x = _test_images(params, root)
+    name = efficiency_name(eff.dataset, method, max(eff.train_sizes), seed)
+    model = efficiency_model(
+        method, eff, params.gfe, x.shape[1], x.shape[-1], where=f"encoding {name}"
+    )
+    model.load_state_dict(load_torch(root / "models" / name / "model.pt")["state_dict"])
+    return {"method": method, "seed": seed} | probe_model(model, method, x, params, name)
+
+
+def encoding_study(params: Params, root: Path) -> EncodingMetrics:
+    """Every method × seed of the data-efficiency study at its largest training set, probed in
+    ``train.workers`` processes (:mod:`repro.engine`); rows in method × seed order."""
+    eff = params.efficiency
     size = max(eff.train_sizes)
-    rows = []
-    for method in eff.methods:
-        for seed in eff.seeds:
-            name = efficiency_name(eff.dataset, method, size, seed)
-            model = efficiency_model(
-                method, eff, params.gfe, x.shape[1], x.shape[-1], where=f"encoding {name}"
-            )
-            model.load_state_dict(load_torch(root / "models" / name / "model.pt")["state_dict"])
-            rows.append(
-                {"method": method, "seed": seed} | probe_model(model, method, x, params, name)
-            )
+    jobs = [
+        Job(f"{m}-s{s}", probe_run, {"method": m, "seed": s, "params": params, "root": root})
+        for m in eff.methods
+        for s in eff.seeds
+    ]
+    found: dict[str, dict[str, float]] = {}
+    for outcome in run_group(jobs, workers=resolve_workers(params.train.workers, "cpu", len(jobs))):
+        if outcome.error is not None:
+            raise outcome.error
+        found[outcome.job.name] = outcome.result
+    rows = [found[job.name] for job in jobs]
+    x = _test_images(params, root)
     return EncodingMetrics(
         dataset=eff.dataset,
         train_size=size,
@@ -115,4 +133,5 @@ def encoding_study(params: Params, root: Path) -> EncodingMetrics:
         loss=eff.loss,
         random_start_seed=RANDOM_START_SEED,
         rows=rows,
+        mlflow_run_id=None,  # the stage sets its MLflow run
     )

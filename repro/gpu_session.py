@@ -221,6 +221,10 @@ def dry_run_params(params: Params) -> Params:
     s["activation"] |= {"activations": ["elu", "relu"]}
     s["multistep"] |= {"steps": [1, 2]}
     s["latent"] |= {"datasets": ["synthetic"], "nz": [8]}
+    # GON's extensions are not part of the session (yet): they only need to validate here
+    d["variational"] |= {"dataset": "synthetic", "train_images": 64, "test_images": 32}
+    d["variational"] |= {"sample_images": 32}
+    d["implicit"] |= {"datasets": ["synthetic"], "train_images": 64, "test_images": 32}
     return params_from_dict(d, "the dry run's params")
 
 

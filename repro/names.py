@@ -26,6 +26,7 @@ through a run. The registries, keyed from these names:
 ================  =============================================================================
 ``ACTIVATIONS``   :data:`repro.models.ACTIVATION_REGISTRY` (name → ``nn.Module`` factory)
 ``METHODS``       :data:`repro.encoders.ENCODERS` (name → latent finder)
+``VARIATIONAL_METHODS`` :data:`repro.variational.VARIATIONAL_MODELS` (name → model builder)
 ``ARCHITECTURES`` :data:`repro.encoders.ARCHITECTURE_REGISTRY` (name → decoder/encoder builders)
 ``ODE_SOLVERS``   torchdiffeq's solvers of these names, called by :func:`repro.flows.ode_flow`
                   (those in ``FIXED_STEP_SOLVERS`` are given ``gfe.step_size``)
@@ -55,7 +56,13 @@ ACTIVATIONS = ("elu", "relu", "leaky_relu", "tanh", "softplus", "silu", "gelu")
 MAIN_METHODS = ("gon", "ae", "ae_linear")
 GFE_METHODS = ("gfe", "gfe2", "gfe_adaptive")
 METHODS = MAIN_METHODS + GFE_METHODS
-ARCHITECTURES = ("conv", "mlp")
+# The variational models (repro.variational): the variational GON of Variational-GON.py and a VAE
+# with the same decoder and a mirrored conv encoder.
+VARIATIONAL_METHODS = ("vgon", "vae")
+# The implicit study (repro.implicit): GON and the autoencoder, both with the SIREN decoder.
+IMPLICIT_METHODS = ("gon", "ae")
+# "siren": Implicit-GON.py's SIREN decoder (repro.models.SirenDecoder) of the implicit study.
+ARCHITECTURES = ("conv", "mlp", "siren")
 # torchdiffeq solvers admitted by repro.flows: those choosing their own steps (rtol/atol), then
 # those taking a fixed step (gfe.step_size). Its Adams–Bashforth solvers are not among them:
 # "explicit_adams" diverged (|z| ~ 1e76) on the linear test flow at a step size where Euler is

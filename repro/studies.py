@@ -23,7 +23,6 @@ A study's group, run by the stage or by any other caller: :func:`study_jobs` (th
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,10 +38,9 @@ from repro.engine import Job, Outcome
 from repro.errors import DivergenceError
 from repro.evaluate import BN_MODES, loss_summary, per_image_scores
 from repro.groups import step_cost
-from repro.io import atomic_write
 from repro.models import count_parameters
 from repro.names import STUDIES, registry
-from repro.records import StudyCellMetrics
+from repro.records import StudyCellMetrics, write_rows
 from repro.runtime import setup_device
 from repro.train import fit
 from repro.train_files import CURVE, CURVE_FIELDS, HISTORY, history_rows, load_trained
@@ -351,10 +349,7 @@ def write_study_results(
             curves[cell],
             key=lambda r: (order[job_name(study, cell, r["label"], r["seed"])], r["step"]),
         )
-        with atomic_write(out_dir / "curves.csv", "w") as fh:
-            writer = csv.DictWriter(fh, fieldnames=(*CURVE_KEYS, *CURVE_FIELDS))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(out_dir / "curves.csv", rows, (*CURVE_KEYS, *CURVE_FIELDS))
         StudyCellMetrics(
             study=study,
             cell=cell,

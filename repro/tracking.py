@@ -52,7 +52,7 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,17 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
 
     def log_artifact(self, path: str | Path) -> None: ...
+
+    def log_rows(self, rows: Iterable[Mapping[str, Any]], label: str) -> None:
+        """A table, one metric per numeric cell: ``<row[label]>.s<row["seed"]>.<column>``."""
+        self.log_metrics(
+            {
+                f"{r[label]}.s{r['seed']}.{k}": float(v)
+                for r in rows
+                for k, v in r.items()
+                if k not in (label, "seed") and isinstance(v, (int, float))
+            }
+        )
 
 
 class MlflowTracker(Tracker):

@@ -60,6 +60,7 @@ from repro.errors import DivergenceError
 from repro.evaluate import mean_mse_per_pixel
 from repro.gpu import graphed_training_step
 from repro.io import save_torch
+from repro.records import split_provenance
 from repro.runtime import code_fingerprint, configure_torch, select_device, setup_device
 from repro.step import training_step
 from repro.train_files import (
@@ -292,7 +293,12 @@ def _finish(run: Training, run_dir: Path, results_dir: Path) -> dict[str, Any]:
     if len(run.history) == run.params.train.epochs:
         save_torch(
             run_dir / MODEL,
-            {"config": run.config, "state_dict": run.model.state_dict(), "summary": summary},
+            # only what training determines: equal weights give an equal file (and DVC hash)
+            {
+                "config": run.config,
+                "state_dict": run.model.state_dict(),
+                "summary": split_provenance(summary)[0],
+            },
             checksum=True,
         )
     return summary

@@ -9,8 +9,6 @@ that is truncated, altered or incomplete is an error naming the file, never a si
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,8 @@ import torch
 from repro.config import Params, RunSpec
 from repro.encoders import LatentModel
 from repro.evaluate import BN_MODES
-from repro.io import atomic_write, load_torch, remove_stale_temporaries
+from repro.io import load_torch, remove_stale_temporaries
+from repro.records import provenance_path, read_rows, write_rows
 from repro.train_run import build_run_model, run_config
 
 log = logging.getLogger("repro.train")  # the training loop's logger: one name in the logs
@@ -45,25 +44,20 @@ CHECKPOINT_KEYS = frozenset(
 
 
 def write_csv(path: Path, rows: list[dict[str, float]], fields: tuple[str, ...]) -> None:
-    """``rows`` as a CSV with the header ``fields``, written atomically."""
-    with atomic_write(path, "w") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    """``rows`` as a CSV with the header ``fields`` (seconds in the provenance sibling)."""
+    write_rows(path, rows, fields)
 
 
 def history_rows(path: Path) -> list[dict[str, float]]:
-    """Read ``history.csv`` back (floats)."""
-    return [
-        {k: float(v) for k, v in row.items()}
-        for row in csv.DictReader(io.StringIO(path.read_text()))
-    ]
+    """Read ``history.csv`` or ``curve.csv`` back (floats), with its provenance columns."""
+    return [{k: float(v) for k, v in row.items()} for row in read_rows(path)]
 
 
 def remove_partial_writes(run_dir: Path, results_dir: Path) -> None:
     """Delete what a writer killed mid-write left of this run's files (never the files)."""
     partial = [run_dir / CHECKPOINT, run_dir / MODEL]
     partial += [results_dir / name for name in (HISTORY, CURVE)]
+    partial += [provenance_path(path) for path in partial[2:]]
     for path in partial:
         for tmp in remove_stale_temporaries(path):
             log.warning("removed %s, a partial write of a killed run", tmp)

@@ -14,7 +14,6 @@ scores (``test_*``) and the seen-class ones (``seen_test_*``).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import time
 from pathlib import Path
@@ -25,9 +24,8 @@ import torch
 from repro.config import Params
 from repro.data import load_split
 from repro.efficiency import test_scores, train_efficiency_run
-from repro.io import atomic_write
 from repro.models import count_parameters
-from repro.records import EfficiencyMetrics
+from repro.records import EfficiencyMetrics, write_rows
 from repro.runtime import configure_torch
 
 SPLIT_LABEL = 5  # seen classes: labels 0–4; unseen: 5–9
@@ -46,7 +44,10 @@ def transfer_name(dataset: str, method: str, seed: int) -> str:
 
 
 def transfer_run(method: str, seed: int, params: Params, root: Path) -> dict[str, Any]:
-    """Train ``method`` on seen classes; score on unseen and seen held-out classes; write files."""
+    """Train ``method`` on seen classes; score on unseen and seen held-out classes; write files.
+
+    A picklable job (:mod:`repro.engine`); returns ``{"metrics", "curve", "files"}`` as
+    :func:`repro.efficiency.efficiency_run` does (the stage process adds the MLflow run id)."""
     eff = params.efficiency
     configure_torch(torch.device("cpu"), params.train.num_threads)
     data_dir = root / "data" / eff.dataset
@@ -68,10 +69,7 @@ def transfer_run(method: str, seed: int, params: Params, root: Path) -> dict[str
     )
     seen = test_scores(model, test_seen, eff.loss)
     out = root / "runs" / name
-    with atomic_write(out / "curve.csv", "w") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(curve[0]))
-        writer.writeheader()
-        writer.writerows(curve)
+    write_rows(out / "curve.csv", curve, curve[0])
     record = EfficiencyMetrics(
         run=name,
         dataset=eff.dataset,
@@ -88,7 +86,8 @@ def transfer_run(method: str, seed: int, params: Params, root: Path) -> dict[str
         final=curve[-1] | {f"seen_{k}": v for k, v in seen.items()},
         wall_seconds=time.perf_counter() - t0,
         profile=params.profile,
-        mlflow_run_id=None,
+        mlflow_run_id=None,  # filled in by the stage process, which owns the MLflow store
     )
     record.write(out / "metrics.json")
-    return record.to_dict()
+    files = [out / "metrics.json", out / "curve.csv"]
+    return {"metrics": record.to_dict(), "curve": curve, "files": files}

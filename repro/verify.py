@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repro.records import is_provenance
+from repro.records import is_provenance, is_provenance_file
+from repro.report.dvc_metrics import METRICS_FILE
 
 IDENTICAL, WITHIN, DIFFERS = "identical", "differs within tolerance", "differs"
 
@@ -37,14 +38,17 @@ TIMING_ROW_KEPT = ("claim_id", "setting", "unit", "verdict", "claim_verdict")
 
 def is_result_file(path: str) -> bool:
     """``runs/**/*.json``, ``runs/**/*.csv``, the report's tables ``reports/*.csv`` and its
-    verdict counts ``reports/verdicts.json`` (not the machine-specific benchmark JSON)."""
+    headline metrics ``reports/metrics.json`` (not the machine-specific benchmark JSON), never a
+    provenance sibling (``*.provenance.json``: seconds and run ids, not results)."""
+    if is_provenance_file(path):
+        return False
     parts = Path(path).parts
     if parts[0] == "runs":
         return path.endswith((".json", ".csv"))
     return (
         parts[0] == "reports"
         and len(parts) == 2
-        and (path.endswith(".csv") or parts[1] == "verdicts.json")
+        and (path.endswith(".csv") or parts[1] == METRICS_FILE)
     )
 
 

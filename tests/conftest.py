@@ -63,9 +63,35 @@ def shrink(params: Params, **train_overrides) -> Params:
         multistep=dataclasses.replace(s.multistep, steps=[1, 2]),
         latent=dataclasses.replace(s.latent, datasets=["synthetic"], nz=[4], seeds=[0]),
     )
+    variational = dataclasses.replace(
+        params.variational,
+        dataset="synthetic",
+        nz=4,
+        ngf=4,
+        seeds=[0, 1],
+        train_images=64,
+        epochs=1,
+        batch_size=32,
+        test_images=16,
+        iw_samples=4,
+        sample_images=16,
+    )
+    implicit = dataclasses.replace(
+        params.implicit,
+        datasets=["synthetic"],
+        nz=4,
+        hidden=8,
+        seeds=[0, 1],
+        steps=3,
+        batch_size=16,
+        train_images=64,
+        test_images=16,
+    )
     return dataclasses.replace(
         params,
         profile="tiny",
+        variational=variational,
+        implicit=implicit,
         data=data,
         train=train,
         evaluate=evaluate,

@@ -85,6 +85,7 @@ def diagnosis_record(as_run_gap: float) -> DiagnosisMetrics:
         dataset="mnist", method="gon", architecture="mlp", train_size=1000, steps=150,
         eval_images=256, inner_loss_divisor=16384,
         variants={"as_run": "η = 1 (the study's setting)", "summed": "η = n·H·W"}, rows=rows,
+        mlflow_run_id="diag-run",
     )  # fmt: skip
 
 
@@ -124,5 +125,5 @@ def encoding_record() -> EncodingMetrics:
         )
     return EncodingMetrics(
         dataset="mnist", train_size=1000, eval_images=256, loss="bce", random_start_seed=1234,
-        rows=rows,
+        rows=rows, mlflow_run_id="enc-run",
     )  # fmt: skip

@@ -331,6 +331,8 @@ STAGES = {
     "diagnose": [],
     "encoding": [],
     "transfer": [],
+    "variational": [],
+    "implicit": [],
     "report": [],
 }
 

@@ -145,6 +145,10 @@ def paper_counts() -> dict[str, int]:
         "multistep": len(s["multistep"]["steps"]) * seeds,
         "latent": math.prod(len(s["latent"][k]) for k in ("datasets", "nz", "methods"))
         * latent_seeds,
+        "variational": len(p["variational"]["methods"]) * len(p["variational"]["seeds"]),
+        # every dataset × method × seed, plus GON at low resolution on the first dataset
+        "implicit": (len(p["implicit"]["datasets"]) * len(p["implicit"]["methods"]) + 1)
+        * len(p["implicit"]["seeds"]),
     }
     counts["total"] = sum(counts.values())
     stages = 0  # dvc.yaml's foreach / matrix stages expanded with the paper profile
@@ -176,6 +180,11 @@ def test_paper_scale_numbers_match_the_profile():
         f"latent {len(s['latent']['datasets'])} datasets × {len(s['latent']['nz'])} nz × "
         f"{len(s['latent']['methods'])} methods × {len(s['latent']['seeds'] or s['seeds'])} seeds"
         f" = **{c['latent']}**",
+        f"variational: {len(p['variational']['methods'])} methods × "
+        f"{len(p['variational']['seeds'])} seeds = **{c['variational']}**",
+        f"implicit: ({len(p['implicit']['datasets'])} datasets × "
+        f"{len(p['implicit']['methods'])} methods + 1 super-resolution) × "
+        f"{len(p['implicit']['seeds'])} seeds = **{c['implicit']}**",
         f"**{c['total']}** trained models in **{c['stages']}** DVC stages",
         f"main matrix ({c['main']} runs",
         f"ablations ({c['activation'] + c['multistep'] + c['latent']} runs",

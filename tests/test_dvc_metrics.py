@@ -18,11 +18,12 @@ import yaml
 
 from repro.config import flatten, load_params
 from repro.records import is_provenance
+from repro.report.dvc_metrics import headline_metrics
 from repro.train_main import headline
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = 200  # characters: the width `dvc metrics show` must fit
-MAX_COLUMNS = 20  # metric columns of `dvc metrics show` / `dvc exp show` (params come on top)
+MAX_COLUMNS = 12  # metric columns of `dvc metrics show` / `dvc exp show` (params come on top)
 
 
 def declared_metrics() -> list[Path]:
@@ -71,6 +72,22 @@ def test_the_group_headline_is_the_mean_over_seeds_per_bn_mode_and_method():
     assert headline({}) == {}
 
 
+def test_the_report_metrics_are_the_headline_mode_of_each_group_and_the_verdicts(tmp_path):
+    (tmp_path / "main").mkdir()
+    group = {"batch": {"ae": 5.0, "gon": 7.0}, "running": {"ae": 4.5, "gon": 75.0}}
+    (tmp_path / "main" / "mnist-nz32.json").write_text(json.dumps(group))
+    verdicts = {"reproduced": 3, "not reproduced": 1}
+    one = headline_metrics(
+        tmp_path, datasets=["mnist", "cifar10"], nz=[32], headline_bn="batch", verdicts=verdicts
+    )
+    assert one == {"mnist": {"ae": 5.0, "gon": 7.0}, "reproduced": 3, "not_reproduced": 1}
+    (tmp_path / "main" / "mnist-nz64.json").write_text(json.dumps(group))
+    two = headline_metrics(
+        tmp_path, datasets=["mnist"], nz=[32, 64], headline_bn="running", verdicts={}
+    )
+    assert two == {"mnist-nz32": group["running"], "mnist-nz64": group["running"]}
+
+
 @pytest.mark.stage
 def test_dvc_metrics_show_fits_a_200_character_terminal():
     out = subprocess.run(
@@ -82,5 +99,6 @@ def test_dvc_metrics_show_fits_a_200_character_terminal():
         timeout=120,
     ).stdout
     lines = out.splitlines()
-    assert len(lines) == 1 + len(declared_metrics()), out
+    assert declared_metrics() == [ROOT / "reports" / "metrics.json"], "one file: short columns"
+    assert len(lines) == 2, out
     assert max(len(line) for line in lines) <= TERMINAL, out

@@ -28,6 +28,8 @@ import pytest
 import yaml
 
 from repro.config import load_params
+from repro.io import load_torch
+from repro.records import read_results_json
 from tests.conftest import ROOT, shrink
 
 pytestmark = pytest.mark.e2e  # every test reads the module-scoped `dvc repro` run
@@ -61,6 +63,12 @@ GROUP_CHILDREN = {
         "multistep/synthetic-k2/gon-elu-nz32-k2-s0",
         "multistep/synthetic-k1/gon-elu-nz32-k1-s1",
         "multistep/synthetic-k2/gon-elu-nz32-k2-s1",
+    },
+    "transfer": {f"transfer/synthetic/{m}-s0" for m in ("gfe_adaptive", "gon", "ae")},
+    "variational": {f"variational/synthetic/{m}-s{s}" for m in ("vgon", "vae") for s in (0, 1)},
+    "implicit": {
+        *(f"implicit/synthetic/{m}-s{s}" for m in ("gon", "ae") for s in (0, 1)),
+        *(f"implicit/synthetic/gon_sr16-s{s}" for s in (0, 1)),
     },
 }
 # Metrics a run of each stage kind (the stage name before `@`) must carry: a stage's own run
@@ -441,8 +449,25 @@ def test_first_repro_builds_the_report_and_every_run_output(study: TinyStudy):
         losses = json.loads(run.read_text())["losses"]
         for mode in losses:
             assert headline[mode][method] == losses[mode]["test"]["sse_per_image"]
-    verdicts = json.loads((repo / "reports" / "verdicts.json").read_text())
-    assert set(verdicts) == {"reproduced", "not_reproduced", "inconclusive", "not_tested"}
+    # The report's DVC metrics: the headline BN mode's numbers of each dataset, and the verdicts
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    headline_bn = load_params(repo / "params.yaml").evaluate.headline_bn
+    assert metrics["synthetic"] == headline[headline_bn]
+    assert set(metrics) - {"synthetic"} == {
+        "reproduced",
+        "not_reproduced",
+        "inconclusive",
+        "not_tested",
+    }
+    # Results apart from provenance: the seconds and run ids are in the gitignored siblings, the
+    # model file holds only what training determines
+    run = repo / "runs" / "main" / "synthetic-nz8" / "gon-s0"
+    assert "seconds" not in (run / "metrics.json").read_text()
+    assert "train_seconds" in json.loads((run / "metrics.provenance.json").read_text())
+    assert "seconds" not in (run / "history.csv").read_text()
+    assert "seconds" in (run / "history.provenance.csv").read_text()
+    model = repo / "models" / "main" / "synthetic-nz8" / "gon-s0" / "model.pt"
+    assert not [k for k in load_torch(model)["summary"] if "seconds" in k]
     assert (repo / "dvc.lock").is_file()
     for cell in ("activation/synthetic-elu", "multistep/synthetic-k2", "latent/synthetic-nz4"):
         assert (repo / "runs" / "studies" / cell / "metrics.json").is_file(), cell
@@ -506,8 +531,8 @@ def test_each_group_stage_is_one_parent_run_with_one_nested_run_per_model(study:
     # the held-out learning curve is the child's `curve_test_mse_per_pixel`, step = optimiser step
     curve = client.get_metric_history(gon.info.run_id, "curve_test_mse_per_pixel")
     assert [m.step for m in curve][0] == 0 and len(curve) >= 4
-    metrics = json.loads((study.repo / "runs/main/synthetic-nz8/gon-s0/metrics.json").read_text())
-    assert metrics["mlflow_run_id"] == gon.info.run_id
+    metrics = read_results_json(study.repo / "runs/main/synthetic-nz8/gon-s0/metrics.json")
+    assert metrics["mlflow_run_id"] == gon.info.run_id  # from the provenance sibling
 
 
 def test_mlflow_server_binds_to_loopback_only(mlflow_server: MlflowServer):

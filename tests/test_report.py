@@ -317,6 +317,8 @@ def test_report_exists_and_is_fully_rendered(quick_report: tuple[Path, str]) -> 
         "## Headline",
         "## Both BatchNorm modes",
         *STUDY_HEADINGS,
+        "## The variational GON against a VAE",
+        "## The implicit GON (SIREN decoder)",
         *GFE_HEADINGS,
         "## At GPU scale",
         "## Speed: our training loop against the original",
@@ -521,8 +523,9 @@ def test_empty_runs_dir_still_renders(tmp_path: Path) -> None:
     text = report.read_text()
     assert section(text, "Headline", "##").count("**Not run**") == len(DATASETS)
     assert (
-        text.count("**Not run** in this profile") == len(DATASETS) + 5 + 4
-    )  # + efficiency, diagnosis, encoding, transfer, convergence; + 3 studies, linear encoder
+        text.count("**Not run** in this profile") == len(DATASETS) + 5 + 4 + 2
+    )  # + efficiency, diagnosis, encoding, transfer, convergence; + 3 studies, linear encoder;
+    # + the variational and implicit GONs
     assert "**Benchmark not run**" in text
     assert "| MNIST | 64 | 0.59 | dataset not run in this profile |" in text
     assert "| (no runs) |" in text

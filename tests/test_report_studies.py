@@ -262,7 +262,11 @@ def test_sections_in_order_after_bn_modes_and_before_gfe(full: tuple[Path, str])
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     i = headings.index("## Both BatchNorm modes")
     assert headings[i + 1 : i + 6] == STUDY_HEADINGS
-    assert headings[i + 6] == "## Gradient Flow Encoding: data efficiency"
+    assert headings[i + 6 : i + 9] == [
+        "## The variational GON against a VAE",
+        "## The implicit GON (SIREN decoder)",
+        "## Gradient Flow Encoding: data efficiency",
+    ]
 
 
 def test_activation_elu_best_with_claim_and_diverged_run(full: tuple[Path, str]) -> None:

@@ -4,15 +4,11 @@ rules the report applies to them."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
-import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +19,7 @@ from repro.encoders import build_model
 from repro.engine import run_group
 from repro.evaluate import affinity_error
 from repro.models import count_parameters
+from repro.records import is_provenance_file, read_results_json, read_rows
 from repro.report.verdicts import BEST, NOT_BEST, NOT_DISTINGUISHABLE, compare_with_reference
 from repro.stats import holm_adjust, time_to_threshold
 from repro.studies import (
@@ -98,7 +95,7 @@ def test_curve_starts_untrained_and_records_every_curve_step(tiny_params, tiny_d
     _, (variant,) = cell_variants(tiny_params, "multistep", steps=1)
     vparams = variant_params(tiny_params, variant)  # 64 images, batch 32: 2 steps, curve every 1
     fit(variant.spec(0), vparams, data_dir=tiny_data_dir, run_dir=tmp_path / "run")
-    rows = list(csv.DictReader((tmp_path / "run" / "curve.csv").open()))
+    rows = read_rows(tmp_path / "run" / "curve.csv")  # the seconds from its provenance sibling
     assert [int(r["step"]) for r in rows] == [0, 1, 2]
     assert [int(r["images_seen"]) for r in rows] == [0, 32, 64]
     assert float(rows[0]["train_seconds"]) == 0.0 < float(rows[-1]["train_seconds"])
@@ -118,15 +115,6 @@ def test_more_gradient_steps_keep_more_of_the_graph_for_the_backward_pass(
         )
         saved[k] = summary["graph_bytes_per_step"]
     assert 0 < saved[1] < saved[2]
-
-
-def _without_timings(path: Path) -> str:
-    """A study output's text with its wall-clock values (no two runs share them) blanked."""
-    if path.suffix == ".json":
-        return re.sub(r'("(?:train_seconds|seconds_per_epoch)": )[^,\n]+', r"\1-", path.read_text())
-    rows = list(csv.reader(path.open(newline="")))
-    col = rows[0].index("train_seconds")
-    return "\n".join(",".join([*row[:col], "-", *row[col + 1 :]]) for row in rows)
 
 
 @pytest.mark.stage
@@ -162,15 +150,17 @@ def test_a_study_run_without_its_stage_writes_the_files_the_stage_writes(
     # Given in reverse finishing order: the files keep params order all the same.
     written = write_study_results(tmp_path, params, plan, results[::-1], device="cpu")
 
-    stage_files = sorted((stage_root / "runs").rglob("*.*"))
+    # the results files (their provenance siblings, seconds and run ids, are not compared)
+    stage_files = sorted(p for p in (stage_root / "runs").rglob("*.*") if not is_provenance_file(p))
     assert sorted(p.relative_to(tmp_path) for p in written) == [
         p.relative_to(stage_root) for p in stage_files
     ]
     assert len(stage_files) == 4  # metrics.json and curves.csv of synthetic-k1 and -k2
     for path in stage_files:
         ours = tmp_path / path.relative_to(stage_root)
-        assert _without_timings(ours) == _without_timings(path), path.relative_to(stage_root)
-    k1 = json.loads((stage_root / "runs/studies/multistep/synthetic-k1/metrics.json").read_text())
+        # byte for byte: the wall-clock values live in the provenance siblings
+        assert ours.read_bytes() == path.read_bytes(), path.relative_to(stage_root)
+    k1 = read_results_json(stage_root / "runs/studies/multistep/synthetic-k1/metrics.json")
     assert [(r["seed"], r["status"], r["mlflow_run_id"]) for r in k1["runs"]] == [
         (0, "ok", None),
         (1, "ok", None),

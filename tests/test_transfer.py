@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from repro.io import read_json, save_torch
+from repro.io import save_torch
+from repro.records import read_results_json
 from repro.report import formatting
 from repro.report.loaders import EfficiencyRun, load_efficiency_runs
 from repro.report.section_transfer import transfer_section
@@ -37,13 +38,14 @@ def test_a_run_trains_on_seen_classes_and_scores_unseen_and_seen(tiny_params, tm
         tiny_params.efficiency, dataset="synthetic", methods=["ae"], train_sizes=[16, 24]
     )
     params = dataclasses.replace(tiny_params, efficiency=eff)
-    record = transfer_run("ae", 0, params, tmp_path)
+    record = transfer_run("ae", 0, params, tmp_path)["metrics"]
     assert record["train_size"] == 24  # the first 24 training images of digits 0-4 (40 exist)
     assert record["eval_images"] == min(eff.eval_images, 20)  # 20 test images are digits 5-9
     final = record["final"]
     assert final["step"] == eff.steps
     assert {"test_sse_per_image", "seen_test_sse_per_image"} <= set(final)
-    on_disk = read_json(tmp_path / "runs" / "transfer" / "synthetic" / "ae-s0" / "metrics.json")
+    run_dir = tmp_path / "runs" / "transfer" / "synthetic" / "ae-s0"
+    on_disk = read_results_json(run_dir / "metrics.json")
     assert on_disk == record
     (run,), warnings = load_efficiency_runs(tmp_path / "runs" / "transfer")
     assert not warnings and run.final("seen_test_sse_per_image") == final["seen_test_sse_per_image"]

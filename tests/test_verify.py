@@ -118,7 +118,9 @@ def test_the_command_exits_non_zero_only_when_something_differs(tmp_path, monkey
         ("runs/main/mnist-nz32.json", True),
         ("runs/efficiency/mnist/gfe-n1000-s0/curve.csv", True),
         ("reports/claims.csv", True),
-        ("reports/verdicts.json", True),
+        ("reports/metrics.json", True),
+        ("runs/main/mnist-nz32/gon-s0/metrics.provenance.json", False),  # seconds, run ids
+        ("runs/main/mnist-nz32/gon-s0/curve.provenance.csv", False),
         ("reports/benchmarks.json", False),  # machine-specific speed, not a result
         ("reports/plots/training.csv", False),  # a copy of the runs' own files
         ("reports/report.md", False),

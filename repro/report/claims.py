@@ -25,11 +25,11 @@ from repro.io import atomic_write
 # The registry's and the evidence's names are re-exported: the report, the GPU session and the
 # tests read the claims' whole interface from here.
 from repro.report.claims_evidence import (  # noqa: F401
-    MEASURES,
     ClaimsError,
     Evidence,
     collect_evidence,
 )
+from repro.report.claims_measures import MEASURES
 from repro.report.claims_registry import load_registry, validate_registry  # noqa: F401
 from repro.report.labels import dataset_label, method_label
 from repro.report.verdicts import (

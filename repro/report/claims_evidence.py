@@ -1,8 +1,8 @@
-"""What the claim rules read: the pipeline's outputs, and the measures that turn selectors into
-samples.
+"""What the claim rules read: the pipeline's outputs, and the main runs' measures.
 
 :func:`collect_evidence` loads every input once (main runs, study cells, data-efficiency runs,
-convergence curves, the decoder-gradient benchmark). Each measure of :data:`MEASURES` picks the
+convergence curves, the decoder-gradient benchmark, the encoding, variational and implicit
+studies). Each measure (the registry: :data:`repro.report.claims_measures.MEASURES`) picks the
 values a claim's selectors name and returns a :class:`~repro.report.verdicts.Sample` with the
 MLflow run ids and files it came from, so every number can be traced to its run. A part that is
 absent gives an empty sample whose ``missing`` says why (the claim: *not tested*), not an error.
@@ -11,7 +11,7 @@ absent gives an empty sample whose ``missing`` says why (the claim: *not tested*
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,15 @@ import numpy as np
 from repro.records import EncodingMetrics
 from repro.report.loaders import (
     EfficiencyRun,
+    ModelRun,
     Run,
     load_benchmark,
     load_convergence,
     load_efficiency_runs,
     load_encoding,
+    load_implicit,
     load_runs,
+    load_variational,
 )
 from repro.report.study_runs import (
     MSE,
@@ -56,6 +59,8 @@ class Evidence:
     convergence: list[dict[str, Any]] = field(default_factory=list)
     bench: dict[str, Any] | None = None
     encoding: EncodingMetrics | None = None
+    variational: list[ModelRun] = field(default_factory=list)
+    implicit: list[ModelRun] = field(default_factory=list)
     root: Path | None = None
 
     @property
@@ -87,6 +92,8 @@ def collect_evidence(runs_dir: Path, out_dir: Path, params: Mapping[str, Any]) -
         bench=load_benchmark(out_dir)[0],
         convergence=load_convergence(runs_dir / "convergence"),
         encoding=load_encoding(runs_dir, str((params.get("efficiency") or {}).get("dataset", ""))),
+        variational=load_variational(runs_dir),
+        implicit=load_implicit(runs_dir),
         root=runs_dir.parent,
     )
 
@@ -314,93 +321,3 @@ def measure_steps_to_threshold(sel: Mapping[str, Any], ev: Evidence) -> Sample:
         if values
         else f"no learning curves for {_describe(sel)} (or no AE to set the threshold)",
     )
-
-
-def measure_efficiency_loss(sel: Mapping[str, Any], ev: Evidence) -> Sample:
-    """Final held-out loss of the data-efficiency runs (study loss or SSE per image)."""
-    runs = [
-        r
-        for r in ev.efficiency
-        if _selected(sel, dataset=r.dataset, method=r.method, train_size=r.train_size)
-    ]
-    unit = str(sel.get("unit", "study"))
-    values, ids = {}, []
-    for r in runs:
-        key = f"test_{r.metrics.get('loss', 'sse')}" if unit == "study" else f"test_{unit}"
-        if (v := finite_or_none(r.final(key))) is not None:
-            values[r.seed] = v
-            ids.append(_run_id(r.metrics))
-    return Sample(
-        values=values,
-        run_ids=tuple(i for i in ids if i),
-        files=tuple(ev.rel(r.path / "metrics.json") for r in runs),
-        missing="" if values else f"no data-efficiency run ({_describe(sel)}) in runs/efficiency/",
-    )
-
-
-def measure_flow_loss(sel: Mapping[str, Any], ev: Evidence) -> Sample:
-    """Per-image latent loss of one flow at the convergence study's final iteration."""
-    item = next((i for i in ev.convergence if _selected(sel, dataset=i["dataset"])), None)
-    if item is None:
-        return Sample(
-            missing=f"convergence study not run for {sel.get('dataset')} (runs/convergence/)"
-        )
-    curves, summary = item.get("curves"), item["summary"]
-    where = f"runs/convergence/{item['dataset']}/curves.csv"
-    if curves is None:
-        return Sample(missing=f"{where} is absent (pull it from the DVC cache)")
-    iteration = int(sel.get("iteration", summary.get("iterations", 0)))
-    rows = curves[(curves["flow"] == sel.get("flow")) & (curves["iteration"] == iteration)]
-    if rows.empty:
-        return Sample(missing=f"flow {sel.get('flow')} has no iteration {iteration} in {where}")
-    return Sample(
-        values={int(i): float(v) for i, v in zip(rows["image"], rows["loss"], strict=True)},
-        run_ids=tuple(x for x in [_run_id(summary)] if x),
-        files=(where,),
-    )
-
-
-def measure_bench(sel: Mapping[str, Any], ev: Evidence) -> Sample:
-    """One field of one mode of the decoder-gradient benchmark (a single, repeatable measurement)."""
-    if ev.bench is None:
-        return Sample(missing="reports/bench_gfe_gradients.json is absent (benchmark not run)")
-    for row in ev.bench.get("results", []):
-        if (
-            row.get("mode") == sel.get("mode")
-            and (v := finite_or_none(row.get(sel.get("field")))) is not None
-        ):
-            return Sample(
-                values={"bench": v}, files=("reports/bench_gfe_gradients.json",), deterministic=True
-            )
-    return Sample(missing=f"benchmark has no {sel.get('field')} for mode {sel.get('mode')}")
-
-
-def measure_encoding(sel: Mapping[str, Any], ev: Evidence) -> Sample:
-    """One field (``field``: gap_loss, own_loss, refined_loss, random_start_loss) of the encoding
-    study's rows for ``method``, by seed (repro.encoding)."""
-    where = "runs/encoding/<dataset>/summary.json"
-    if ev.encoding is None:
-        return Sample(missing=f"the encoding study was not run ({where})")
-    key = str(sel.get("field"))
-    values = {
-        int(r["seed"]): float(r[key])
-        for r in ev.encoding.rows
-        if _selected(sel, method=r["method"], dataset=ev.encoding.dataset) and key in r
-    }
-    return Sample(
-        values=values,
-        files=(f"runs/encoding/{ev.encoding.dataset}/summary.json",),
-        missing="" if values else f"no {key} for {_describe(sel)} in {where}",
-    )
-
-
-MEASURES: dict[str, Callable[[Mapping[str, Any], Evidence], Sample]] = {
-    "loss": measure_loss,
-    "n_params": measure_n_params,
-    "param_ratio": measure_param_ratio,
-    "steps_to_threshold": measure_steps_to_threshold,
-    "efficiency_loss": measure_efficiency_loss,
-    "flow_loss": measure_flow_loss,
-    "bench": measure_bench,
-    "encoding": measure_encoding,
-}

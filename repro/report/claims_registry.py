@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from repro.report.claims_evidence import MEASURES, ClaimsError
+from repro.report.claims_evidence import ClaimsError
+from repro.report.claims_measures import MEASURES
 from repro.report.loaders import CLAIMS_PATH, load_claims
 
 RULE_KINDS = ("match", "less", "lowest", "not_tested")

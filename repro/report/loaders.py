@@ -21,15 +21,27 @@ from repro.records import (
     DiagnosisMetrics,
     EfficiencyMetrics,
     EncodingMetrics,
+    ImplicitMetrics,
     MainMetrics,
     R,
+    VariationalMetrics,
+    read_frame,
     read_record,
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLAIMS_PATH = PACKAGE_DIR / "claims.yaml"
 # Subdirectories of runs/ that hold studies, not main GON/AE runs.
-STUDY_DIRS = ("efficiency", "convergence", "studies", "diagnosis", "encoding", "transfer")
+STUDY_DIRS = (
+    "efficiency",
+    "convergence",
+    "studies",
+    "diagnosis",
+    "encoding",
+    "transfer",
+    "variational",
+    "implicit",
+)
 BENCH_FILE = "bench_gfe_gradients.json"
 
 
@@ -62,7 +74,7 @@ def load_claims(path: Path = CLAIMS_PATH) -> dict[str, Any]:
 
 
 def _read_history(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.is_file() else None
+    return read_frame(path) if path.is_file() else None
 
 
 def _scan_runs(
@@ -178,7 +190,7 @@ def load_convergence(conv_dir: Path) -> list[dict[str, Any]]:
             {
                 "dataset": summary_path.parent.name,
                 "summary": read_json(summary_path),
-                "curves": pd.read_csv(curves_path) if curves_path.is_file() else None,
+                "curves": read_frame(curves_path) if curves_path.is_file() else None,
             }
         )
     return out
@@ -208,3 +220,34 @@ def load_encoding(runs_dir: Path, dataset: str) -> EncodingMetrics | None:
     """runs/encoding/<dataset>/summary.json (stage encoding), or None when not run."""
     path = runs_dir / "encoding" / dataset / "summary.json"
     return read_record(EncodingMetrics, path) if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model of the variational or implicit study: its record and its directory."""
+
+    record: VariationalMetrics | ImplicitMetrics
+    path: Path
+
+    def png(self, name: str) -> Path | None:
+        path = self.path / name
+        return path if path.is_file() else None
+
+
+def load_model_runs(study_dir: Path, kind: type[R]) -> list[ModelRun]:
+    """Every ``<dataset>/<run>/metrics.json`` under ``study_dir`` (runs/variational/ or
+    runs/implicit/), sorted by path; none when the stage was not run."""
+    return [
+        ModelRun(read_record(kind, path), path.parent)
+        for path in sorted(study_dir.glob("*/*/metrics.json"))
+    ]
+
+
+def load_variational(runs_dir: Path) -> list[ModelRun]:
+    """runs/variational/<dataset>/<method>-s<seed>/ (stage variational)."""
+    return load_model_runs(runs_dir / "variational", VariationalMetrics)
+
+
+def load_implicit(runs_dir: Path) -> list[ModelRun]:
+    """runs/implicit/<dataset>/<run>/ (stage implicit)."""
+    return load_model_runs(runs_dir / "implicit", ImplicitMetrics)

@@ -17,6 +17,8 @@ result:
     section_diagnosis    why GON with the MLP decoder stays at the mean image
     section_encoding     encoding optimality (amortisation gap), GFE's start, encode cost
     section_transfer     generalisation to unseen classes (digits 0–4 → 5–9)
+    section_variational  the variational GON against a VAE (bounds, samples)
+    section_implicit     the implicit GON (SIREN) against an implicit AE; super-resolution
     section_figures      the figures of the main runs and the GFE studies
     formatting           number filters, the Jinja environment, render_markdown
     studies, speed, gpu, narrative, claims: the ablation studies, step times, the GPU session,
@@ -34,6 +36,8 @@ Layout read (written by the pipeline)::
     runs/encoding/<dataset>/summary.json                        (optional: stage encoding)
     runs/transfer/<dataset>/<method>-s<seed>/{metrics.json, curve.csv}  (optional: transfer)
     runs/studies/<study>/<cell>/{metrics.json, curves.csv}      (ablation studies)
+    runs/variational/<dataset>/<method>-s<seed>/                (optional: variational)
+    runs/implicit/<dataset>/<run>/                              (optional: implicit)
 
 Layout written::
 
@@ -79,9 +83,11 @@ from repro.report.loaders import (
     load_diagnosis,
     load_efficiency_runs,
     load_encoding,
+    load_implicit,
     load_manifest,
     load_reference,
     load_runs,
+    load_variational,
 )
 from repro.report.section_convergence import convergence_sections
 from repro.report.section_datasets import DatasetSection, dataset_sections
@@ -96,6 +102,7 @@ from repro.report.section_efficiency import (
 from repro.report.section_encoding import encoding_section
 from repro.report.section_figures import histories_long, write_figures, write_gfe_figures
 from repro.report.section_gradients import gradients_section
+from repro.report.section_implicit import implicit_section
 from repro.report.section_protocol import protocol_differences, protocol_values
 from repro.report.section_provenance import (
     compute_seconds,
@@ -117,6 +124,7 @@ from repro.report.section_results import (
     write_results_csv,
 )
 from repro.report.section_transfer import transfer_section
+from repro.report.section_variational import variational_section
 from repro.report.speed import speed_section
 from repro.report.studies import StudyRun, load_studies, studies_context
 
@@ -231,6 +239,8 @@ def load_inputs(
         convergence=convergence,
         bench=bench,
         encoding=load_encoding(runs_dir, eff_dataset),
+        variational=load_variational(runs_dir),
+        implicit=load_implicit(runs_dir),
         root=runs_dir.parent,
     )
     return ReportInputs(
@@ -324,6 +334,12 @@ def build_report(
         "encoding": encoding_section(inputs.evidence.encoding, confidence=confidence),
         "transfer": transfer_section(
             inputs.transfer_runs, inputs.eff_methods, confidence=confidence
+        ),
+        "variational": variational_section(
+            inputs.evidence.variational, confidence=confidence, fig_dir=out_dir / "figures"
+        ),
+        "implicit": implicit_section(
+            inputs.evidence.implicit, confidence=confidence, fig_dir=out_dir / "figures"
         ),
         "studies": studies,
         "efficiency_runs": efficiency_run_records(inputs.eff_runs),

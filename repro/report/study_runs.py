@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from repro.records import StudyCellMetrics, read_record
+from repro.records import StudyCellMetrics, read_frame, read_record
 
 STUDIES = ("activation", "multistep", "latent")
 SPLITS = ("val", "test")
@@ -108,7 +108,7 @@ def load_studies(studies_dir: Path) -> tuple[list[StudyRun], pd.DataFrame, list[
         runs += [StudyRun(study=m.study, cell=cell, record={**scale, **r}) for r in m.runs]
         curves_path = cell_dir / "curves.csv"
         if curves_path.is_file():
-            c = pd.read_csv(curves_path)
+            c = read_frame(curves_path)
             if not c.empty:
                 frames.append(c.assign(study=study, cell=cell, dataset=m.dataset))
     curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -120,7 +120,7 @@ def read_curve(run: Any) -> pd.DataFrame | None:
     path = Path(run.path) / "curve.csv"
     if not path.is_file():
         return None
-    c = pd.read_csv(path)
+    c = read_frame(path)
     if c.empty or any(col not in c for col in CURVE_COLUMNS):
         return None
     return c.sort_values("step")

@@ -1,0 +1,167 @@
+"""The implicit GON (a SIREN decoder) against an implicit AE with the same SIREN (repro.implicit).
+
+Per dataset × method: the held-out test SSE per image and the mean-image loss it is judged
+against, mean over seeds; GON against the AE paired over seeds
+(:func:`repro.report.verdicts.paired_verdict`); the super-resolution runs (GON trained at low
+resolution, decoded on the full grid) against bicubic upsampling; the sample and reconstruction
+grids of the lowest seed copied into the report's figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.io import atomic_write
+from repro.report.labels import dataset_label
+from repro.report.loaders import ModelRun
+from repro.report.verdicts import paired_verdict, significance_level
+from repro.stats import MeanCI, PairedDifference, mean_ci, paired_by_key
+
+LABELS = {"gon": "implicit GON", "ae": "implicit AE"}
+
+
+@dataclass(frozen=True)
+class ImplicitRow:
+    dataset: str
+    label: str
+    n: int
+    n_params: int
+    sse: MeanCI
+    mean_image: MeanCI  # the loss of decoding every image as the mean training image
+
+
+@dataclass(frozen=True)
+class ImplicitComparison:
+    dataset: str
+    difference: PairedDifference  # GON − AE test SSE per image, paired over seeds
+    verdict: str
+
+
+@dataclass(frozen=True)
+class SuperResolution:
+    dataset: str
+    low_res: int
+    resolution: int
+    n: int
+    decoded: MeanCI
+    bicubic: MeanCI
+    difference: PairedDifference | None  # decoded − bicubic
+    verdict: str
+
+
+@dataclass(frozen=True)
+class Grid:
+    caption: str
+    file: str
+
+
+@dataclass(frozen=True)
+class ImplicitSection:
+    status: str  # "run" or "not run"
+    alpha: float = 0.05
+    steps: int = 0
+    train_images: int = 0
+    test_images: int = 0
+    hidden: int = 0
+    nz: int = 0
+    rows: tuple[ImplicitRow, ...] = ()
+    gon_vs_ae: tuple[ImplicitComparison, ...] = ()
+    super_resolution: tuple[SuperResolution, ...] = ()
+    grids: tuple[Grid, ...] = ()
+
+
+def _full(runs: Sequence[ModelRun]) -> list[ModelRun]:
+    """The runs trained at full resolution (not the super-resolution ones)."""
+    return [r for r in runs if r.record.super_resolution is None]
+
+
+def _by_seed(runs: Sequence[ModelRun], key: str, part: str = "test") -> dict[int, float]:
+    return {
+        r.record.seed: float(v)
+        for r in runs
+        if (v := (getattr(r.record, part) or {}).get(key)) is not None
+    }
+
+
+def _copy_grids(runs: Sequence[ModelRun], fig_dir: Path) -> tuple[Grid, ...]:
+    grids = []
+    for r in sorted(runs, key=lambda r: r.record.seed):
+        rec = r.record
+        kind = "super-resolution GON" if rec.super_resolution is not None else LABELS[rec.method]
+        for png, what in (("recon.png", "reconstructions"), ("samples.png", "samples")):
+            name = f"implicit_{rec.dataset}_{r.path.name.rsplit('-s', 1)[0]}_{png}"
+            if (src := r.png(png)) is None or any(g.file == name for g in grids):
+                continue
+            with atomic_write(fig_dir / name, "wb") as fh:
+                fh.write(src.read_bytes())
+            grids.append(
+                Grid(f"{dataset_label(rec.dataset)}, {kind}: {what} (seed {rec.seed})", name)
+            )
+    return tuple(grids)
+
+
+def implicit_section(
+    runs: Sequence[ModelRun], *, confidence: float, fig_dir: Path
+) -> ImplicitSection:
+    if not runs:
+        return ImplicitSection(status="not run")
+    alpha = significance_level(confidence)
+    full = _full(runs)
+    datasets = list(dict.fromkeys(r.record.dataset for r in runs))
+    rows, versus, sr = [], [], []
+    for ds in datasets:
+        here = [r for r in full if r.record.dataset == ds]
+        for method, label in LABELS.items():
+            mine = [r for r in here if r.record.method == method]
+            if mine:
+                rows.append(
+                    ImplicitRow(
+                        dataset=dataset_label(ds),
+                        label=label,
+                        n=len(mine),
+                        n_params=mine[0].record.n_params,
+                        sse=mean_ci(list(_by_seed(mine, "sse_per_image").values()), confidence),
+                        mean_image=mean_ci(
+                            list(_by_seed(mine, "mean_image_sse_per_image").values()), confidence
+                        ),
+                    )
+                )
+        gon = _by_seed([r for r in here if r.record.method == "gon"], "sse_per_image")
+        ae = _by_seed([r for r in here if r.record.method == "ae"], "sse_per_image")
+        if (d := paired_by_key(gon, ae, confidence)) is not None:
+            versus.append(
+                ImplicitComparison(dataset_label(ds), d, paired_verdict(d.mean, d.p_value, alpha))
+            )
+        low = [r for r in runs if r.record.dataset == ds and r.record.super_resolution is not None]
+        if low:
+            dec = _by_seed(low, "decoded_sse_per_image", "super_resolution")
+            bic = _by_seed(low, "bicubic_sse_per_image", "super_resolution")
+            d = paired_by_key(dec, bic, confidence)
+            sr.append(
+                SuperResolution(
+                    dataset=dataset_label(ds),
+                    low_res=low[0].record.resolution,
+                    resolution=max((r.record.resolution for r in full), default=0),
+                    n=len(dec),
+                    decoded=mean_ci(list(dec.values()), confidence),
+                    bicubic=mean_ci(list(bic.values()), confidence),
+                    difference=d,
+                    verdict=paired_verdict(d.mean, d.p_value, alpha) if d else "not tested",
+                )
+            )
+    first = (full or list(runs))[0].record
+    return ImplicitSection(
+        status="run",
+        alpha=alpha,
+        steps=first.steps,
+        train_images=first.train_images,
+        test_images=first.test_images,
+        hidden=first.hidden,
+        nz=first.nz,
+        rows=tuple(rows),
+        gon_vs_ae=tuple(versus),
+        super_resolution=tuple(sr),
+        grids=_copy_grids(runs, fig_dir),
+    )
