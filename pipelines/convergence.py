@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict
 
 import torch
@@ -12,7 +11,7 @@ from repro.config import flatten
 from repro.convergence import convergence_curves, flow_metrics, flow_summaries, trained_decoder
 from repro.data import load_split
 from repro.efficiency import efficiency_name
-from repro.io import atomic_write, write_json
+from repro.records import write_results_json, write_rows
 from repro.runtime import configure_torch
 from repro.tracking import tracked_run
 
@@ -34,10 +33,7 @@ def main() -> None:
         experiment=f"{params.tracking.experiment}/efficiency",
     ) as tracker:
         rows = convergence_curves(decoder, test_x, cfg, params.gfe, eff.loss)
-        with atomic_write(out / "curves.csv", "w") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(out / "curves.csv", rows, rows[0])  # the seconds go to its provenance sibling
         flows = flow_summaries(rows)
         tracker.log_metrics(flow_metrics(flows))
         summary = {
@@ -48,7 +44,7 @@ def main() -> None:
             "mlflow_run_id": tracker.run_id,
             "flows": flows,
         }
-        write_json(out / "summary.json", summary)
+        write_results_json(out / "summary.json", summary)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from repro.records import (
     VariationalMetrics,
     read_frame,
     read_record,
+    read_results_json,
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -189,7 +190,7 @@ def load_convergence(conv_dir: Path) -> list[dict[str, Any]]:
         out.append(
             {
                 "dataset": summary_path.parent.name,
-                "summary": read_json(summary_path),
+                "summary": read_results_json(summary_path),
                 "curves": read_frame(curves_path) if curves_path.is_file() else None,
             }
         )
