@@ -20,7 +20,8 @@ takes milliseconds, and the library runs git from unit tests anyway via ``repro.
 
 A test *runs DVC end to end* when it reaches a call ``<anything>.dvc("repro"|"exp"|"queue", ...)``
 or a subprocess argv literal holding ``"dvc"`` followed by ``"repro"``, ``"exp"`` or ``"queue"``.
-``dvc <cmd> --help`` is a plain CLI call: ``stage``.
+``dvc <cmd> --help`` and the read-only ``dvc exp show`` / ``dvc exp list`` are plain CLI calls:
+``stage``.
 
 *Reaches*: the test's own body; the module-level functions and classes (every method) of its
 module that it names; names it imports from ``tests.*`` modules; the fixtures it requests by
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
@@ -49,6 +49,7 @@ SPAWN_SUBPROCESS = {"run", "Popen", "call", "check_call", "check_output", "getou
 SPAWN_SUBPROCESS |= {"getstatusoutput"}
 SPAWN_OS = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"}
 DVC_END_TO_END = {"repro", "exp", "queue"}
+DVC_READ_ONLY = {"show", "list"}  # dvc exp subcommands that run nothing
 PROCESS_MARKS = {"stage", "e2e"}
 
 
@@ -76,9 +77,14 @@ def _argv_words(call: ast.Call) -> list[object]:
 
 
 def _runs_dvc(words: list[object]) -> bool:
-    """``dvc repro`` / ``dvc exp ...`` / ``dvc queue ...``, not their ``--help``."""
-    pairs = pairwise(words)
-    return "--help" not in words and any(a == "dvc" and b in DVC_END_TO_END for a, b in pairs)
+    """``dvc repro`` / ``dvc exp ...`` / ``dvc queue ...``, not their ``--help`` nor the
+    read-only ``dvc exp show`` / ``dvc exp list`` (they only read git refs and files)."""
+    padded = [*words, None, None]
+    triples = [(padded[i], padded[i + 1], padded[i + 2]) for i in range(len(words))]
+    return "--help" not in words and any(
+        a == "dvc" and b in DVC_END_TO_END and not (b == "exp" and c in DVC_READ_ONLY)
+        for a, b, c in triples
+    )
 
 
 def scan(node: ast.AST) -> tuple[str | None, str | None]:
@@ -365,6 +371,9 @@ def test_dvc_help():
 def test_dvc_queue():
     subprocess.run(["dvc", "queue", "start"])
 
+def test_dvc_exp_show():
+    subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager"])
+
 @pytest.mark.stage
 def test_marked_but_e2e(study):
     pass
@@ -388,6 +397,7 @@ def test_the_check_finds_processes_through_helpers_fixtures_and_classes():
         "test_sequential": "unit",
         "test_dvc_help": "stage",
         "test_dvc_queue": "e2e",
+        "test_dvc_exp_show": "stage",
         "test_marked_but_e2e": "e2e",
         "test_marked_e2e": "e2e",
     }
