@@ -8,16 +8,15 @@ processes or one after another as ``train.workers`` says, recorded as a nested M
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from repro.config import Params, flatten
-from repro.engine import Job, Outcome, mode_of, resolve_workers
+from repro.engine import Job
 from repro.implicit import IMPLICIT_STEP_COST, implicit_name, implicit_run
 from repro.records import ImplicitMetrics
-from repro.train_group import run_tracked_group
+from repro.train_recorded import run_recorded_group
 
 
 def implicit_jobs(params: Params, root: Path) -> list[Job]:
@@ -45,36 +44,16 @@ def train_implicit_group(params: Params, root: Path) -> None:
     """Train and score every run of the study; each run's ``metrics.json`` gets its MLflow id."""
     cfg = params.implicit
     jobs = implicit_jobs(params, root)
-    workers = resolve_workers(params.train.workers, "cpu", len(jobs))
-    group_params = flatten({"implicit": asdict(cfg)})
-    tags = {"profile": params.profile, "device": "cpu"}
-
-    def record(outcome: Outcome, child: Callable[..., str | None]) -> BaseException | None:
-        kw, rec = outcome.job.kwargs, outcome.result or {}
-        run_id = child(
-            name=outcome.job.name,
-            run_params=group_params | {k: kw[k] for k in ("method", "dataset", "seed", "low_res")},
-            tags=tags,
-            curve=rec.get("history", []),
-            curve_x="step",
-            metrics=held_out_metrics(rec["metrics"]) if outcome.error is None else None,
-            artifacts=rec.get("files", []),
-            error=outcome.error,
-        )
-        if outcome.error is None:
-            rec["metrics"]["mlflow_run_id"] = run_id
-            ImplicitMetrics(**rec["metrics"]).write(
-                root / "runs" / outcome.job.name / "metrics.json"
-            )
-        return outcome.error
-
-    run_tracked_group(
+    run_recorded_group(
         params,
         jobs,
-        workers=workers,
+        root,
         stage="implicit",
         experiment=f"{params.tracking.experiment}/implicit",
-        run_params=group_params | {"workers": workers},
-        tags=tags | {"mode": mode_of(workers)},
-        record=record,
+        kind=ImplicitMetrics,
+        group_params=flatten({"implicit": asdict(cfg)}),
+        job_params=("method", "dataset", "seed", "low_res"),
+        curve="history",
+        curve_x="step",
+        held_out=held_out_metrics,
     )

@@ -8,14 +8,14 @@ processes or one after another as ``train.workers`` says, recorded as a nested M
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from repro.config import Params, flatten
-from repro.engine import Job, Outcome, mode_of, resolve_workers
+from repro.engine import Job
 from repro.records import VariationalMetrics
-from repro.train_group import run_tracked_group
+from repro.train_recorded import run_recorded_group
 from repro.variational import VARIATIONAL_STEP_COST, variational_name, variational_run
 
 
@@ -32,35 +32,22 @@ def train_variational_group(params: Params, root: Path) -> None:
         for m in cfg.methods
         for seed in cfg.seeds
     ]
-    workers = resolve_workers(params.train.workers, "cpu", len(jobs))
-    group_params = flatten({"variational": asdict(cfg)})
-    tags = {"profile": params.profile, "device": "cpu"}
-
-    def record(outcome: Outcome, child: Callable[..., str | None]) -> BaseException | None:
-        kw, rec = outcome.job.kwargs, outcome.result or {}
-        metrics = rec.get("metrics", {})
-        scores = flatten({"test": metrics.get("test", {}), "samples": metrics.get("samples", {})})
-        run_id = child(
-            name=outcome.job.name,
-            run_params=group_params | {k: kw[k] for k in ("method", "seed")},
-            tags=tags,
-            epochs=rec.get("history", []),
-            metrics={k.replace(".", "_"): v for k, v in scores.items() if v is not None},
-            artifacts=rec.get("files", []),
-            error=outcome.error,
-        )
-        if outcome.error is None:
-            metrics["mlflow_run_id"] = run_id
-            VariationalMetrics(**metrics).write(root / "runs" / outcome.job.name / "metrics.json")
-        return outcome.error
-
-    run_tracked_group(
+    run_recorded_group(
         params,
         jobs,
-        workers=workers,
+        root,
         stage="variational",
         experiment=f"{params.tracking.experiment}/variational",
-        run_params=group_params | {"workers": workers},
-        tags=tags | {"mode": mode_of(workers)},
-        record=record,
+        kind=VariationalMetrics,
+        group_params=flatten({"variational": asdict(cfg)}),
+        job_params=("method", "seed"),
+        epochs="history",
+        held_out=held_out_metrics,
     )
+
+
+def held_out_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The held-out bounds (``test_*``) and sample scores (``samples_*``) as flat MLflow metrics
+    (a relative score that is undefined, None, is left out)."""
+    scores = flatten({"test": record["test"], "samples": record["samples"]})
+    return {k.replace(".", "_"): v for k, v in scores.items() if v is not None}
