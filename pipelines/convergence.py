@@ -11,7 +11,7 @@ from repro.config import flatten
 from repro.convergence import convergence_curves, flow_metrics, flow_summaries, trained_decoder
 from repro.data import load_split
 from repro.efficiency import efficiency_name
-from repro.records import write_results_json, write_rows
+from repro.result_files import write_results_json, write_rows
 from repro.runtime import configure_torch
 from repro.tracking import tracked_run
 

@@ -28,7 +28,7 @@ def main() -> None:
             root / "runs",
             root / "data",
             root / "reports",
-            params=params.to_dict(),
+            params=params,
             provenance=provenance.collect(params, root),
         )
         for out in (path, path.with_name("report.html"), path.with_name("claims.csv")):

@@ -58,7 +58,9 @@ def model_needs(params: Params) -> list[Need]:
     for method in params.train.methods:
         for nz in params.model.nz:
             with torch.device("meta"):
-                model = build_model(method, nz=nz, channels=channels, **model_options(params))
+                model = build_model(
+                    method, nz=nz, channels=channels, **model_options(params, method)
+                )
             n_params = sum(p.numel() for p in model.parameters())
             maps = 0
 

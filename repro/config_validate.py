@@ -60,8 +60,20 @@ def _non_empty_unique(values: list[Any], key: str) -> None:
     _require(len(set(values)) == len(values), key, f"has duplicates: {values}")
 
 
+def _names(values: list[str], allowed: tuple[str, ...], key: str) -> None:
+    """A non-empty list of distinct names, each one of ``allowed``."""
+    _non_empty_unique(values, key)
+    _one_of(values, allowed, key)
+
+
 def _positive(value: float, key: str) -> None:
     _require(value > 0, key, f"must be > 0, got {value}")
+
+
+def _positives(section: object, prefix: str, keys: tuple[str, ...]) -> None:
+    """Each of ``section``'s fields ``keys`` is > 0 (``prefix.key`` in the error)."""
+    for key in keys:
+        _positive(getattr(section, key), f"{prefix}.{key}")
 
 
 def _at_least(values: list[int], minimum: int, key: str) -> None:
@@ -134,10 +146,8 @@ def _validate_mirror(d: DataConfig) -> None:
 
 
 def _validate_data(d: DataConfig) -> None:
-    _non_empty_unique(d.datasets, "data.datasets")
-    _one_of(d.datasets, DATASETS, "data.datasets")
-    _non_empty_unique(d.sources, "data.sources")
-    _one_of(d.sources, SOURCES, "data.sources")
+    _names(d.datasets, DATASETS, "data.datasets")
+    _names(d.sources, SOURCES, "data.sources")
     _require(d.image_size in (28, 32), "data.image_size", f"{d.image_size}; allowed: [28, 32]")
     # CIFAR-10 is natively 32x32, the decoder's output size: shrinking it to 28 would only lose
     # detail, so it is refused rather than silently resized.
@@ -171,14 +181,13 @@ def _validate_model(m: ModelConfig) -> None:
 
 def _validate_train(p: Params) -> None:
     t = p.train
-    _non_empty_unique(t.methods, "train.methods")
-    _one_of(t.methods, METHODS, "train.methods")
+    # The main comparison is GON against the autoencoders on the conv decoder (GON's Table 1);
+    # the GFE flows have their own studies (efficiency, convergence) and their own params.
+    _names(t.methods, MAIN_METHODS, "train.methods")
     _non_empty_unique(t.seeds, "train.seeds")
     _at_least(t.seeds, 0, "train.seeds")
     _one_of(t.device, DEVICES, "train.device")
-    _positive(t.epochs, "train.epochs")
-    _positive(t.batch_size, "train.batch_size")
-    _positive(t.lr, "train.lr")
+    _positives(t, "train", ("epochs", "batch_size", "lr"))
     _sane_lr(t.lr, "train.lr", p)
     _require(
         len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas),
@@ -217,20 +226,13 @@ def _validate_gfe(g: GFEConfig) -> None:
     _one_of(g.loss, FLOW_LOSSES, "gfe.loss")
     _one_of(g.solver, ODE_SOLVERS, "gfe.solver")
     _one_of(g.grad_mode, GRAD_MODES, "gfe.grad_mode")
-    for key in ("alpha", "tau", "rtol", "atol", "step_size", "max_nfe"):
-        _positive(getattr(g, key), f"gfe.{key}")
+    _positives(g, "gfe", ("alpha", "tau", "rtol", "atol", "step_size", "max_nfe"))
     a = g.adaptive
-    for key in (
-        "h0",
-        "h_max",
-        "sigma",
-        "h_min",
-        "jump",
-        "early_stop_fraction",
-        "slope_tol",
-        "window",
-    ):
-        _positive(getattr(a, key), f"gfe.adaptive.{key}")
+    _positives(
+        a,
+        "gfe.adaptive",
+        ("h0", "h_max", "sigma", "h_min", "jump", "early_stop_fraction", "slope_tol", "window"),
+    )
     _require(a.growth >= 1, "gfe.adaptive.growth", f"must be >= 1, got {a.growth}")
     _require(0 < a.shrink < 1, "gfe.adaptive.shrink", f"must be in (0, 1), got {a.shrink}")
     _require(a.h0 <= a.h_max, "gfe.adaptive.h0", f"{a.h0} exceeds gfe.adaptive.h_max={a.h_max}")
@@ -238,14 +240,8 @@ def _validate_gfe(g: GFEConfig) -> None:
 
 def _validate_efficiency(p: Params) -> None:
     f = p.efficiency
-    _one_of(f.dataset, DATASETS, "efficiency.dataset")
-    _require(
-        f.dataset in p.data.datasets,
-        "efficiency.dataset",
-        f"{f.dataset!r} is not in data.datasets ({p.data.datasets})",
-    )
-    _non_empty_unique(f.methods, "efficiency.methods")
-    _one_of(f.methods, METHODS, "efficiency.methods")
+    _dataset_prepared(f.dataset, "efficiency.dataset", p)
+    _names(f.methods, METHODS, "efficiency.methods")
     _one_of(f.architecture, ARCHITECTURES, "efficiency.architecture")
     _one_of(f.loss, FLOW_LOSSES, "efficiency.loss")
     _non_empty_unique(f.train_sizes, "efficiency.train_sizes")
@@ -258,8 +254,7 @@ def _validate_efficiency(p: Params) -> None:
             f"efficiency.train_sizes[{i}]",
             f"{n} must be in {f.batch_size}..{n_train} (batch size .. the {f.dataset} train split)",
         )
-    for key in ("nz", "steps", "batch_size", "lr", "eval_images", "eval_points"):
-        _positive(getattr(f, key), f"efficiency.{key}")
+    _positives(f, "efficiency", ("nz", "steps", "batch_size", "lr", "eval_images", "eval_points"))
     _sane_lr(f.lr, "efficiency.lr", p)
     _require(
         f.eval_images <= n_test,
@@ -269,20 +264,23 @@ def _validate_efficiency(p: Params) -> None:
 
 
 def _dataset_prepared(dataset: str, key: str, p: Params) -> None:
+    """``dataset`` is one this study knows and one the data stage prepares."""
     _one_of(dataset, DATASETS, key)
     _require(
-        dataset in p.data.datasets, key, f"{dataset!r} is not in data.datasets ({p.data.datasets})"
+        dataset in p.data.datasets,
+        key,
+        f"{dataset!r} is not in data.datasets ({p.data.datasets}): its data stage must run",
     )
 
 
 def _validate_variational(p: Params) -> None:
     v = p.variational
     _dataset_prepared(v.dataset, "variational.dataset", p)
-    _non_empty_unique(v.methods, "variational.methods")
-    _one_of(v.methods, VARIATIONAL_METHODS, "variational.methods")
+    _names(v.methods, VARIATIONAL_METHODS, "variational.methods")
     _non_empty_unique(v.seeds, "variational.seeds")
-    for key in ("nz", "ngf", "epochs", "batch_size", "lr", "iw_samples", "sample_images"):
-        _positive(getattr(v, key), f"variational.{key}")
+    _positives(
+        v, "variational", ("nz", "ngf", "epochs", "batch_size", "lr", "iw_samples", "sample_images")
+    )
     _sane_lr(v.lr, "variational.lr", p)
     _within_split(v.train_images, "variational.train_images", v.dataset, "train", p.data)
     _within_split(v.test_images, "variational.test_images", v.dataset, "test", p.data)
@@ -301,11 +299,9 @@ def _validate_implicit(p: Params) -> None:
         _dataset_prepared(dataset, f"implicit.datasets[{i}]", p)
         _within_split(m.train_images, "implicit.train_images", dataset, "train", p.data)
         _within_split(m.test_images, "implicit.test_images", dataset, "test", p.data)
-    _non_empty_unique(m.methods, "implicit.methods")
-    _one_of(m.methods, IMPLICIT_METHODS, "implicit.methods")
+    _names(m.methods, IMPLICIT_METHODS, "implicit.methods")
     _non_empty_unique(m.seeds, "implicit.seeds")
-    for key in ("nz", "hidden", "steps", "batch_size", "lr"):
-        _positive(getattr(m, key), f"implicit.{key}")
+    _positives(m, "implicit", ("nz", "hidden", "steps", "batch_size", "lr"))
     _sane_lr(m.lr, "implicit.lr", p)
     _require(
         2 <= m.low_res < p.data.image_size,
@@ -335,8 +331,7 @@ def _validate_convergence(p: Params) -> None:
     _require(
         c.seed in f.seeds, "convergence.seed", f"{c.seed} is not one of efficiency.seeds {f.seeds}"
     )
-    for key in ("images", "iterations", "step_size"):
-        _positive(getattr(c, key), f"convergence.{key}")
+    _positives(c, "convergence", ("images", "iterations", "step_size"))
     n_test = split_sizes(f.dataset, p.data)["test"]
     _require(
         c.images <= n_test, "convergence.images", f"{c.images} exceeds the test split ({n_test})"
@@ -363,8 +358,7 @@ def _validate_studies(p: Params) -> None:
     _non_empty_unique(a.methods, "studies.activation.methods")
     # The ablations compare GON with the autoencoders on the conv decoder (docs/protocol.md §2).
     _one_of(a.methods, MAIN_METHODS, "studies.activation.methods")
-    _non_empty_unique(a.activations, "studies.activation.activations")
-    _one_of(a.activations, ACTIVATIONS, "studies.activation.activations")
+    _names(a.activations, ACTIVATIONS, "studies.activation.activations")
     _require(
         a.reference in a.activations,
         "studies.activation.reference",
@@ -380,13 +374,8 @@ def _validate_study_datasets(p: Params, key: str, names: list[str]) -> None:
     """The datasets a study trains on are prepared by the data stage and hold its image counts."""
     s = p.studies
     _non_empty_unique(names, key)
-    _one_of(names, DATASETS, key)
     for name in names:
-        _require(
-            name in p.data.datasets,
-            key,
-            f"{name!r} is not in data.datasets ({p.data.datasets}): its data stage must run",
-        )
+        _dataset_prepared(name, key, p)
         n_train = split_sizes(name, p.data)["train"]
         _require(
             p.train.batch_size <= s.train_images <= n_train,
@@ -400,8 +389,7 @@ def _validate_study_datasets(p: Params, key: str, names: list[str]) -> None:
 
 def _validate_latent_study(p: Params) -> None:
     s, lat = p.studies, p.studies.latent
-    _non_empty_unique(lat.methods, "studies.latent.methods")
-    _one_of(lat.methods, MAIN_METHODS, "studies.latent.methods")
+    _names(lat.methods, MAIN_METHODS, "studies.latent.methods")
     _non_empty_unique(lat.nz, "studies.latent.nz")
     for i, nz in enumerate(lat.nz):
         _positive(nz, f"studies.latent.nz[{i}]")

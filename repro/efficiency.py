@@ -26,7 +26,9 @@ from repro.errors import DivergenceError
 from repro.flows import FlowStats, per_sample_loss
 from repro.io import save_torch
 from repro.models import count_parameters
-from repro.records import EfficiencyMetrics, write_rows
+from repro.names import GFE_METHODS
+from repro.records import EfficiencyMetrics
+from repro.result_files import write_rows
 from repro.runtime import configure_torch
 from repro.step import training_step
 from repro.train_run import to_unit_float
@@ -40,7 +42,8 @@ EFFICIENCY_STEP_COST = {"gfe": 8.0, "gfe2": 8.0, "gfe_adaptive": 6.0, "gon": 1.5
 def efficiency_model(
     method: str, cfg: EfficiencyConfig, gfe: GFEConfig, channels: int, image_size: int, where: str
 ) -> LatentModel:
-    gfe_opts = asdict(gfe) | {"loss": cfg.loss, "where": where}
+    # The flow's settings reach only the flows: a GON or AE run does not depend on them.
+    gfe_opts = asdict(gfe) | {"loss": cfg.loss, "where": where} if method in GFE_METHODS else {}
     return build_model(
         method,
         nz=cfg.nz,

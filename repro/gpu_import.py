@@ -16,11 +16,14 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.io import read_json
 from repro.session import ARCHIVE_DIRS, ARCHIVE_FILES, PARAMS_FILE, SESSION_FILE, check_schema
 from repro.tracking import git_commit
+
+if TYPE_CHECKING:
+    from repro.config import Params
 
 #: What an archive may hold at its top level; anything else is refused.
 ALLOWED_TOP = {*ARCHIVE_FILES, *ARCHIVE_DIRS}
@@ -71,9 +74,9 @@ def unpack(archive: Path, dest: Path) -> dict[str, Any]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def provenance(session: dict[str, Any], params: dict[str, Any], root: Path) -> dict[str, Any]:
+def provenance(session: dict[str, Any], params: Params, root: Path) -> dict[str, Any]:
     """The GPU report's provenance block: the session's machine and software, this checkout."""
-    from repro.config import params_from_dict, params_sha256
+    from repro.config import params_sha256
     from repro.runtime import code_fingerprint
 
     env = session.get("environment") or {}
@@ -82,8 +85,8 @@ def provenance(session: dict[str, Any], params: dict[str, Any], root: Path) -> d
         "git_commit": git_commit(root),
         "git_dirty": fingerprint
         != code_fingerprint(),  # the training code differs from the session's
-        "params_sha256": params_sha256(params_from_dict(params, "the session's params")),
-        "profile": params.get("profile"),
+        "params_sha256": params_sha256(params),
+        "profile": params.profile,
         "torch_version": env.get("torch"),
         "cuda": env.get("cuda"),
         "device": env.get("gpu") or "cpu",

@@ -40,7 +40,8 @@ from repro.evaluate import BN_MODES, loss_summary, per_image_scores
 from repro.groups import step_cost
 from repro.models import count_parameters
 from repro.names import STUDIES, registry
-from repro.records import StudyCellMetrics, write_rows
+from repro.records import StudyCellMetrics
+from repro.result_files import write_rows
 from repro.runtime import setup_device
 from repro.train import fit
 from repro.train_files import CURVE, CURVE_FIELDS, HISTORY, history_rows, load_trained

@@ -60,7 +60,7 @@ from repro.errors import DivergenceError
 from repro.evaluate import mean_mse_per_pixel
 from repro.gpu import graphed_training_step
 from repro.io import save_torch
-from repro.records import split_provenance
+from repro.result_files import split_provenance
 from repro.runtime import code_fingerprint, configure_torch, select_device, setup_device
 from repro.step import training_step
 from repro.train_files import (

@@ -12,25 +12,23 @@ from pathlib import Path
 
 from repro.config import Params, flatten
 from repro.efficiency import EFFICIENCY_STEP_COST, efficiency_name, efficiency_run
-from repro.engine import Job
 from repro.records import EfficiencyMetrics
-from repro.train_recorded import run_recorded_group
+from repro.train_recorded import grid_jobs, run_recorded_group
 
 
 def train_efficiency_group(params: Params, root: Path) -> None:
     """Train and score every run of the study; each run's ``metrics.json`` gets its MLflow id."""
     cfg = params.efficiency
-    jobs = [
-        Job(
-            efficiency_name(cfg.dataset, m, n, seed),
-            efficiency_run,
-            {"method": m, "train_size": n, "seed": seed, "params": params, "root": root},
-            EFFICIENCY_STEP_COST.get(m, 1.0),
-        )
-        for m in cfg.methods
-        for n in cfg.train_sizes
-        for seed in cfg.seeds
-    ]
+    jobs = grid_jobs(
+        efficiency_run,
+        lambda **kw: efficiency_name(cfg.dataset, **kw),
+        EFFICIENCY_STEP_COST,
+        params=params,
+        root=root,
+        method=cfg.methods,
+        train_size=cfg.train_sizes,
+        seed=cfg.seeds,
+    )
     run_recorded_group(
         params,
         jobs,

@@ -19,7 +19,7 @@ from repro.config import Params, RunSpec
 from repro.encoders import LatentModel
 from repro.evaluate import BN_MODES
 from repro.io import load_torch, remove_stale_temporaries
-from repro.records import provenance_path, read_rows, write_rows
+from repro.result_files import provenance_path, read_rows, write_rows
 from repro.train_run import build_run_model, run_config
 
 log = logging.getLogger("repro.train")  # the training loop's logger: one name in the logs

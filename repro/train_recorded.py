@@ -10,7 +10,8 @@ run's id (the id lands in the record's provenance sibling, :mod:`repro.records`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,26 @@ from repro.config import Params
 from repro.engine import Job, Outcome, mode_of, resolve_workers
 from repro.records import Record
 from repro.train_group import run_tracked_group
+
+
+def grid_jobs(
+    run: Callable[..., dict[str, Any]],
+    name: Callable[..., str],
+    cost: Mapping[str, float],
+    *,
+    params: Params,
+    root: Path,
+    **axes: Sequence[Any],
+) -> list[Job]:
+    """One job per combination of ``axes`` (the last varying fastest): ``run(**combination,
+    params=params, root=root)``, named ``name(**combination)``, costing ``cost[method]`` (1.0 for
+    a method without a measured cost)."""
+    jobs = []
+    for values in itertools.product(*axes.values()):
+        kw = dict(zip(axes, values, strict=True))
+        args = kw | {"params": params, "root": root}
+        jobs.append(Job(name(**kw), run, args, cost.get(kw["method"], 1.0)))
+    return jobs
 
 
 def run_recorded_group(

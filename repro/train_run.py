@@ -7,17 +7,19 @@ them build the same model from the same params and feed it the same floats.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 import torch
 
 from repro.config import Params, RunSpec
 from repro.encoders import LatentModel, build_model
+from repro.names import GFE_METHODS
 
 
-def model_options(params: Params) -> dict[str, Any]:
-    """Keyword options of :func:`repro.encoders.build_model` from params (one place)."""
+def model_options(params: Params, method: str) -> dict[str, Any]:
+    """Keyword options of :func:`repro.encoders.build_model` for ``method`` from params (one
+    place); the flow's settings go to the GFE methods only."""
     return {
         "ngf": params.model.ngf,
         "activation": params.model.activation,
@@ -25,13 +27,15 @@ def model_options(params: Params) -> dict[str, Any]:
         "step_size": params.train.gon_step_size,
         "learn_step_size": params.train.gon_learn_step_size,
         "inner_norm": params.train.batch_size,
-        "gfe": asdict(params.gfe),
+        "gfe": asdict(params.gfe) if method in GFE_METHODS else {},
     }
 
 
 def build_run_model(spec: RunSpec, params: Params, channels: int) -> LatentModel:
     """The (untrained) model of ``spec``: its method and latent size, the params' options."""
-    return build_model(spec.method, nz=spec.nz, channels=channels, **model_options(params))
+    return build_model(
+        spec.method, nz=spec.nz, channels=channels, **model_options(params, spec.method)
+    )
 
 
 def run_config(spec: RunSpec, params: Params) -> dict[str, Any]:
@@ -41,7 +45,9 @@ def run_config(spec: RunSpec, params: Params) -> dict[str, Any]:
     # train.workers is left out too: how a group shares the machine never changes a run's numbers;
     # so is train.lr_unchecked, a licence to run that changes nothing once granted.
     ignored = ("methods", "seeds", "workers", "lr_unchecked")
-    train = {k: v for k, v in asdict(params.train).items() if k not in ignored}
+    train = {
+        f.name: getattr(params.train, f.name) for f in fields(params.train) if f.name not in ignored
+    }
     return {
         "run": asdict(spec),
         "model": {"ngf": params.model.ngf, "activation": params.model.activation, "nz": spec.nz},

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from repro.config import Params, flatten
 from repro.efficiency import EFFICIENCY_STEP_COST
-from repro.engine import Job
 from repro.records import EfficiencyMetrics
-from repro.train_recorded import run_recorded_group
+from repro.train_recorded import grid_jobs, run_recorded_group
 from repro.transfer import transfer_name, transfer_run
 
 #: The numbers of a run's ``final`` row its MLflow run shows as held-out metrics.
@@ -24,16 +23,15 @@ HELD_OUT = ("test_sse_per_image", "seen_test_sse_per_image")
 def train_transfer_group(params: Params, root: Path) -> None:
     """Train and score every run; each run's ``metrics.json`` gets its MLflow run id."""
     eff = params.efficiency
-    jobs = [
-        Job(
-            transfer_name(eff.dataset, m, seed),
-            transfer_run,
-            {"method": m, "seed": seed, "params": params, "root": root},
-            EFFICIENCY_STEP_COST.get(m, 1.0),
-        )
-        for m in eff.methods
-        for seed in eff.seeds
-    ]
+    jobs = grid_jobs(
+        transfer_run,
+        lambda **kw: transfer_name(eff.dataset, **kw),
+        EFFICIENCY_STEP_COST,
+        params=params,
+        root=root,
+        method=eff.methods,
+        seed=eff.seeds,
+    )
     run_recorded_group(
         params,
         jobs,

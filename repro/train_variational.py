@@ -13,25 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from repro.config import Params, flatten
-from repro.engine import Job
 from repro.records import VariationalMetrics
-from repro.train_recorded import run_recorded_group
+from repro.train_recorded import grid_jobs, run_recorded_group
 from repro.variational import VARIATIONAL_STEP_COST, variational_name, variational_run
 
 
 def train_variational_group(params: Params, root: Path) -> None:
     """Train and score every run of the study; each run's ``metrics.json`` gets its MLflow id."""
     cfg = params.variational
-    jobs = [
-        Job(
-            variational_name(cfg.dataset, m, seed),
-            variational_run,
-            {"method": m, "seed": seed, "params": params, "root": root},
-            VARIATIONAL_STEP_COST.get(m, 1.0),
-        )
-        for m in cfg.methods
-        for seed in cfg.seeds
-    ]
+    jobs = grid_jobs(
+        variational_run,
+        lambda **kw: variational_name(cfg.dataset, **kw),
+        VARIATIONAL_STEP_COST,
+        params=params,
+        root=root,
+        method=cfg.methods,
+        seed=cfg.seeds,
+    )
     run_recorded_group(
         params,
         jobs,

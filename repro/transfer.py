@@ -25,7 +25,8 @@ from repro.config import Params
 from repro.data import load_split
 from repro.efficiency import test_scores, train_efficiency_run
 from repro.models import count_parameters
-from repro.records import EfficiencyMetrics, write_rows
+from repro.records import EfficiencyMetrics
+from repro.result_files import write_rows
 from repro.runtime import configure_torch
 
 SPLIT_LABEL = 5  # seen classes: labels 0–4; unseen: 5–9

@@ -3,7 +3,7 @@
 After ``dvc repro`` on a fresh clone, every results file the pipeline commits (``runs/**/*.json``,
 ``runs/**/*.csv`` and the report's tables ``reports/*.csv``) is compared with its committed
 version (``git show HEAD:<path>``). Provenance (wall-clock seconds, MLflow run ids, the device,
-see :func:`repro.records.is_provenance`) differs on every run and is left out; everything else
+see :func:`repro.result_files.is_provenance`) differs on every run and is left out; everything else
 must match. A file is
 
     identical               every compared value equal (on the same kind of CPU: expect this)
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repro.records import is_provenance, is_provenance_file
 from repro.report.dvc_metrics import METRICS_FILE
+from repro.result_files import is_provenance, is_provenance_file
 
 IDENTICAL, WITHIN, DIFFERS = "identical", "differs within tolerance", "differs"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from factories import main_metrics
 
-from repro.config import RunSpec
+from repro.config import RunSpec, params_from_dict
 from repro.report.claims import (
     CSV_COLUMNS,
     ClaimsError,
@@ -194,14 +194,20 @@ def test_a_malformed_claim_is_refused_naming_the_claim_and_key(edit, key) -> Non
 # --- end to end on synthetic metrics files ---------------------------------------------------
 
 
-PARAMS = {
-    "profile": "quick",
-    "data": {"datasets": ["mnist"]},
-    "train": {"methods": ["gon", "ae"], "seeds": list(SEEDS), "epochs": 500},
-    "evaluate": {"headline_bn": "batch"},
-    "report": {"confidence": 0.95, "convergence_threshold": 1.5},
-    "efficiency": {"train_sizes": [100]},
-}
+PARAMS = params_from_dict(
+    {
+        "profile": "quick",
+        "data": {"datasets": ["mnist"]},
+        "train": {"methods": ["gon", "ae"], "seeds": list(SEEDS), "epochs": 500},
+        "evaluate": {"headline_bn": "batch"},
+        "report": {"confidence": 0.95, "convergence_threshold": 1.5},
+        "efficiency": {"train_sizes": [100]},
+        # The defaults would name datasets and sizes this profile does not list.
+        "convergence": {"train_size": 100},
+        "implicit": {"datasets": ["mnist"]},
+        "studies": {"latent": {"datasets": ["mnist"]}},
+    }
+)
 
 
 def write_main_run(runs: Path, method: str, seed: int, test_sse: float, **extra) -> None:

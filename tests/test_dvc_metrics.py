@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from repro.config import flatten, load_params
-from repro.records import is_provenance
 from repro.report.dvc_metrics import headline_metrics
+from repro.result_files import is_provenance
 from repro.train_main import headline
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from repro.config import params_from_dict
 from repro.efficiency import efficiency_model, efficiency_name, train_efficiency_run
 from repro.encoding import encoding_study, probe_model
 from repro.io import save_torch
@@ -110,7 +111,7 @@ def test_the_encoding_text_names_each_finding():
 def test_gfe_encoder_inversion_suboptimal_is_judged_on_the_amortisation_gaps():
     registry = load_registry()
     claim = next(c for c in registry["claims"] if c["id"] == "gfe-encoder-inversion-suboptimal")
-    params = {"efficiency": {"dataset": "mnist"}}
+    params = params_from_dict({"efficiency": {"dataset": "mnist"}})
     judged = evaluate_claim(
         claim, registry["sources"], Evidence(params, encoding=encoding_record())
     )

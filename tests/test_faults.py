@@ -310,12 +310,22 @@ def test_a_gfe_flow_over_its_evaluation_cap_fails_the_run(
 
 @pytest.mark.stage
 def test_the_stage_script_exits_with_one_error_line_and_a_failed_mlflow_run(tmp_path):
-    """The real ``pipelines/train.py``: a flow over its cap ends the stage, not in a traceback."""
+    """The real ``pipelines/efficiency.py``: a flow over its cap ends the stage, not in a
+    traceback (one GFE run, so the stage's run has one nested run)."""
     pytest.importorskip("mlflow")
     root = tmp_path / "study"
-    params = gfe_params(shrink(load_params(ROOT / "params.yaml")), max_nfe=3)
+    params = shrink(load_params(ROOT / "params.yaml"))
+    eff = params.efficiency
     params = dataclasses.replace(
-        params, tracking=dataclasses.replace(params.tracking, enabled=True)
+        params,
+        efficiency=dataclasses.replace(
+            eff, methods=["gfe"], train_sizes=eff.train_sizes[:1], seeds=eff.seeds[:1]
+        ),
+        convergence=dataclasses.replace(
+            params.convergence, method="gfe", train_size=eff.train_sizes[0], seed=eff.seeds[0]
+        ),
+        gfe=dataclasses.replace(params.gfe, max_nfe=3),
+        tracking=dataclasses.replace(params.tracking, enabled=True),
     )
     study_copy(root, yaml.safe_dump(params.to_dict(), sort_keys=False))
     env = stage_env(tracking=True)
@@ -327,7 +337,7 @@ def test_the_stage_script_exits_with_one_error_line_and_a_failed_mlflow_run(tmp_
 
     data = stage("pipelines/data.py", "--dataset", "synthetic")
     assert data.returncode == 0, data.stderr
-    proc = stage("pipelines/train.py", "--dataset", "synthetic", "--nz", "8")
+    proc = stage("pipelines/efficiency.py")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "gfe.max_nfe" in last, proc.stderr
@@ -339,7 +349,7 @@ def test_the_stage_script_exits_with_one_error_line_and_a_failed_mlflow_run(tmp_
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     # the stage's run and the model's nested run: both FAILED with the reason
     parent, child = sorted(
-        (r for r in runs if r.data.tags.get("stage", "").startswith("train@")),
+        (r for r in runs if r.data.tags.get("stage") == "efficiency"),
         key=lambda r: "mlflow.parentRunId" in r.data.tags,
     )
     assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id

@@ -123,7 +123,7 @@ def test_gpu_import_builds_the_gpu_report_and_the_main_report_quotes_it(dry_run,
     assert "Runs found: 6." in md  # the session's main runs, read as the main report reads runs/
     assert (tmp_path / "runs" / "gpu" / "session.json").is_file()
     # The main report, with runs/gpu beside its (here absent) main runs, quotes the session.
-    params = load_params(ROOT / "params.yaml").to_dict()
+    params = load_params(ROOT / "params.yaml")
     path = build_report(
         tmp_path / "runs", tmp_path / "data", tmp_path / "reports", params=params, provenance={}
     )
@@ -135,7 +135,7 @@ def test_gpu_import_builds_the_gpu_report_and_the_main_report_quotes_it(dry_run,
 def test_main_report_without_a_session_says_how_to_make_one(tmp_path):
     from repro.report import build_report
 
-    params = load_params(ROOT / "params.yaml").to_dict()
+    params = load_params(ROOT / "params.yaml")
     md = build_report(
         tmp_path / "runs", tmp_path / "data", tmp_path / "out", params=params, provenance={}
     ).read_text()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,7 +30,7 @@ import yaml
 
 from repro.config import load_params
 from repro.io import load_torch
-from repro.records import read_results_json
+from repro.result_files import read_results_json
 from tests.conftest import ROOT, shrink
 
 pytestmark = pytest.mark.e2e  # every test reads the module-scoped `dvc repro` run
@@ -167,6 +168,11 @@ class TinyStudy:
     first: subprocess.CompletedProcess
     seconds: float
 
+    @property
+    def trace(self) -> Path:
+        """Where tests/params_trace/sitecustomize.py notes each stage process's params reads."""
+        return self.repo.parent / "params_trace"
+
     def dvc(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "dvc", *args],
@@ -194,7 +200,11 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
         k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "REPRO_TRACKING")
     }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(repo)  # the stages run the copied checkout's code, not an installed one
+    # the stages run the copied checkout's code, not an installed one; the second entry notes
+    # which params each stage process reads (tests/params_trace/sitecustomize.py)
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), str(ROOT / "tests" / "params_trace")])
+    env["REPRO_PARAMS_TRACE"] = str(repo.parent / "params_trace")
+    (repo.parent / "params_trace").mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     tiny = TinyStudy(
         repo=repo,
@@ -472,6 +482,75 @@ def test_first_repro_builds_the_report_and_every_run_output(study: TinyStudy):
     for cell in ("activation/synthetic-elu", "multistep/synthetic-k2", "latent/synthetic-nz4"):
         assert (repo / "runs" / "studies" / cell / "metrics.json").is_file(), cell
         assert (repo / "runs" / "studies" / cell / "curves.csv").is_file(), cell
+
+
+# Params that label a run rather than decide it: where it is logged (tracking) and the name of
+# the settings it ran under (profile: a tag and a field of each record, the settings themselves
+# being the other keys). Changing them must not re-run a stage, so stages do not declare them.
+NOT_RESULT_PARAMS = ("tracking.", "profile")
+
+
+def _declared_params() -> dict[str, set[str]]:
+    """The params each stage script depends on in DVC's eyes, by script (the trace's key): the
+    keys under ``params`` (``""`` for a whole file, ``- params.yaml:``) and those the stage is
+    templated with (``${data.datasets}`` in ``foreach``/``matrix``, ``${efficiency.dataset}`` in
+    its command or paths): DVC re-runs or re-generates a stage when those change."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    declared: dict[str, set[str]] = {}
+    for stage in stages.values():
+        body = stage.get("do", stage)
+        script = next(w for w in str(body["cmd"]).split() if w.endswith(".py"))
+        keys = declared.setdefault(Path(script).name, set())
+        for item in body.get("params", []):
+            keys.update([""] if isinstance(item, dict) else [str(item)])
+        templated = re.findall(r"\$\{([\w.]+)\}", json.dumps(stage))
+        keys.update(k for k in templated if not k.startswith("item"))
+    return declared
+
+
+def _undeclared(reads: dict[str, set[str]], declared: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Per stage script, the keys it read that DVC does not see it depend on."""
+    out = {}
+    for script, keys in sorted(reads.items()):
+        if script not in declared:  # dvc itself
+            continue
+        missing = sorted(
+            k
+            for k in keys
+            if not k.startswith(NOT_RESULT_PARAMS)
+            and not any(d in ("", k) or k.startswith(f"{d}.") for d in declared[script])
+        )
+        if missing:
+            out[script] = missing
+    return out
+
+
+def test_each_stage_declares_every_param_it_reads(study: TinyStudy):
+    """A param a stage reads but does not declare would leave the stage up to date in DVC's
+    eyes after the param changed: its results would be stale and `dvc repro` silent."""
+    reads: dict[str, set[str]] = {}
+    for trace in study.trace.glob("*.jsonl"):
+        for line in trace.read_text(encoding="utf-8").splitlines():
+            note = json.loads(line)
+            script = next((a for a in note["argv"] if a.endswith(".py")), "")
+            reads.setdefault(Path(script).name, set()).add(note["key"])
+    ran = {f"{_kind(s)}.py" for s in EXPECTED_STAGES}
+    assert ran <= set(reads), f"the trace saw no params read by {sorted(ran - set(reads))}"
+    assert _undeclared(reads, _declared_params()) == {}
+
+
+def test_an_undeclared_param_is_caught():
+    """The check above can fail: what a stage reads outside its declared keys and templates."""
+    reads = {
+        "train.py": {"train.epochs", "convergence.method", "tracking.enabled", "profile"},
+        "convergence.py": {"efficiency.batch_size", "efficiency.steps"},
+        "report.py": {"convergence.method"},
+        "data.py": {"data.datasets"},
+    }
+    assert _undeclared(reads, _declared_params()) == {
+        "train.py": ["convergence.method"],
+        "convergence.py": ["efficiency.steps"],
+    }
 
 
 def test_report_judges_every_claim_and_has_an_offline_html_twin(study: TinyStudy):

@@ -9,13 +9,12 @@ import subprocess
 
 import pytest
 
-from repro.records import (
-    DiagnosisMetrics,
+from repro.records import DiagnosisMetrics, read_record
+from repro.result_files import (
     is_provenance_file,
     merge_provenance,
     provenance_path,
     read_frame,
-    read_record,
     read_rows,
     split_provenance,
     write_rows,

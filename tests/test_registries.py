@@ -87,7 +87,11 @@ def _studies() -> tuple[str, ...]:
 # family: (config's tuple, the implementing registry's keys, a params mapping naming `value`)
 FAMILIES: dict[str, tuple[str, Callable[[], tuple[str, ...]], Callable[[str], dict]]] = {
     "activation": ("ACTIVATIONS", _activations, lambda v: {"model": {"activation": v}}),
-    "method": ("METHODS", _methods, lambda v: {"train": {"methods": [v]}}),
+    "method": (
+        "METHODS",
+        _methods,
+        lambda v: {"efficiency": {"methods": [v]}, "convergence": {"method": v}},
+    ),
     "architecture": (
         "ARCHITECTURES",
         _architectures,

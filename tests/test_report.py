@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from repro.config import RunSpec
+from repro.config import Params, RunSpec, params_from_dict
 from repro.io import write_json
 from repro.records import EfficiencyMetrics, MainMetrics
 from repro.report import build_report, protocol_differences
@@ -88,7 +88,8 @@ GFE_HEADINGS = [
 ]
 
 
-def make_params(profile: str = "quick", seeds: tuple[int, ...] = SEEDS) -> dict[str, Any]:
+def params_dict(profile: str = "quick", seeds: tuple[int, ...] = SEEDS) -> dict[str, Any]:
+    """The params of the fake runs, as a mapping a test may change before it is typed."""
     return {
         "profile": profile,
         "data": {
@@ -152,6 +153,10 @@ def make_params(profile: str = "quick", seeds: tuple[int, ...] = SEEDS) -> dict[
             "step_size": 1.0,
         },
     }
+
+
+def make_params(profile: str = "quick", seeds: tuple[int, ...] = SEEDS) -> Params:
+    return params_from_dict(params_dict(profile, seeds))
 
 
 PROVENANCE = {
@@ -443,9 +448,9 @@ def test_protocol_differences_follow_params() -> None:
     assert any("dropped" in d for d in base)
     assert any("Resize" in d for d in base)
     assert not any(d.startswith("Training images:") for d in base)  # 50,000 matches
-    changed = make_params()
+    changed = params_dict()
     changed["train"].update(epochs=7, train_images=1000, lr=2e-4)
-    diffs = protocol_differences(changed)
+    diffs = protocol_differences(params_from_dict(changed))
     assert any("7 epochs here" in d for d in diffs)
     assert any(d.startswith("Training images: 1,000") for d in diffs)
     assert any(d.startswith("Learning rate: 0.0002") for d in diffs)
@@ -948,10 +953,14 @@ def test_partial_gfe_inputs_single_seed_sse_loss(tmp_path: Path) -> None:
     bench = json.loads((tmp_path / "reports" / "bench_gfe_gradients.json").read_text())
     bench["results"] = [r for r in bench["results"] if r["mode"] != "adjoint"]
     write_json(tmp_path / "reports" / "bench_gfe_gradients.json", bench)
-    params = make_params(seeds=(0,))
+    params = params_dict(seeds=(0,))
     params["efficiency"]["loss"] = "sse"
     report = build_report(
-        runs_dir, tmp_path / "data", tmp_path / "reports", params=params, provenance=PROVENANCE
+        runs_dir,
+        tmp_path / "data",
+        tmp_path / "reports",
+        params=params_from_dict(params),
+        provenance=PROVENANCE,
     )
     text = report.read_text()
     eff = section(text, "Gradient Flow Encoding: data efficiency", "##")
@@ -998,11 +1007,11 @@ def test_protocol_differences_name_the_gfe_deviations_from_params():
         "gfe": {"tau": 1000.0},
         "efficiency": {"architecture": "mlp", "steps": 150, "batch_size": 16, "eval_images": 256},
     }
-    text = " ".join(protocol_differences(params))
+    text = " ".join(protocol_differences(params_from_dict(params)))
     assert "1,024 outputs" in text and "150 steps of batch 16 (2,400 images seen)" in text
     assert "τ = 1000 here vs 1e4" in text and "256 held-out test images" in text
     params["gfe"]["tau"] = 1e4
-    assert "GFE flow horizon" not in " ".join(protocol_differences(params))
+    assert "GFE flow horizon" not in " ".join(protocol_differences(params_from_dict(params)))
 
 
 def test_every_claim_is_in_the_claims_table_with_source_and_verdict(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from repro.config import Params, params_from_dict
 from repro.records import ImplicitMetrics, VariationalMetrics
 from repro.report.claims import evaluate_claim
 from repro.report.claims_evidence import Evidence
@@ -95,11 +96,11 @@ def test_the_variational_section_averages_over_seeds_and_pairs_vae_against_vgon(
 
 
 def test_julia_vae_beats_vgon_and_vgon_permits_sampling_are_judged_on_the_records(runs):
-    ev = Evidence({}, variational=load_variational(runs))
+    ev = Evidence(Params(), variational=load_variational(runs))
     assert judge("julia-vae-beats-vgon", ev) == "reproduced"  # VAE 10 nats lower, every seed
     # VGON's prior samples at 0.5625 ± 0.0125 of the way from noise to real images: above 0.5
     assert judge("vgon-permits-sampling", ev) == "reproduced"
-    assert judge("julia-vae-beats-vgon", Evidence({})) == "not tested"
+    assert judge("julia-vae-beats-vgon", Evidence(Params())) == "not tested"
 
 
 def test_vgon_sampling_is_not_judged_on_a_run_too_short_to_draw(tmp_path):
@@ -107,7 +108,7 @@ def test_vgon_sampling_is_not_judged_on_a_run_too_short_to_draw(tmp_path):
         variational("vgon", seed, 110.0, 6.0, epochs=2).write(
             tmp_path / "variational" / "mnist" / f"vgon-s{seed}" / "metrics.json"
         )
-    assert judge("vgon-permits-sampling", Evidence({}, variational=load_variational(tmp_path))) == "not tested"  # fmt: skip
+    assert judge("vgon-permits-sampling", Evidence(Params(), variational=load_variational(tmp_path))) == "not tested"  # fmt: skip
 
 
 def test_the_implicit_section_compares_gon_with_ae_and_super_resolution_with_bicubic(
@@ -130,7 +131,7 @@ def test_the_implicit_section_compares_gon_with_ae_and_super_resolution_with_bic
 
 def test_implicit_functions_and_super_resolution_claims_are_judged_on_the_records(runs):
     datasets = {"datasets": ["fashion_mnist", "mnist"]}
-    params = {"implicit": datasets, "data": datasets}
+    params = params_from_dict({"implicit": datasets, "data": datasets})
     ev = Evidence(params, implicit=load_implicit(runs))
     assert judge("gon-implicit-functions", ev) == "reproduced"  # 30 vs the mean image's 50
     assert judge("gon-implicit-super-resolution", ev) == "not reproduced"  # 2 above bicubic

@@ -6,6 +6,7 @@ not, k > 1 lower or not, GON censored or not) and checks that the rendered text 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 from factories import main_metrics, study_cell
 
-from repro.config import RunSpec, load_params
+from repro.config import Params, RunSpec, load_params
 from repro.report import build_report
 from repro.report import studies as st
 from repro.report.render import load_claims
@@ -62,15 +63,18 @@ def jitter(seed: int, i: int) -> float:
     return 0.3 * seed + 0.02 * ((seed + 1) * (i + 2) % 5)
 
 
-def params(**studies: Any) -> dict[str, Any]:
+def params(**studies: Any) -> Params:
     """The real params.yaml as the report stage gets it, with a few studies overrides."""
-    p = load_params(ROOT / "params.yaml").to_dict()
-    p["studies"]["activation"]["activations"] = list(ACT_GON)
-    p["studies"]["multistep"]["steps"] = list(MULTI)
-    p["studies"]["lr"] = None  # train.lr unless a test raises it (params may set studies.lr)
-    p["report"]["convergence_threshold"] = 1.1  # the fake curves below are built around 1.1
-    p["studies"].update(studies)
-    return p
+    p = load_params(ROOT / "params.yaml")
+    s = dataclasses.replace(
+        p.studies,
+        activation=dataclasses.replace(p.studies.activation, activations=list(ACT_GON)),
+        multistep=dataclasses.replace(p.studies.multistep, steps=list(MULTI)),
+        lr=studies.pop("lr", None),  # train.lr unless a test raises it (params may set it)
+        **studies,
+    )
+    report = dataclasses.replace(p.report, convergence_threshold=1.1)  # the fake curves' 1.1
+    return dataclasses.replace(p, studies=s, report=report)
 
 
 def losses(test_batch: float, method: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -228,7 +232,7 @@ def write_main_runs(
                 ).to_csv(run_dir / "curve.csv", index=False)
 
 
-def build(root: Path, p: dict[str, Any] | None = None) -> str:
+def build(root: Path, p: Params | None = None) -> str:
     runs_dir = root / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     path = build_report(
@@ -295,7 +299,7 @@ def test_activation_not_best_when_relu_is_clearly_lower(tmp_path: Path) -> None:
     runs, curves, _ = st.load_studies(tmp_path / "runs" / "studies")
     a = st.activation_section(
         runs, curves, params(), load_claims(), confidence=0.95, headline_bn="batch"
-    )
+    ).context
     sentence = a["headline_outcome"]["sentence"]
     assert sentence.startswith("Outcome: **elu not best**")
     assert "relu has the lowest mean" in sentence
@@ -325,8 +329,9 @@ def test_multistep_learned_step_size_is_reported(tmp_path: Path) -> None:
         write_cell(tmp_path / "runs", "multistep", f"mnist-k{k}", "mnist", recs[-3:])
     runs, _, _ = st.load_studies(tmp_path / "runs" / "studies")
     p = params()
-    p["studies"]["multistep"]["learn_step_size"] = True
-    m = st.multistep_section(runs, p, load_claims(), confidence=0.95, headline_bn="batch")
+    multistep = dataclasses.replace(p.studies.multistep, learn_step_size=True)
+    p = dataclasses.replace(p, studies=dataclasses.replace(p.studies, multistep=multistep))
+    m = st.multistep_section(runs, p, load_claims(), confidence=0.95, headline_bn="batch").context
     assert m["learn_step_size"] and m["rows"][1]["learned_step_size"].mean == pytest.approx(0.81)
     assert m["lower_test"] == [2]
 
@@ -353,7 +358,9 @@ def test_latent_takes_main_runs_at_table1_nz(tmp_path: Path) -> None:
     from repro.report.render import load_runs
 
     main, _ = load_runs(tmp_path / "runs")
-    lat = st.latent_section([], main, params(), load_claims(), confidence=0.95, headline_bn="batch")
+    lat = st.latent_section(
+        [], main, params(), load_claims(), confidence=0.95, headline_bn="batch"
+    ).context
     rows = [r for r in lat["rows"] if r["source"] == "main runs" and r["method_id"] == "gon"]
     assert {r["dataset_id"] for r in rows} == {"mnist", "fashion_mnist"}
     assert all(r["n"] == 3 and r["published"] for r in rows)
@@ -390,7 +397,7 @@ def test_parameter_rows_include_efficiency_runs() -> None:
         method = "gfe_adaptive"
         metrics = {"architecture": "mlp", "nz": 20, "n_params": 1687944}
 
-    rows = st.parameter_rows([], [], [Eff()], params())
+    rows = st.parameter_rows([], [], [Eff()], params().train)
     assert rows == [
         {
             "source": "data efficiency",
@@ -486,7 +493,9 @@ def test_cifar10_line_follows_the_code(tmp_path: Path, monkeypatch: pytest.Monke
     assert "CIFAR-10: **not supported** by this version of the pipeline" in top
     monkeypatch.setattr(st, "DATASETS", (*unsupported, "cifar10"))
     p = params()
-    p["data"]["datasets"] = [*p["data"]["datasets"], "cifar10"]
+    p = dataclasses.replace(
+        p, data=dataclasses.replace(p.data, datasets=[*p.data.datasets, "cifar10"])
+    )
     top = build(tmp_path / "b", p).split("## Headline")[0]
     assert "CIFAR-10: supported via torchvision" in top
     assert "listed in `data.datasets` but **not run**" in top
@@ -496,7 +505,7 @@ def test_a_raised_study_learning_rate_is_stated() -> None:
     p = params(lr=1.0e-3)
     a = st.activation_section(
         [], pd.DataFrame(), p, load_claims(), confidence=0.95, headline_bn="batch"
-    )
+    ).context
     assert a["scale"]["lr"] == 1.0e-3 and a["scale"]["lr_differs"]
     assert a["status"] == "not run"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from repro.io import save_torch
-from repro.records import read_results_json
 from repro.report import formatting
 from repro.report.loaders import EfficiencyRun, load_efficiency_runs
 from repro.report.section_transfer import transfer_section
+from repro.result_files import read_results_json
 from repro.transfer import SPLIT_LABEL, class_split, transfer_run
 from tests.conftest import blob_images
 

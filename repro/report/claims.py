@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from repro.config import DATASETS, Params
 from repro.io import atomic_write
 
 # The registry's and the evidence's names are re-exported: the report, the GPU session and the
@@ -142,7 +143,7 @@ def _claim_defaults(claim: Mapping[str, Any]) -> dict[str, Any]:
     return {k: claim[k] for k in ("dataset", "nz", "split") if k in claim}
 
 
-def _scale_gap(sample: Sample, scale: Mapping[str, Any] | None, params: Mapping[str, Any]) -> str:
+def _scale_gap(sample: Sample, scale: Mapping[str, Any] | None, profile: str) -> str:
     """Why a number is not comparable with a published one at a larger training scale."""
     if not scale or not sample.n:
         return ""
@@ -154,32 +155,32 @@ def _scale_gap(sample: Sample, scale: Mapping[str, Any] | None, params: Mapping[
     if not short:
         return ""
     return (
-        f"profile `{params.get('profile')}` too small for this published number "
+        f"profile `{profile}` too small for this published number "
         f"({'; '.join(short)}); ours shown, not judged"
     )
 
 
-def _dataset_gap(sel: Mapping[str, Any], params: Mapping[str, Any]) -> str:
-    listed = (params.get("data") or {}).get("datasets") or []
+def _dataset_gap(sel: Mapping[str, Any], params: Params) -> str:
     dataset = sel.get("dataset")
-    if dataset is None or isinstance(dataset, list) or dataset in listed:
+    if dataset is None or isinstance(dataset, list) or dataset in params.data.datasets:
         return ""
-    from repro.config import DATASETS
-
     if dataset not in DATASETS:
         return f"dataset {dataset} is not supported by this package"
-    profile = params.get("profile")
-    return f"dataset {dataset_label(str(dataset))} not in `data.datasets` of profile `{profile}`"
+    return (
+        f"dataset {dataset_label(str(dataset))} not in `data.datasets` of profile "
+        f"`{params.profile}`"
+    )
 
 
-def _param(params: Mapping[str, Any], dotted: str) -> Any:
+def _param(params: Params, dotted: str) -> Any:
+    """The value at a dotted params key (``data.datasets``), None where there is none."""
     node: Any = params
     for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
+        node = getattr(node, part, None)
     return node
 
 
-def _settings(rule: Mapping[str, Any], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _settings(rule: Mapping[str, Any], params: Params) -> list[dict[str, Any]]:
     """The rule's settings, or one per value of a params list (``settings_from``)."""
     if "settings_from" in rule:
         spec = rule["settings_from"]
@@ -208,7 +209,7 @@ def _judge_setting(
         verdict = judge_match(
             sample, target, Tolerance(**rule["tolerance"]), c, reference=reference
         )
-        if gap := _scale_gap(sample, rule.get("scale"), ev.params):
+        if gap := _scale_gap(sample, rule.get("scale"), ev.params.profile):
             verdict = Verdict(NOT_TESTED, gap, verdict.mean, verdict.low, verdict.high, verdict.n)
         return SettingResult(label, verdict, [sample])
     margin = Tolerance(**rule["margin"])

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from repro.config import Params
 from repro.records import EncodingMetrics
 from repro.report.loaders import (
     EfficiencyRun,
@@ -52,7 +53,7 @@ class ClaimsError(ValueError):
 class Evidence:
     """What the rules read; a part the pipeline did not write is empty (its claims: not tested)."""
 
-    params: Mapping[str, Any]
+    params: Params
     main: list[Run] = field(default_factory=list)
     studies: list[StudyRun] = field(default_factory=list)
     efficiency: list[EfficiencyRun] = field(default_factory=list)
@@ -65,11 +66,11 @@ class Evidence:
 
     @property
     def headline_bn(self) -> str:
-        return str((self.params.get("evaluate") or {}).get("headline_bn", "batch"))
+        return self.params.evaluate.headline_bn
 
     @property
     def confidence(self) -> float:
-        return float((self.params.get("report") or {}).get("confidence", 0.95))
+        return self.params.report.confidence
 
     def rel(self, path: Path) -> str:
         """A path relative to the repository, never the user's absolute path."""
@@ -81,7 +82,7 @@ class Evidence:
             return Path(path).name
 
 
-def collect_evidence(runs_dir: Path, out_dir: Path, params: Mapping[str, Any]) -> Evidence:
+def collect_evidence(runs_dir: Path, out_dir: Path, params: Params) -> Evidence:
     """Load every input a rule can read; missing parts stay empty (their claims: not tested)."""
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     return Evidence(
@@ -91,7 +92,7 @@ def collect_evidence(runs_dir: Path, out_dir: Path, params: Mapping[str, Any]) -
         efficiency=load_efficiency_runs(runs_dir / "efficiency")[0],
         bench=load_benchmark(out_dir)[0],
         convergence=load_convergence(runs_dir / "convergence"),
-        encoding=load_encoding(runs_dir, str((params.get("efficiency") or {}).get("dataset", ""))),
+        encoding=load_encoding(runs_dir, params.efficiency.dataset),
         variational=load_variational(runs_dir),
         implicit=load_implicit(runs_dir),
         root=runs_dir.parent,
@@ -285,7 +286,7 @@ def measure_steps_to_threshold(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     curve loss (held-out test subset). A run that never reaches it is counted at its last point
     (a lower bound on its time) and the sample's note says how many were censored.
     """
-    factor = float((ev.params.get("report") or {}).get("convergence_threshold", 1.1))
+    factor = ev.params.report.convergence_threshold
     axis = {"steps": "step", "seconds": "train_seconds"}[str(sel.get("axis", "steps"))]
     values, ids, files, censored = {}, [], [], 0
     runs = [r for r in ev.main if _selected(sel, dataset=r.dataset, nz=r.nz)]

@@ -21,6 +21,7 @@ from repro.report.claims_evidence import (
     measure_param_ratio,
     measure_steps_to_threshold,
 )
+from repro.report.loaders import by_seed
 from repro.report.study_runs import finite_or_none
 from repro.report.verdicts import Sample
 
@@ -104,14 +105,6 @@ def measure_encoding(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     )
 
 
-def _field(record: Any, path: str) -> float | None:
-    """A dotted field of a record (``test.neg_iwae``), or None when absent or not finite."""
-    value: Any = record
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
-    return finite_or_none(value)
-
-
 def measure_model_field(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     """One field (``field``: a dotted path such as ``test.neg_elbo``) of the variational or the
     implicit study's models (``study``), for ``method`` (and ``dataset``, ``resolution``), by
@@ -129,10 +122,10 @@ def measure_model_field(sel: Mapping[str, Any], ev: Evidence) -> Sample:
             dataset=r.record.dataset,
             resolution=getattr(r.record, "resolution", None),
         )
-        and _field(r.record, key) is not None
+        and r.field(key) is not None
     ]
     return Sample(
-        values={r.record.seed: float(_field(r.record, key) or 0.0) for r in chosen},
+        values=by_seed(chosen, key),
         scale=_scale(r.record.to_dict() for r in chosen),
         run_ids=tuple(i for r in chosen if (i := r.record.mlflow_run_id)),
         files=tuple(ev.rel(r.path / "metrics.json") for r in chosen),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from repro.config import Params
 from repro.report import controls_figures
 from repro.report.figures import dataset_label, method_label
 from repro.report.study_common import finite_ci, main_scale, ordered, rank
@@ -107,7 +108,7 @@ def _crossing_summary(diff: pd.DataFrame, rival: str, confidence: float) -> dict
 
 
 def convergence_section(
-    main_runs: Sequence[Any], params: Mapping[str, Any], *, confidence: float
+    main_runs: Sequence[Any], params: Params, *, confidence: float
 ) -> dict[str, Any]:
     """Steps and seconds until each main run's held-out learning curve reaches the threshold.
 
@@ -115,7 +116,7 @@ def convergence_section(
     curve loss (mean over its seeds, last curve point). A run that never reaches it is
     censored: counted and shown, never averaged (a mean that treats it as 0 would reward it).
     """
-    factor = float((params.get("report") or {}).get("convergence_threshold", 1.1))
+    factor = params.report.convergence_threshold
     curves = {id(r): c for r in main_runs if (c := read_curve(r)) is not None}
     base: dict[str, Any] = {
         "status": "run" if curves else "not run",
@@ -130,8 +131,7 @@ def convergence_section(
     }
     if not curves:
         return base
-    listed = list((params.get("data") or {}).get("datasets") or [])
-    methods_pref = list((params.get("train") or {}).get("methods") or [])
+    listed, methods_pref = params.data.datasets, params.train.methods
     keys = sorted(
         {(r.dataset, int(r.nz)) for r in main_runs if id(r) in curves},
         key=lambda k: (rank(k[0], listed), k[1]),

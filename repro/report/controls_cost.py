@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from repro.config import Params, TrainConfig
 from repro.report.controls_convergence import convergence_section
 from repro.report.labels import method_label
 from repro.report.study_common import (
@@ -27,13 +28,13 @@ def cost_section(
     main_runs: Sequence[Any],
     study_runs: Sequence[StudyRun],
     eff_runs: Sequence[Any],
-    params: Mapping[str, Any],
+    params: Params,
     claims: Mapping[str, Any],
     *,
     confidence: float,
 ) -> dict[str, Any]:
     """Parameter counts and ratios, the published ratio, and the convergence subsection."""
-    rows = parameter_rows(main_runs, study_runs, eff_runs, params)
+    rows = parameter_rows(main_runs, study_runs, eff_runs, params.train)
     ratios = _ratios(rows)
     pub = published_parameter_ratio(claims)
     return {
@@ -53,10 +54,11 @@ def parameter_rows(
     main_runs: Sequence[Any],
     study_runs: Sequence[StudyRun],
     eff_runs: Sequence[Any],
-    params: Mapping[str, Any],
+    train: TrainConfig,
 ) -> list[Row]:
-    """One row per distinct model configuration trained anywhere, with its parameter count."""
-    gon_steps = (params.get("train") or {}).get("gon_steps", 1)
+    """One row per distinct model configuration trained anywhere, with its parameter count;
+    ``train`` gives the main runs' GON steps and the rows' method order."""
+    gon_steps = train.gon_steps
     rows: dict[tuple, Row] = {}
 
     def add(row: Row, n: Any, n_dec: Any) -> None:
@@ -76,7 +78,7 @@ def parameter_rows(
     for r in eff_runs:
         add(_efficiency_row(r), r.metrics.get("n_params"), None)
     source_order = ["main runs", *(f"{s} study" for s in STUDIES), "data efficiency"]
-    method_order = list(dict.fromkeys([*(params.get("train") or {}).get("methods", []), "gon"]))
+    method_order = list(dict.fromkeys([*train.methods, "gon"]))
 
     def key(row: Row) -> tuple:
         return (

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from repro.config import Params
 from repro.report import controls_figures
 from repro.report.figures import dataset_label, method_label
 from repro.report.study_common import bn_context, finite_ci, main_scale, rank
@@ -23,7 +24,7 @@ LINEAR_METHODS = ("gon", "ae_linear", "ae")
 
 
 def linear_encoder_section(
-    main_runs: Sequence[Any], params: Mapping[str, Any], *, confidence: float, headline_bn: str
+    main_runs: Sequence[Any], params: Params, *, confidence: float, headline_bn: str
 ) -> dict[str, Any]:
     """GON vs the freely learned linear encoder vs the conv AE, with affinity errors."""
     bn = bn_context(headline_bn)
@@ -37,7 +38,7 @@ def linear_encoder_section(
     }
     if not have:
         return base
-    listed = list((params.get("data") or {}).get("datasets") or [])
+    listed = params.data.datasets
     items = []
     for dataset, nz in sorted(have, key=lambda k: (rank(k[0], listed), k[1])):
         group = {

@@ -107,3 +107,11 @@ def _environment() -> jinja2.Environment:
 def render_markdown(context: Mapping[str, Any]) -> str:
     """Render the report template with ``context`` (exposed for tests and other front ends)."""
     return _environment().get_template(TEMPLATE_NAME).render(**context)
+
+
+def published_text(claim: Mapping[str, Any]) -> str:
+    """Published value as printed in the source (2.40 stays "2.40")."""
+    value = claim["value"]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:,.{int(claim.get('decimals', 2))}f}"
+    return str(value)

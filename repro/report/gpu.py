@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from repro.config import load_params
+from repro.config import Params, load_params, params_from_dict
 from repro.costs import StepTime, project
 from repro.io import read_json
 from repro.report import figures
@@ -38,14 +38,14 @@ def session_dir_of(runs_dir: Path) -> tuple[Path, bool]:
     return (runs_dir if own else runs_dir / "gpu"), own
 
 
-def read_session(session_dir: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def read_session(session_dir: Path) -> tuple[dict[str, Any], Params] | None:
     """(session.json, the params the session ran) or None when no session was imported."""
     path = session_dir / SESSION_FILE
     if not path.is_file():
         return None
     session = check_schema(read_json(path), path)
     with open(session_dir / PARAMS_FILE, encoding="utf-8") as fh:
-        return session, yaml.safe_load(fh)
+        return session, params_from_dict(yaml.safe_load(fh), "the session's params")
 
 
 def step_rows(times: Sequence[StepTime]) -> list[dict[str, Any]]:
@@ -139,11 +139,11 @@ def _verdict_rows(ours: Sequence[ClaimResult], gpu: Sequence[ClaimResult]) -> li
     return rows
 
 
-def _scale(params: Mapping[str, Any], session: Mapping[str, Any]) -> str:
-    t, env = params["train"], session.get("environment") or {}
+def _scale(params: Params, session: Mapping[str, Any]) -> str:
+    t, env = params.train, session.get("environment") or {}
     return (
-        f"{t['epochs']} epochs over {t['train_images']:,} images, {len(t['seeds'])} seeds, "
-        f"nz {', '.join(map(str, params['model']['nz']))}, on {env.get('gpu') or env.get('cpu')}"
+        f"{t.epochs} epochs over {t.train_images:,} images, {len(t.seeds)} seeds, "
+        f"nz {', '.join(map(str, params.model.nz))}, on {env.get('gpu') or env.get('cpu')}"
     )
 
 
@@ -177,7 +177,7 @@ def gpu_section(
         "train": train,
         "studies": session.get("studies") or {},
         "scale": _scale(params, session),
-        "seeds": len(params["train"]["seeds"]),
+        "seeds": len(params.train.seeds),
         "steps": step_rows(times),
         "stacked": stacked.to_dict("records"),
         "paper": paper,

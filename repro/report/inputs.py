@@ -6,13 +6,13 @@ records). A part the pipeline did not write is empty and its section says "not r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from repro.config import Params
 from repro.records import DiagnosisMetrics
 from repro.report.claims import Evidence
 from repro.report.loaders import (
@@ -40,7 +40,7 @@ from repro.report.studies import StudyRun, load_studies
 class ReportInputs:
     """Everything the report reads, loaded once; the sections and the claim rules share it."""
 
-    params: Mapping[str, Any]
+    params: Params
     claims: dict[str, Any]  # claims.yaml: published numbers, sources, published protocol
     confidence: float
     headline_bn: str
@@ -62,36 +62,28 @@ class ReportInputs:
     warnings: list[str]  # the loaders' and consistency checks' warnings, in report order
 
 
-def load_inputs(
-    runs_dir: Path, data_dir: Path, out_dir: Path, params: Mapping[str, Any]
-) -> ReportInputs:
+def load_inputs(runs_dir: Path, data_dir: Path, out_dir: Path, params: Params) -> ReportInputs:
     """Read every input of the report once (a missing part is empty, its section "not run")."""
-    train, evaluate = params.get("train", {}), params.get("evaluate", {})
-    headline_bn = str(evaluate.get("headline_bn", "batch"))
+    headline_bn = params.evaluate.headline_bn
     runs, warnings = load_runs(runs_dir)
     main_loaded = list(runs)
-    warnings += consistency_warnings(runs, params, headline_bn)
-    listed = list(params.get("data", {}).get("datasets", []))
+    warnings += consistency_warnings(runs, params.profile, headline_bn)
+    listed = list(params.data.datasets)
     datasets = ordered([*listed, *(r.dataset for r in runs)], listed)
-    methods = list(train.get("methods", []))
-    methods = ordered([*methods, *(r.method for r in runs)], methods)
+    methods = ordered([*params.train.methods, *(r.method for r in runs)], params.train.methods)
     # Sort once so every table, figure and list follows the params' dataset and method order.
     d_order = {d: i for i, d in enumerate(datasets)}
     m_order = {m: i for i, m in enumerate(methods)}
     runs.sort(key=lambda r: (d_order[r.dataset], m_order[r.method], r.nz, r.seed))
 
     # Gradient Flow Encoding studies: each one optional, a missing one is "not run".
-    eff_params = params.get("efficiency", {}) or {}
+    eff = params.efficiency
     eff_runs, eff_warnings = load_efficiency_runs(runs_dir / "efficiency")
     eff_loaded = list(eff_runs)
-    eff_loss = study_loss(eff_runs, eff_params)
-    warnings += eff_warnings + efficiency_warnings(eff_runs, eff_params, params, eff_loss)
-    eff_methods = ordered(
-        [*eff_params.get("methods", []), *(r.method for r in eff_runs)],
-        list(eff_params.get("methods", [])),
-    )
+    eff_loss = study_loss(eff_runs, eff)
+    warnings += eff_warnings + efficiency_warnings(eff_runs, eff, params.profile, eff_loss)
+    eff_methods = ordered([*eff.methods, *(r.method for r in eff_runs)], eff.methods)
     eff_runs.sort(key=lambda r: (r.dataset, eff_methods.index(r.method), r.train_size, r.seed))
-    eff_dataset = str(eff_params.get("dataset", ""))
     bench, bench_warnings = load_benchmark(out_dir)
     warnings += bench_warnings
     study_runs = load_studies(runs_dir / "studies")[0]
@@ -104,7 +96,7 @@ def load_inputs(
         efficiency=eff_loaded,
         convergence=convergence,
         bench=bench,
-        encoding=load_encoding(runs_dir, eff_dataset),
+        encoding=load_encoding(runs_dir, eff.dataset),
         variational=load_variational(runs_dir),
         implicit=load_implicit(runs_dir),
         root=runs_dir.parent,
@@ -112,7 +104,7 @@ def load_inputs(
     return ReportInputs(
         params=params,
         claims=load_claims(),
-        confidence=float(params.get("report", {}).get("confidence", 0.95)),
+        confidence=params.report.confidence,
         headline_bn=headline_bn,
         listed=listed,
         datasets=datasets,
@@ -126,7 +118,7 @@ def load_inputs(
         study_runs=study_runs,
         convergence=convergence,
         bench=bench,
-        diagnosis=load_diagnosis(runs_dir, eff_dataset),
+        diagnosis=load_diagnosis(runs_dir, eff.dataset),
         transfer_runs=load_efficiency_runs(runs_dir / "transfer")[0],
         evidence=evidence,
         warnings=warnings,

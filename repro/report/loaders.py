@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from repro.io import read_json
+from repro.io import atomic_write, read_json
 from repro.records import (
     DiagnosisMetrics,
     EfficiencyMetrics,
@@ -25,10 +25,10 @@ from repro.records import (
     MainMetrics,
     R,
     VariationalMetrics,
-    read_frame,
     read_record,
-    read_results_json,
 )
+from repro.report.study_runs import finite_or_none
+from repro.result_files import read_frame, read_results_json
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLAIMS_PATH = PACKAGE_DIR / "claims.yaml"
@@ -233,6 +233,27 @@ class ModelRun:
     def png(self, name: str) -> Path | None:
         path = self.path / name
         return path if path.is_file() else None
+
+    def field(self, path: str) -> float | None:
+        """A dotted field of the record (``test.neg_elbo``, ``samples.score.direct``); None when
+        absent or not finite."""
+        value: Any = self.record
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
+        return finite_or_none(value)
+
+    def copy_png(self, name: str, dest: Path) -> bool:
+        """This run's figure ``name`` written to ``dest``; False when the run has none."""
+        if (src := self.png(name)) is None:
+            return False
+        with atomic_write(dest, "wb") as fh:
+            fh.write(src.read_bytes())
+        return True
+
+
+def by_seed(runs: Iterable[ModelRun], path: str) -> dict[int, float]:
+    """:meth:`ModelRun.field` ``path`` of each run by seed; runs without it are left out."""
+    return {r.record.seed: v for r in runs if (v := r.field(path)) is not None}
 
 
 def load_model_runs(study_dir: Path, kind: type[R]) -> list[ModelRun]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from repro.config import Params
 from repro.report.claims import ClaimResult, key_findings, verdict_counts
 from repro.report.figures import bn_label, dataset_label
 from repro.report.verdicts import INCONCLUSIVE, NOT_TESTED, VERDICTS
@@ -113,7 +114,7 @@ def _not_tested_reasons(results: Iterable[ClaimResult]) -> list[dict[str, Any]]:
 
 
 def limitations(
-    params: Mapping[str, Any],
+    params: Params,
     results: Sequence[ClaimResult],
     *,
     datasets_run: Iterable[str],
@@ -121,34 +122,30 @@ def limitations(
     published_train_images: Any,
 ) -> list[str]:
     """What a reader must keep in mind, each item derived from the params or the verdicts."""
-    train = params.get("train") or {}
-    studies = params.get("studies") or {}
-    evaluate = params.get("evaluate") or {}
-    data = params.get("data") or {}
-    profile = params.get("profile")
+    train, studies, profile = params.train, params.studies, params.profile
     items = []
     if profile != "paper":
         items.append(
-            f"Scale: the `{profile}` profile trains the main runs {train.get('epochs')} epoch(s) of "
-            f"{int(train.get('train_images') or 0):,} images and the ablations "
-            f"{studies.get('epochs')} epoch(s) of {int(studies.get('train_images') or 0):,} "
+            f"Scale: the `{profile}` profile trains the main runs {train.epochs} epoch(s) of "
+            f"{train.train_images:,} images and the ablations "
+            f"{studies.epochs} epoch(s) of {studies.train_images:,} "
             f"images (published: {published_epochs} epochs of {int(published_train_images):,}). "
             "Comparisons between methods are judged at this scale; published absolute numbers "
             "are shown next to ours but not judged (their verdict is *not tested*). "
             "`repro profile paper && dvc repro` runs the published scale (a GPU is advised)."
         )
-    n_seeds = len(train.get("seeds") or [])
     inconclusive = [r.id for r in results if r.verdict == INCONCLUSIVE]
     if inconclusive:
         items.append(
-            f"Seeds: {n_seeds} seed(s) per main configuration and "
-            f"{len(studies.get('seeds') or [])} per ablation; with so few, the "
-            f"{(params.get('report') or {}).get('confidence', 0.95):.0%} intervals are "
+            f"Seeds: {len(train.seeds)} seed(s) per main configuration and "
+            f"{len(studies.seeds)} per ablation; with so few, the "
+            f"{params.report.confidence:.0%} intervals are "
             f"wide, and {len(inconclusive)} claim(s) are inconclusive for that reason "
             f"({', '.join(f'`{i}`' for i in inconclusive)}). More seeds (`train.seeds`, "
             "`studies.seeds`) narrow them."
         )
-    latent_seeds = (studies.get("latent") or {}).get("seeds") or []
+    # studies.latent.seeds None: the latent study runs studies.seeds (repro.config_schema).
+    latent_seeds = studies.latent.seeds if studies.latent.seeds is not None else studies.seeds
     if len(latent_seeds) < 2:
         items.append(
             f"The latent-size study (Table 1's nz) runs {len(latent_seeds)} seed: its numbers have "
@@ -159,7 +156,7 @@ def limitations(
     not_run = [d for d in order if d not in ran]
     if not_run:
         covered = [d for d in order if d in ran] + sorted(ran - set(order))
-        listed = ", ".join(str(d) for d in data.get("datasets") or [])
+        listed = ", ".join(params.data.datasets)
         items.append(
             f"Datasets: this run covers {', '.join(covered) or 'none'}; "
             f"{', '.join(not_run)} {'is' if len(not_run) == 1 else 'are'} supported but not run "
@@ -170,7 +167,7 @@ def limitations(
         + "; ".join(f"{d} (claimed by {who})" for d, who in UNSUPPORTED_DATASETS.items())
         + ". Claims on them are not tested."
     )
-    headline = str(evaluate.get("headline_bn", "batch"))
+    headline = params.evaluate.headline_bn
     other = "running" if headline == "batch" else "batch"
     items.append(
         f"BatchNorm mode: every verdict uses the headline mode, {bn_label(headline)} "

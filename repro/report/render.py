@@ -54,6 +54,7 @@ from typing import Any
 
 import pandas as pd
 
+from repro.config import Params
 from repro.io import atomic_write
 from repro.report import narrative
 from repro.report.claims import (
@@ -161,7 +162,7 @@ __all__ = [
 
 
 def build_report(
-    runs_dir: Path, data_dir: Path, out_dir: Path, *, params: dict, provenance: dict
+    runs_dir: Path, data_dir: Path, out_dir: Path, *, params: Params, provenance: dict
 ) -> Path:
     """Read all inputs, write results.csv, the figures and report.md; return report.md's path."""
     runs_dir, data_dir, out_dir = Path(runs_dir), Path(data_dir), Path(out_dir)
@@ -180,20 +181,7 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_results_csv(out_dir / "results.csv", results, eff_results)
     write_plot_data(runs, inputs.eff_runs, out_dir / "plots")
-    figs = write_figures(
-        out_dir, runs, results, inputs.references, methods=inputs.methods, confidence=confidence
-    )
-    write_gfe_figures(
-        out_dir / "figures",
-        finals,
-        eff_curves,
-        efficiency,
-        convergence,
-        methods=inputs.eff_methods,
-        confidence=confidence,
-    )
-    for item in convergence["items"]:
-        item.pop("curves")  # the template needs the summary, not the raw rows
+    figs = _figures(inputs, out_dir, results, finals, eff_curves, efficiency, convergence)
     # Ablation studies and main-run controls (repro.report.studies): studies.csv, figures.
     studies, study_warnings = studies_context(
         runs_dir,
@@ -220,20 +208,7 @@ def build_report(
         **_claims_context(inputs, registry, verdicts),
         "efficiency": efficiency,
         "convergence": convergence,
-        "gradients": gradients_section(inputs.bench, claims),
-        "diagnosis": diagnosis_section(
-            inputs.diagnosis, runs, confidence=confidence, headline_bn=inputs.headline_bn
-        ),
-        "encoding": encoding_section(inputs.evidence.encoding, confidence=confidence),
-        "transfer": transfer_section(
-            inputs.transfer_runs, inputs.eff_methods, confidence=confidence
-        ),
-        "variational": variational_section(
-            inputs.evidence.variational, confidence=confidence, fig_dir=out_dir / "figures"
-        ),
-        "implicit": implicit_section(
-            inputs.evidence.implicit, confidence=confidence, fig_dir=out_dir / "figures"
-        ),
+        **_optional_sections(inputs, out_dir / "figures"),
         "studies": studies,
         "efficiency_runs": efficiency_run_records(inputs.eff_runs),
         "warnings": [*inputs.warnings, *study_warnings, *speed_warnings],
@@ -243,6 +218,63 @@ def build_report(
         fh.write(render_markdown(context))
     write_html(path, out_dir / "report.html")
     return path
+
+
+def _figures(
+    inputs: ReportInputs,
+    out_dir: Path,
+    results: pd.DataFrame,
+    finals: pd.DataFrame,
+    eff_curves: pd.DataFrame,
+    efficiency: dict[str, Any],
+    convergence: dict[str, Any],
+) -> dict[str, Any]:
+    """The main runs' figures (returned: the template's ``figures``) and the GFE studies' ones.
+
+    The convergence items lose their raw curves once drawn: the template needs the summary,
+    not the rows.
+    """
+    figs = write_figures(
+        out_dir,
+        inputs.runs,
+        results,
+        inputs.references,
+        methods=inputs.methods,
+        confidence=inputs.confidence,
+    )
+    write_gfe_figures(
+        out_dir / "figures",
+        finals,
+        eff_curves,
+        efficiency,
+        convergence,
+        methods=inputs.eff_methods,
+        confidence=inputs.confidence,
+    )
+    for item in convergence["items"]:
+        item.pop("curves")
+    return figs
+
+
+def _optional_sections(inputs: ReportInputs, fig_dir: Path) -> dict[str, Any]:
+    """The optional studies' sections: the GFE decoder-gradient benchmark, the diagnosis, the
+    encoding and transfer studies, the variational and the implicit GON (whose sample grids
+    are copied into ``fig_dir``)."""
+    confidence, evidence = inputs.confidence, inputs.evidence
+    return {
+        "gradients": gradients_section(inputs.bench, inputs.claims),
+        "diagnosis": diagnosis_section(
+            inputs.diagnosis, inputs.runs, confidence=confidence, headline_bn=inputs.headline_bn
+        ),
+        "encoding": encoding_section(evidence.encoding, confidence=confidence),
+        "transfer": transfer_section(
+            inputs.transfer_runs, inputs.eff_methods, confidence=confidence
+        ),
+        "variational": variational_section(
+            evidence.variational, confidence=confidence, fig_dir=fig_dir
+        ),
+        "implicit": implicit_section(evidence.implicit, confidence=confidence, fig_dir=fig_dir),
+    }
 
 
 def _efficiency(
@@ -274,12 +306,12 @@ def _main_context(
     headline_bn, datasets = inputs.headline_bn, inputs.datasets
     datasets_run = {r.dataset for r in runs}
     bn_modes = bn_modes_of(runs) or [headline_bn]  # columns stay even with no runs
-    size = params.get("data", {}).get("image_size")
+    size = params.data.image_size
     resize_methods = [v for m in inputs.manifests.values() if m for _, v in resize_entries(m)]
     return {
         "params": params,
-        "profile": params.get("profile"),
-        "reduced": params.get("profile") != "paper",
+        "profile": params.profile,
+        "reduced": params.profile != "paper",
         "published_protocol": protocol_values(claims),
         "confidence": inputs.confidence,
         "headline_bn": headline_bn,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from repro.config import EfficiencyConfig, GFEConfig, Params
 from repro.names import GFE_METHODS
 from repro.report import figures
 from repro.report.formatting import fmt_list
@@ -33,30 +34,28 @@ EFFICIENCY_SETTINGS = ("architecture", "nz", "steps", "batch_size", "eval_images
 EFFICIENCY_CLAIMS = ("gfe-data-efficiency",)
 
 
-def study_loss(runs: Sequence[EfficiencyRun], eff: Mapping[str, Any]) -> str:
+def study_loss(runs: Sequence[EfficiencyRun], eff: EfficiencyConfig) -> str:
     """The study loss: the one the runs' metrics name when they agree, else the params' one."""
     named = {str(r.metrics["loss"]) for r in runs if r.metrics.get("loss")}
     if len(named) == 1:
         return next(iter(named))
-    return str(eff.get("loss", "sse"))
+    return eff.loss
 
 
 def efficiency_warnings(
-    runs: Sequence[EfficiencyRun], eff: Mapping[str, Any], params: Mapping[str, Any], loss: str
+    runs: Sequence[EfficiencyRun], eff: EfficiencyConfig, profile: str, loss: str
 ) -> list[str]:
     """Runs made under other settings than the params' would silently mix protocols."""
     out = []
     for key in EFFICIENCY_SETTINGS:
-        if key not in eff:
-            continue
+        want = getattr(eff, key)
         other = sorted(
-            r.name for r in runs if r.metrics.get(key) is not None and r.metrics[key] != eff[key]
+            r.name for r in runs if r.metrics.get(key) is not None and r.metrics[key] != want
         )
         if other:
             out.append(
-                f"efficiency runs with {key} other than {eff[key]!r} (params): {', '.join(other)}"
+                f"efficiency runs with {key} other than {want!r} (params): {', '.join(other)}"
             )
-    profile = params.get("profile")
     other = sorted(r.name for r in runs if r.metrics.get("profile") not in (None, profile))
     if other:
         out.append(f"efficiency runs from a profile other than `{profile}`: {', '.join(other)}")
@@ -194,49 +193,41 @@ def efficiency_results(
 
 
 def _efficiency_setting(
-    eff: Mapping[str, Any], gfe: Mapping[str, Any], runs: Sequence[EfficiencyRun], loss: str
+    eff: EfficiencyConfig, gfe: GFEConfig, runs: Sequence[EfficiencyRun], loss: str
 ) -> tuple[str, str | None]:
-    """(study setting, GFE encoder setting) sentences from params, the runs' metrics as fallback."""
-    first = runs[0].metrics if runs else {}
-
-    def get(key: str) -> Any:
-        return eff.get(key, first.get(key))
-
-    steps, batch = get("steps"), get("batch_size")
-    seen = f" ({steps * batch:,} training images seen per run)" if steps and batch else ""
-    sizes = eff.get("train_sizes") or sorted({r.train_size for r in runs})
-    seeds = eff.get("seeds") or sorted({r.seed for r in runs})
-    points = eff.get("eval_points")
-    when = f" at {points} points during training plus step 0" if points else " during training"
+    """(study setting, GFE encoder setting) sentences from params; the encoder's only when a
+    GFE method ran."""
     setting = (
-        f"{dataset_label(str(get('dataset') or (runs[0].dataset if runs else 'n/a')))}, "
-        f"{str(get('architecture')).upper()} decoder, nz {get('nz')}; {steps} optimiser steps × "
-        f"batch {batch}{seen}, each batch drawn from only the first n training images "
-        f"(n = {fmt_list(f'{int(s):,}' for s in sizes)}); RMSprop, learning rate {get('lr')}; "
-        f"training and test loss {loss_label(loss)}; {get('eval_images')} held-out test images "
-        f"scored{when}; seeds {fmt_list(seeds)}."
+        f"{dataset_label(eff.dataset)}, "
+        f"{eff.architecture.upper()} decoder, nz {eff.nz}; {eff.steps} optimiser steps × "
+        f"batch {eff.batch_size} ({eff.steps * eff.batch_size:,} training images seen per run), "
+        "each batch drawn from only the first n training images "
+        f"(n = {fmt_list(f'{s:,}' for s in eff.train_sizes)}); RMSprop, learning rate {eff.lr}; "
+        f"training and test loss {loss_label(loss)}; {eff.eval_images} held-out test images "
+        f"scored at {eff.eval_points} points during training plus step 0; "
+        f"seeds {fmt_list(eff.seeds)}."
     )
     methods = {r.method for r in runs}
-    if not methods & {"gfe", "gfe2", "gfe_adaptive"} or not gfe:
+    if not methods & {"gfe", "gfe2", "gfe_adaptive"}:
         return setting, None
-    adaptive = gfe.get("adaptive") or {}
+    adaptive = gfe.adaptive
     parts = [
-        f"GFE encoders: z(0) = 0, flow dz/dt = −α∇_z ℓ with α = {gfe.get('alpha')} and ℓ the "
-        f"study loss, integrated to τ = {gfe.get('tau')}"
+        f"GFE encoders: z(0) = 0, flow dz/dt = −α∇_z ℓ with α = {gfe.alpha} and ℓ the "
+        f"study loss, integrated to τ = {gfe.tau}"
     ]
     if methods & {"gfe", "gfe2"}:
         parts.append(
-            f"the 1st- and 2nd-order flows use the `{gfe.get('solver')}` solver "
-            f"(rtol {gfe.get('rtol')}, atol {gfe.get('atol')})"
+            f"the 1st- and 2nd-order flows use the `{gfe.solver}` solver "
+            f"(rtol {gfe.rtol}, atol {gfe.atol})"
         )
     if "gfe_adaptive" in methods:
         parts.append(
-            f"the adaptive step starts at h = {adaptive.get('h0')} with h_max = "
-            f"{adaptive.get('h_max')} and σ = {adaptive.get('sigma')}"
+            f"the adaptive step starts at h = {adaptive.h0} with h_max = "
+            f"{adaptive.h_max} and σ = {adaptive.sigma}"
         )
     parts.append(
-        f"at most {gfe.get('max_nfe')} gradient evaluations per encode; decoder gradient mode "
-        f"`{gfe.get('grad_mode')}`."
+        f"at most {gfe.max_nfe} gradient evaluations per encode; decoder gradient mode "
+        f"`{gfe.grad_mode}`."
     )
     encoder = "; ".join(parts)
     return setting, encoder
@@ -278,7 +269,7 @@ def _efficiency_findings(rows: Sequence[dict[str, Any]], sizes: Sequence[int]) -
 def efficiency_section(
     runs: Sequence[EfficiencyRun],
     finals: pd.DataFrame,
-    params: Mapping[str, Any],
+    params: Params,
     claims: Mapping[str, Any],
     *,
     loss: str,
@@ -286,7 +277,7 @@ def efficiency_section(
     confidence: float,
 ) -> dict[str, Any]:
     """Table, findings and settings of the data-efficiency study (status "not run" without runs)."""
-    eff = params.get("efficiency", {}) or {}
+    eff = params.efficiency
     base = {
         "status": "run" if not finals.empty else "not run",
         "claims": claims_by_id(claims, EFFICIENCY_CLAIMS),
@@ -326,12 +317,9 @@ def efficiency_section(
             )
     found = {(r.method, r.train_size, r.seed) for r in runs}
     expected = [
-        (m, int(n), int(s))
-        for m in eff.get("methods", [])
-        for n in eff.get("train_sizes", [])
-        for s in eff.get("seeds", [])
+        (m, int(n), int(s)) for m in eff.methods for n in eff.train_sizes for s in eff.seeds
     ]
-    setting, gfe_setting = _efficiency_setting(eff, params.get("gfe", {}) or {}, runs, loss)
+    setting, gfe_setting = _efficiency_setting(eff, params.gfe, runs, loss)
     return base | {
         "rows": rows,
         "findings": _efficiency_findings(rows, sizes),
@@ -340,5 +328,5 @@ def efficiency_section(
         "setting": setting,
         "gfe_setting": gfe_setting,
         "datasets": [dataset_label(d) for d in dict.fromkeys(finals["dataset"])],
-        "eval_images": eff.get("eval_images", runs[0].metrics.get("eval_images") if runs else None),
+        "eval_images": eff.eval_images,
     }

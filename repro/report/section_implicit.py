@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.io import atomic_write
 from repro.report.labels import dataset_label
-from repro.report.loaders import ModelRun
+from repro.report.loaders import ModelRun, by_seed
 from repro.report.verdicts import paired_verdict, significance_level
 from repro.stats import MeanCI, PairedDifference, mean_ci, paired_by_key
 
@@ -77,14 +76,6 @@ def _full(runs: Sequence[ModelRun]) -> list[ModelRun]:
     return [r for r in runs if r.record.super_resolution is None]
 
 
-def _by_seed(runs: Sequence[ModelRun], key: str, part: str = "test") -> dict[int, float]:
-    return {
-        r.record.seed: float(v)
-        for r in runs
-        if (v := (getattr(r.record, part) or {}).get(key)) is not None
-    }
-
-
 def _copy_grids(runs: Sequence[ModelRun], fig_dir: Path) -> tuple[Grid, ...]:
     grids = []
     for r in sorted(runs, key=lambda r: r.record.seed):
@@ -92,10 +83,8 @@ def _copy_grids(runs: Sequence[ModelRun], fig_dir: Path) -> tuple[Grid, ...]:
         kind = "super-resolution GON" if rec.super_resolution is not None else LABELS[rec.method]
         for png, what in (("recon.png", "reconstructions"), ("samples.png", "samples")):
             name = f"implicit_{rec.dataset}_{r.path.name.rsplit('-s', 1)[0]}_{png}"
-            if (src := r.png(png)) is None or any(g.file == name for g in grids):
+            if any(g.file == name for g in grids) or not r.copy_png(png, fig_dir / name):
                 continue
-            with atomic_write(fig_dir / name, "wb") as fh:
-                fh.write(src.read_bytes())
             grids.append(
                 Grid(f"{dataset_label(rec.dataset)}, {kind}: {what} (seed {rec.seed})", name)
             )
@@ -122,22 +111,23 @@ def implicit_section(
                         label=label,
                         n=len(mine),
                         n_params=mine[0].record.n_params,
-                        sse=mean_ci(list(_by_seed(mine, "sse_per_image").values()), confidence),
+                        sse=mean_ci(list(by_seed(mine, "test.sse_per_image").values()), confidence),
                         mean_image=mean_ci(
-                            list(_by_seed(mine, "mean_image_sse_per_image").values()), confidence
+                            list(by_seed(mine, "test.mean_image_sse_per_image").values()),
+                            confidence,
                         ),
                     )
                 )
-        gon = _by_seed([r for r in here if r.record.method == "gon"], "sse_per_image")
-        ae = _by_seed([r for r in here if r.record.method == "ae"], "sse_per_image")
+        gon = by_seed((r for r in here if r.record.method == "gon"), "test.sse_per_image")
+        ae = by_seed((r for r in here if r.record.method == "ae"), "test.sse_per_image")
         if (d := paired_by_key(gon, ae, confidence)) is not None:
             versus.append(
                 ImplicitComparison(dataset_label(ds), d, paired_verdict(d.mean, d.p_value, alpha))
             )
         low = [r for r in runs if r.record.dataset == ds and r.record.super_resolution is not None]
         if low:
-            dec = _by_seed(low, "decoded_sse_per_image", "super_resolution")
-            bic = _by_seed(low, "bicubic_sse_per_image", "super_resolution")
+            dec = by_seed(low, "super_resolution.decoded_sse_per_image")
+            bic = by_seed(low, "super_resolution.bicubic_sse_per_image")
             d = paired_by_key(dec, bic, confidence)
             sr.append(
                 SuperResolution(

@@ -9,6 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from repro.config import (
+    EfficiencyConfig,
+    EvaluateConfig,
+    GFEConfig,
+    ModelConfig,
+    Params,
+    TrainConfig,
+)
 from repro.report.formatting import fmt_list
 from repro.report.loaders import load_claims
 
@@ -20,7 +28,7 @@ def protocol_values(claims: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def protocol_differences(
-    params: Mapping[str, Any],
+    params: Params,
     claims: Mapping[str, Any] | None = None,
     *,
     resize_methods: Sequence[str] = (),
@@ -33,35 +41,35 @@ def protocol_differences(
     ``resize_methods`` are the resize descriptions recorded in the data manifests.
     """
     pub = protocol_values(claims)
-    train, data, model = params.get("train", {}), params.get("data", {}), params.get("model", {})
+    train, model = params.train, params.model
     out = _training_differences(pub, train, model)
-    out += _evaluation_differences(train, params.get("evaluate", {}))
-    size = data.get("image_size")
+    out += _evaluation_differences(train, params.evaluate)
+    size = params.data.image_size
     methods = sorted(set(resize_methods))
     how = f" with {'; '.join(methods)}" if methods else " (resize method not recorded)"
     out.append(f"Resize: images are resized to {size}×{size}{how}; GON.py used {pub['resize']}.")
     optional = (
-        ("Learning rate", train.get("lr"), pub["lr"]),
-        ("Activation", model.get("activation"), pub["activation"]),
-        ("Batch size", train.get("batch_size"), pub["batch_size"]),
-        ("GON latent gradient steps", train.get("gon_steps"), pub["gon_steps"]),
+        ("Learning rate", train.lr, pub["lr"]),
+        ("Activation", model.activation, pub["activation"]),
+        ("Batch size", train.batch_size, pub["batch_size"]),
+        ("GON latent gradient steps", train.gon_steps, pub["gon_steps"]),
     )
     out.extend(
         f"{label}: {ours} here vs {published} in GON.py."
         for label, ours, published in optional
-        if ours is not None and ours != published
+        if ours != published
     )
-    out.extend(_gfe_differences(params, size))
+    out.extend(_gfe_differences(params.efficiency, params.gfe, size))
     return out
 
 
 def _training_differences(
-    pub: Mapping[str, Any], train: Mapping[str, Any], model: Mapping[str, Any]
+    pub: Mapping[str, Any], train: TrainConfig, model: ModelConfig
 ) -> list[str]:
     """Training length, training images, latent sizes and seeds vs GON.py and Table 1 of the
     reproducibility report (docs/protocol.md §1, §2)."""
     out: list[str] = []
-    epochs, train_images = train.get("epochs"), train.get("train_images")
+    epochs, train_images = train.epochs, train.train_images
     steps_images = pub["gon_py_steps"] * pub["batch_size"]
     out.append(
         f"Training length: {epochs} epochs here; Table 1 of the reproducibility report used "
@@ -74,7 +82,7 @@ def _training_differences(
             f"Training images: {train_images:,} per epoch here vs {pub['train_images']:,} in the "
             "published training split."
         )
-    nz = list(model.get("nz", []))
+    nz = list(model.nz)
     missing_t1 = [v for v in pub["nz_table1"] if v not in nz]
     if sorted(nz) != sorted(pub["nz_gon_py"]) or missing_t1:
         out.append(
@@ -82,7 +90,7 @@ def _training_differences(
             f"Table 1 reports nz = {fmt_list(pub['nz_table1'])}"
             + (f" (not trained here: {fmt_list(missing_t1)})." if missing_t1 else ".")
         )
-    seeds = list(train.get("seeds", []))
+    seeds = list(train.seeds)
     out.append(
         f"Seeds: {len(seeds)} per configuration here (seeds {fmt_list(seeds)}), summarised as mean "
         f"and confidence interval; the published numbers are {pub['seeds']} run each, without error bars."
@@ -90,16 +98,16 @@ def _training_differences(
     return out
 
 
-def _evaluation_differences(train: Mapping[str, Any], evaluate: Mapping[str, Any]) -> list[str]:
+def _evaluation_differences(train: TrainConfig, evaluate: EvaluateConfig) -> list[str]:
     """Held-out evaluation, its batching and the dropped last batch: the pitfalls of
     docs/protocol.md §5, which the original code never met (it has no held-out evaluation)."""
-    train_images, batch_size = train.get("train_images"), train.get("batch_size")
+    train_images, batch_size = train.train_images, train.batch_size
     out = [
         "Held-out evaluation: losses are measured on the held-out test split (and validation), with "
         "BatchNorm in both running-statistics and batch-statistics mode. The original code never "
         "evaluated on held-out data (GON.py has no validation or test code; the reproducibility "
         "report's test code is not public), so neither mode is known to match theirs.",
-        f"Evaluation batching: fixed evaluation batch size {evaluate.get('batch_size')} and the GON "
+        f"Evaluation batching: fixed evaluation batch size {evaluate.batch_size} and the GON "
         f"inner loss normalised by the training batch size ({batch_size}), so an image's latent "
         "does not depend on how many images share its batch.",
     ]
@@ -118,28 +126,23 @@ def _evaluation_differences(train: Mapping[str, Any], evaluate: Mapping[str, Any
     return out
 
 
-def _gfe_differences(params: Mapping[str, Any], image_size: Any) -> list[str]:
+def _gfe_differences(eff: EfficiencyConfig, gfe: GFEConfig, image_size: int) -> list[str]:
     """Where the GFE studies depart from the GFE code (docs/protocol.md §4), from params."""
-    eff, gfe = params.get("efficiency") or {}, params.get("gfe") or {}
-    if not eff:
-        return []
     out = []
-    if eff.get("architecture") == "mlp" and image_size != 28:
+    if eff.architecture == "mlp" and image_size != 28:
         out.append(
             f"GFE decoder: the GFE code's MLP (nz → 150 → 300 → 600 → 784 on 28×28 images) ends here in "
             f"{image_size}×{image_size} = {image_size * image_size:,} outputs, the study's resolution."
         )
-    steps, batch = eff.get("steps"), eff.get("batch_size")
-    if steps is not None and batch is not None:
-        out.append(
-            f"GFE training length: {steps:,} steps of batch {batch} ({steps * batch:,} images seen) per run; "
-            "the GFE code trains one epoch over 50,000 images."
-        )
-    if gfe.get("tau") is not None and gfe["tau"] != 1e4:
-        out.append(f"GFE flow horizon: τ = {gfe['tau']:g} here vs 1e4 in the GFE code.")
-    if eff.get("eval_images") is not None:
-        out.append(
-            f"GFE evaluation: {eff['eval_images']:,} held-out test images per evaluation point "
-            "(the GFE code validates on held-out images of its own choice)."
-        )
+    steps, batch = eff.steps, eff.batch_size
+    out.append(
+        f"GFE training length: {steps:,} steps of batch {batch} ({steps * batch:,} images seen) per run; "
+        "the GFE code trains one epoch over 50,000 images."
+    )
+    if gfe.tau != 1e4:
+        out.append(f"GFE flow horizon: τ = {gfe.tau:g} here vs 1e4 in the GFE code.")
+    out.append(
+        f"GFE evaluation: {eff.eval_images:,} held-out test images per evaluation point "
+        "(the GFE code validates on held-out images of its own choice)."
+    )
     return out

@@ -133,12 +133,9 @@ def efficiency_run_records(eff_runs: Sequence[EfficiencyRun]) -> list[dict[str, 
     ]
 
 
-def consistency_warnings(
-    runs: Sequence[Run], params: Mapping[str, Any], headline_bn: str
-) -> list[str]:
+def consistency_warnings(runs: Sequence[Run], profile: str, headline_bn: str) -> list[str]:
     """Runs produced under another profile or headline mode would silently mix protocols."""
     out = []
-    profile = params.get("profile")
     other = sorted({r.name for r in runs if r.metrics.get("profile") not in (None, profile)})
     if other:
         out.append(f"runs from a profile other than `{profile}`: {', '.join(other)}")

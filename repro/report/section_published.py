@@ -12,18 +12,11 @@ from typing import Any
 
 import pandas as pd
 
+from repro.report.formatting import published_text
 from repro.report.labels import dataset_label, method_label
 from repro.report.loaders import Run
 from repro.report.section_results import ci_of
 from repro.report.studies import published_parameter_ratio
-
-
-def _published_text(claim: Mapping[str, Any]) -> str:
-    """Published value as printed in the source (2.40 stays "2.40")."""
-    value = claim["value"]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:,.{int(claim.get('decimals', 2))}f}"
-    return str(value)
 
 
 def _ours_cell(
@@ -73,7 +66,7 @@ def published_section(
         {
             "claim": c,
             "dataset": dataset_label(c["dataset"]),
-            "published": _published_text(c),
+            "published": published_text(c),
             "ours": ours(c["dataset"], int(c["nz"]), "gon", c["split"]),
         }
         for c in items
@@ -90,8 +83,8 @@ def published_section(
                 "claim": c,
                 "dataset": dataset_label(c["dataset"]),
                 "nz": c["nz"],
-                "gon_published": _published_text(c),
-                "ae_published": _published_text(ae) if ae else "not available",
+                "gon_published": published_text(c),
+                "ae_published": published_text(ae) if ae else "not available",
                 "ours_gon": ours(c["dataset"], int(c["nz"]), "gon", "test"),
                 "ours_ae": ours(c["dataset"], int(c["nz"]), "ae", "test"),
             }

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.io import atomic_write
 from repro.report.labels import dataset_label
-from repro.report.loaders import ModelRun
+from repro.report.loaders import ModelRun, by_seed
 from repro.report.verdicts import paired_verdict, significance_level
 from repro.stats import MeanCI, PairedDifference, mean_ci, paired_by_key
 
@@ -65,16 +64,8 @@ class VariationalSection:
     grids: tuple[SampleGrid, ...] = ()
 
 
-def _by_seed(runs: Sequence[ModelRun], method: str, path: str) -> dict[int, float]:
-    """``path`` (``test.neg_elbo``, ``samples.score.direct``) of each seed's record."""
-    out = {}
-    for r in runs:
-        value: object = r.record
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
-        if r.record.method == method and isinstance(value, (int, float)):
-            out[r.record.seed] = float(value)
-    return out
+def _seeds(runs: Sequence[ModelRun], method: str, path: str) -> dict[int, float]:
+    return by_seed((r for r in runs if r.record.method == method), path)
 
 
 def _copy_grids(runs: Sequence[ModelRun], fig_dir: Path) -> tuple[SampleGrid, ...]:
@@ -86,13 +77,9 @@ def _copy_grids(runs: Sequence[ModelRun], fig_dir: Path) -> tuple[SampleGrid, ..
             default=None,
         )
         for how in ("direct", "heads"):
-            png = first.png(f"samples_{how}.png") if first else None
-            if png is None:
-                continue
             name = f"variational_{method}_{how}.png"
-            with atomic_write(fig_dir / name, "wb") as fh:
-                fh.write(png.read_bytes())
-            grids.append(SampleGrid(LABELS[method], how, name))
+            if first and first.copy_png(f"samples_{how}.png", fig_dir / name):
+                grids.append(SampleGrid(LABELS[method], how, name))
     return tuple(grids)
 
 
@@ -112,14 +99,14 @@ def variational_section(
                 n=len(mine),
                 n_params=mine[0].record.n_params,
                 bounds={
-                    k: mean_ci(list(_by_seed(runs, method, f"test.{k}").values()), confidence)
+                    k: mean_ci(list(_seeds(runs, method, f"test.{k}").values()), confidence)
                     for k in BOUNDS
                 },
                 samples={
                     score: {
                         k: mean_ci(list(v.values()), confidence)
                         for k in SAMPLINGS
-                        if (v := _by_seed(runs, method, f"samples.{score}.{k}"))
+                        if (v := _seeds(runs, method, f"samples.{score}.{k}"))
                     }
                     for score in SCORES
                 },
@@ -132,7 +119,7 @@ def variational_section(
         ("test.neg_iwae", "negative IWAE bound"),
         ("samples.score.direct", "classifier score of prior samples"),
     ):
-        d = paired_by_key(_by_seed(runs, "vae", path), _by_seed(runs, "vgon", path), confidence)
+        d = paired_by_key(_seeds(runs, "vae", path), _seeds(runs, "vgon", path), confidence)
         if d is not None:
             versus.append(Comparison(what, d, paired_verdict(d.mean, d.p_value, alpha)))
     first = runs[0].record

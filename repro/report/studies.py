@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from repro.config import DATASETS
+from repro.config import DATASETS, DataConfig, Params
 from repro.report.controls_convergence import (
     RIVALS,
     convergence_section,
@@ -56,15 +56,17 @@ from repro.report.controls_linear_encoder import (
     linear_encoder_section,
 )
 from repro.report.labels import dataset_label
-from repro.report.study_activation import activation_section, draw_activation_figure
+from repro.report.study_activation import activation_section
 from repro.report.study_common import (
     STUDY_CLAIMS,
+    StudySection,
     claims_by_id,
     ordered,
     published_parameter_ratio,
+    with_figure,
 )
-from repro.report.study_latent import draw_latent_figure, latent_section
-from repro.report.study_multistep import draw_multistep_figure, multistep_section
+from repro.report.study_latent import latent_section
+from repro.report.study_multistep import multistep_section
 from repro.report.study_runs import (
     CURVE_COLUMNS,
     MSE,
@@ -90,6 +92,7 @@ __all__ = [
     "STUDIES_CSV_COLUMNS",
     "STUDY_CLAIMS",
     "StudyRun",
+    "StudySection",
     "activation_section",
     "claims_by_id",
     "convergence_section",
@@ -115,7 +118,7 @@ def studies_context(
     *,
     main_runs: Sequence[Any],
     eff_runs: Sequence[Any],
-    params: Mapping[str, Any],
+    params: Params,
     claims: Mapping[str, Any],
     confidence: float,
     headline_bn: str,
@@ -127,11 +130,11 @@ def studies_context(
     metrics, name); ``eff_runs`` anything with ``method`` and ``metrics``.
     """
     runs, curves, warnings = load_studies(Path(runs_dir) / "studies")
-    profile = params.get("profile")
+    profile = params.profile
     other = sorted({r.name for r in runs if r.record.get("profile") not in (None, profile)})
     if other:
         warnings.append(f"study runs from a profile other than `{profile}`: {', '.join(other)}")
-    sections: dict[str, Any] = {
+    studies: dict[str, StudySection] = {
         "activation": activation_section(
             runs, curves, params, claims, confidence=confidence, headline_bn=headline_bn
         ),
@@ -141,6 +144,8 @@ def studies_context(
         "latent": latent_section(
             runs, main_runs, params, claims, confidence=confidence, headline_bn=headline_bn
         ),
+    }
+    controls: dict[str, Any] = {
         "linear_encoder": linear_encoder_section(
             main_runs, params, confidence=confidence, headline_bn=headline_bn
         ),
@@ -152,34 +157,23 @@ def studies_context(
         out_dir / "studies.csv",
         studies_table(runs, confidence=confidence, headline_bn=headline_bn),
     )
-    methods = ordered(
-        {r.method for r in main_runs}, list((params.get("train") or {}).get("methods") or [])
-    )
-    _write_figures(sections, out_dir / "figures", methods=methods, confidence=confidence)
-    sections["datasets_note"] = datasets_note(params, datasets_run)
-    sections["confidence"] = confidence
-    return sections, warnings
-
-
-def _write_figures(
-    sections: dict[str, Any], fig_dir: Path, *, methods: Sequence[str], confidence: float
-) -> None:
-    """Draw each section's figure when it has data; the path goes into the section."""
-    draw_activation_figure(sections["activation"], fig_dir, confidence=confidence)
-    draw_multistep_figure(sections["multistep"], fig_dir, confidence=confidence)
-    draw_latent_figure(sections["latent"], fig_dir, confidence=confidence)
+    fig_dir = out_dir / "figures"
+    sections = {name: with_figure(s, fig_dir, name) for name, s in studies.items()} | controls
+    methods = ordered({r.method for r in main_runs}, params.train.methods)
     draw_linear_encoder_figure(sections["linear_encoder"], fig_dir, confidence=confidence)
     draw_convergence_figures(
         sections["cost"]["convergence"], fig_dir, methods=methods, confidence=confidence
     )
+    sections["datasets_note"] = datasets_note(params.data, datasets_run)
+    sections["confidence"] = confidence
+    return sections, warnings
 
 
-def datasets_note(params: Mapping[str, Any], datasets_run: Iterable[str]) -> dict[str, Any]:
+def datasets_note(data: DataConfig, datasets_run: Iterable[str]) -> dict[str, Any]:
     """Whether this version of the pipeline can load CIFAR-10, and whether it ran."""
-    listed = list((params.get("data") or {}).get("datasets") or [])
     return {
         "cifar10_supported": "cifar10" in DATASETS,
-        "cifar10_listed": "cifar10" in listed,
+        "cifar10_listed": "cifar10" in data.datasets,
         "cifar10_ran": "cifar10" in set(datasets_run),
         "allowed": [dataset_label(d) for d in DATASETS],
     }

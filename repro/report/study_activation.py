@@ -8,15 +8,17 @@ BatchNorm modes, with Holm-corrected paired t-tests against ``studies.activation
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pandas as pd
 
+from repro.config import Params
 from repro.report import study_figures
 from repro.report.figures import bn_label, dataset_label, method_label
 from repro.report.study_common import (
     STUDY_CLAIMS,
+    StudySection,
     bn_context,
     by_seed,
     claims_by_id,
@@ -34,23 +36,22 @@ POINT_COLUMNS = ["method", "activation", "seed", "bn_mode", "loss"]
 def activation_section(
     runs: Sequence[StudyRun],
     curves: pd.DataFrame,
-    params: Mapping[str, Any],
+    params: Params,
     claims: Mapping[str, Any],
     *,
     confidence: float,
     headline_bn: str,
-) -> dict[str, Any]:
+) -> StudySection:
     """Per method × activation: test loss in both BN modes, contrasts with the reference."""
-    a = (params.get("studies") or {}).get("activation") or {}
-    reference = str(a.get("reference", "elu"))
+    a = params.studies.activation
     bn = bn_context(headline_bn)
     mine = [r for r in runs if r.study == "activation"]
     base: dict[str, Any] = {
         "status": "run" if mine else "not run",
         "claims": claims_by_id(claims, STUDY_CLAIMS["activation"]),
-        "reference": reference,
+        "reference": a.reference,
         "scale": study_scale(params, "activation"),
-        "dataset": dataset_label(str((params.get("studies") or {}).get("dataset", "n/a"))),
+        "dataset": dataset_label(params.studies.dataset),
         "bn": bn,
         "rows": [],
         "outcomes": [],
@@ -58,34 +59,38 @@ def activation_section(
         "figure": None,
     }
     if not mine:
-        return base
-    acts = ordered((r.record.get("activation") for r in mine), a.get("activations") or [])
-    methods = ordered((r.method for r in mine), a.get("methods") or [])
+        return StudySection(base)
+    acts = ordered((r.record.get("activation") for r in mine), a.activations)
+    methods = ordered((r.method for r in mine), a.methods)
     rows, outcomes, points = [], [], []
     for method in methods:
         of_method = [r for r in mine if r.method == method]
         comps = {}
         for mode in bn["modes"]:
-            comps[mode] = _comparison(of_method, mode, acts, reference, confidence)
+            comps[mode] = _comparison(of_method, mode, acts, a.reference, confidence)
             outcomes.append(_outcome(method, mode, comps[mode], headline_bn))
         for act in acts:
             group = [r for r in of_method if r.record.get("activation") == act]
             if group:
-                rows.append(_row(method, act, group, comps, reference, bn["modes"], confidence))
+                rows.append(_row(method, act, group, comps, a.reference, bn["modes"], confidence))
                 points += _points(method, act, group, bn["modes"])
     headline_gon = next((o for o in outcomes if o["method_id"] == "gon" and o["headline"]), None)
-    return base | {
+    context = base | {
         "rows": rows,
         "outcomes": outcomes,
         "headline_outcome": headline_gon,
         "other_outcomes": [o for o in outcomes if o is not headline_gon],
-        "_plot": {
-            "curves": _gon_curves(curves),
-            "points": pd.DataFrame(points, columns=POINT_COLUMNS),
-            "activations": acts,
-            "methods": methods,
-        },
     }
+    plot = partial(
+        study_figures.plot_activation,
+        _gon_curves(curves),
+        reference=a.reference,
+        activations=acts,
+        methods=methods,
+        modes=bn["modes"],
+        confidence=confidence,
+    )
+    return StudySection(context, pd.DataFrame(points, columns=POINT_COLUMNS), plot)
 
 
 def _comparison(
@@ -170,22 +175,3 @@ def _gon_curves(curves: pd.DataFrame) -> pd.DataFrame:
     if not curves.empty and {"study", "method", "activation", *CURVE_COLUMNS} <= set(curves):
         return curves[(curves["study"] == "activation") & (curves["method"] == "gon")]
     return pd.DataFrame()
-
-
-def draw_activation_figure(section: dict[str, Any], fig_dir: Path, *, confidence: float) -> None:
-    """Draw the section's figure when it has points; its path goes into the section."""
-    plot = section.pop("_plot", None)
-    if plot is None or plot["points"].empty:
-        return
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    study_figures.plot_activation(
-        plot["curves"],
-        plot["points"],
-        fig_dir / "study_activation.png",
-        reference=section["reference"],
-        activations=plot["activations"],
-        methods=plot["methods"],
-        modes=section["bn"]["modes"],
-        confidence=confidence,
-    )
-    section["figure"] = "figures/study_activation.png"

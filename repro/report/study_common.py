@@ -1,16 +1,22 @@
 """Helpers every ablation-study and control section shares: ordering, intervals, the BatchNorm
-modes, the training scale line, the claims a section quotes, and per-seed values to pair.
+modes, the training scale line, the claims a section quotes, per-seed values to pair, and the
+study sections' figures.
 
-Each section is a plain dict (the template ``studies.md.j2`` and the tests read it as one); the
-pieces built here are dicts too.
+Each section's context is a plain dict (the template ``studies.md.j2`` and the tests read it as
+one); the pieces built here are dicts too. A study section with a figure comes as a
+:class:`StudySection`: the context and, apart from it, the data its figure is drawn from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from repro.config import BN_MODES
+import pandas as pd
+
+from repro.config import BN_MODES, Params
 from repro.report.labels import bn_label
 from repro.report.study_runs import StudyRun, finite_or_none
 from repro.stats import MeanCI, mean_ci
@@ -104,70 +110,62 @@ def failures(runs: Iterable[StudyRun]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def study_scale(params: Mapping[str, Any], study: str) -> dict[str, Any]:
+def study_scale(params: Params, study: str) -> dict[str, Any]:
     """Training scale of one study's runs, from params (what the reduced-scale label says).
 
     ``studies.lr`` (when set) replaces ``train.lr`` in the studies and ``studies.nz`` sets the
     latent size of the activation and multistep studies; both are stated when present.
     """
-    s = params.get("studies") or {}
-    train = params.get("train") or {}
-    seeds = s.get("seeds") or []
-    if study == "latent" and (s.get("latent") or {}).get("seeds"):
-        seeds = s["latent"]["seeds"]
-    nz = None
-    if study != "latent":
-        nz = s.get("nz", ((params.get("model") or {}).get("nz") or [None])[0])
-    lr = s.get("lr") if s.get("lr") is not None else train.get("lr")
+    s = params.studies
+    seeds = s.latent.seeds if study == "latent" and s.latent.seeds else s.seeds
     return _scale(
         params,
-        images=s.get("train_images"),
-        epochs=s.get("epochs"),
+        images=s.train_images,
+        epochs=s.epochs,
         seeds=seeds,
-        test_images=s.get("test_images"),
-        lr=lr,
-        nz=nz,
+        test_images=s.test_images,
+        lr=s.lr if s.lr is not None else params.train.lr,
+        nz=None if study == "latent" else s.nz,
     )
 
 
-def main_scale(params: Mapping[str, Any]) -> dict[str, Any]:
+def main_scale(params: Params) -> dict[str, Any]:
     """Training scale of the main runs (the controls' sections)."""
-    t = params.get("train") or {}
+    t = params.train
     return _scale(
         params,
-        images=t.get("train_images"),
-        epochs=t.get("epochs"),
-        seeds=t.get("seeds") or [],
+        images=t.train_images,
+        epochs=t.epochs,
+        seeds=t.seeds,
         test_images=None,
-        lr=t.get("lr"),
+        lr=t.lr,
         nz=None,
     )
 
 
 def _scale(
-    params: Mapping[str, Any],
+    params: Params,
     *,
-    images: int | None,
-    epochs: int | None,
+    images: int,
+    epochs: int,
     seeds: Sequence[int],
     test_images: int | None,
-    lr: float | None,
+    lr: float,
     nz: int | None,
 ) -> dict[str, Any]:
-    batch = (params.get("train") or {}).get("batch_size")
-    main_lr = (params.get("train") or {}).get("lr")
+    batch, main_lr = params.train.batch_size, params.train.lr
     return {
-        "profile": params.get("profile"),
-        "reduced": params.get("profile") != "paper",
+        "profile": params.profile,
+        "reduced": params.profile != "paper",
         "train_images": images,
         "epochs": epochs,
         "batch_size": batch,
-        "steps": images // batch * epochs if images and batch and epochs else None,
+        "steps": images // batch * epochs if images and epochs else None,
         "seeds": list(seeds),
         "test_images": test_images,
         "lr": lr,
         "main_lr": main_lr,
-        "lr_differs": lr is not None and main_lr is not None and lr != main_lr,
+        "lr_differs": lr != main_lr,
         "nz": nz,
     }
 
@@ -175,3 +173,30 @@ def _scale(
 def by_seed(runs: Iterable[StudyRun], get: Callable[[StudyRun], float | None]) -> dict[int, float]:
     """``get`` of each finished run that has a value, keyed by seed (for paired tests)."""
     return {r.seed: v for r in runs if r.ok and (v := get(r)) is not None}
+
+
+# --------------------------------------------------------------------------------------------
+# A study section and its figure
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudySection:
+    """A study section: the template's context, and apart from it the data of its figure.
+
+    ``plot(points, path)`` draws the figure (a function of :mod:`repro.report.study_figures`
+    with the section's settings bound); no ``plot``, or no points, means no figure.
+    """
+
+    context: dict[str, Any]
+    points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    plot: Callable[[pd.DataFrame, Path], Any] | None = None
+
+
+def with_figure(section: StudySection, fig_dir: Path, name: str) -> dict[str, Any]:
+    """The section's context, with ``figure`` the path of ``study_<name>.png`` once drawn."""
+    if section.plot is None or section.points.empty:
+        return section.context
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    section.plot(section.points, fig_dir / f"study_{name}.png")
+    return section.context | {"figure": f"figures/study_{name}.png"}

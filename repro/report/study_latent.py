@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pandas as pd
 
+from repro.config import Params
 from repro.report import study_figures
 from repro.report.figures import dataset_label, method_label
+from repro.report.formatting import published_text
 from repro.report.study_common import (
+    StudySection,
     bn_context,
     failures,
     finite_ci,
@@ -47,13 +50,6 @@ def _published_table1(claims: Mapping[str, Any]) -> dict[tuple[str, int], dict[s
         for c in claims["claims"]
         if str(c["id"]).startswith("repro-table1-")
     }
-
-
-def _published_text(claim: Mapping[str, Any]) -> str:
-    value = claim["value"]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:,.{int(claim.get('decimals', 2))}f}"
-    return str(value)
 
 
 def _samples(
@@ -93,12 +89,12 @@ def _samples(
 def latent_section(
     runs: Sequence[StudyRun],
     main_runs: Sequence[Any],
-    params: Mapping[str, Any],
+    params: Params,
     claims: Mapping[str, Any],
     *,
     confidence: float,
     headline_bn: str,
-) -> dict[str, Any]:
+) -> StudySection:
     """Rows dataset × nz × method × source, with the published Table 1 value next to GON."""
     bn = bn_context(headline_bn)
     published = _published_table1(claims)
@@ -123,11 +119,10 @@ def latent_section(
         "figure": None,
     }
     if not samples:
-        return base
-    listed = list((params.get("studies") or {}).get("latent", {}).get("datasets") or [])
-    datasets = ordered({s.dataset for s in samples}, listed)
-    method_pref = list((params.get("studies") or {}).get("latent", {}).get("methods") or [])
-    methods = ordered({s.method for s in samples}, [*method_pref, "gon", "ae", "ae_linear"])
+        return StudySection(base)
+    lat = params.studies.latent
+    datasets = ordered({s.dataset for s in samples}, lat.datasets)
+    methods = ordered({s.method for s in samples}, [*lat.methods, "gon", "ae", "ae_linear"])
     rows: list[dict[str, Any]] = []
     points: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
@@ -143,12 +138,19 @@ def latent_section(
                         points += _points(key, group, headline_bn)
         findings.extend(_latent_findings(rows, samples, dataset, headline_bn, confidence))
     ratios = [r["ratio"][headline_bn] for r in rows if r["ratio"].get(headline_bn) is not None]
-    return base | {
+    context = base | {
         "rows": rows,
         "findings": findings,
         "ratio_range": (min(ratios), max(ratios)) if ratios else None,
-        "_plot": {"points": pd.DataFrame(points), "methods": methods, "datasets": datasets},
     }
+    plot = partial(
+        study_figures.plot_latent,
+        methods=methods,
+        datasets=datasets,
+        bn=bn["headline"],
+        confidence=confidence,
+    )
+    return StudySection(context, pd.DataFrame(points), plot)
 
 
 def _row(
@@ -185,7 +187,7 @@ def _row(
         "source": source,
         "n": len(group),
         "modes": cells,
-        "published": _published_text(pub) if pub else None,
+        "published": published_text(pub) if pub else None,
         "ratio": ratio,
     }
 
@@ -254,20 +256,3 @@ def _latent_findings(
             }
         )
     return out
-
-
-def draw_latent_figure(section: dict[str, Any], fig_dir: Path, *, confidence: float) -> None:
-    """Draw the section's figure when it has points; its path goes into the section."""
-    plot = section.pop("_plot", None)
-    if plot is None or plot["points"].empty:
-        return
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    study_figures.plot_latent(
-        plot["points"],
-        fig_dir / "study_latent.png",
-        methods=plot["methods"],
-        datasets=plot["datasets"],
-        bn=section["bn"]["headline"],
-        confidence=confidence,
-    )
-    section["figure"] = "figures/study_latent.png"

@@ -8,16 +8,17 @@ every k > 1 against k = 1, paired over seeds and Holm-corrected.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pandas as pd
 
-from repro.config import BN_MODES
+from repro.config import BN_MODES, Params
 from repro.report import study_figures
 from repro.report.figures import dataset_label
 from repro.report.study_common import (
     STUDY_CLAIMS,
+    StudySection,
     bn_context,
     by_seed,
     claims_by_id,
@@ -58,14 +59,14 @@ def _train_sse(r: StudyRun) -> float | None:
 
 def multistep_section(
     runs: Sequence[StudyRun],
-    params: Mapping[str, Any],
+    params: Params,
     claims: Mapping[str, Any],
     *,
     confidence: float,
     headline_bn: str,
-) -> dict[str, Any]:
+) -> StudySection:
     """Per k: losses and cost; k > 1 against k = 1 (paired over seeds, Holm-corrected)."""
-    m = (params.get("studies") or {}).get("multistep") or {}
+    m = params.studies.multistep
     bn = bn_context(headline_bn)
     mine = [r for r in runs if r.study == "multistep"]
     base: dict[str, Any] = {
@@ -73,10 +74,10 @@ def multistep_section(
         "alpha": significance_level(confidence),
         "claims": claims_by_id(claims, STUDY_CLAIMS["multistep"]),
         "scale": study_scale(params, "multistep"),
-        "dataset": dataset_label(str((params.get("studies") or {}).get("dataset", "n/a"))),
+        "dataset": dataset_label(params.studies.dataset),
         "bn": bn,
-        "learn_step_size": bool(m.get("learn_step_size", False)),
-        "step_size": m.get("step_size"),
+        "learn_step_size": m.learn_step_size,
+        "step_size": m.step_size,
         "rows": [],
         "findings": [],
         "failures": failures(mine),
@@ -84,7 +85,7 @@ def multistep_section(
         "figure": None,
     }
     if not mine:
-        return base
+        return StudySection(base)
     ks = sorted({int(r.record.get("steps", 1)) for r in mine})
     of_k = {k: [r for r in mine if int(r.record.get("steps", 1)) == k] for k in ks}
     metrics: dict[str, Metric] = {
@@ -107,7 +108,7 @@ def multistep_section(
     def ks_where(key: str, verdict: str) -> list[int]:
         return [f["k"] for f in findings if f["verdict"][key] == verdict]
 
-    return base | {
+    context = base | {
         "rows": rows,
         "baseline": baseline,
         "findings": findings,
@@ -117,8 +118,9 @@ def multistep_section(
         "higher_train": ks_where("train", HIGHER),
         "tested": any(f["verdict"][head] not in (NOT_TESTED, NOT_COMPARED) for f in findings),
         "any_cuda": any(row["cuda_peak_mb"] is not None for row in rows),
-        "_plot": {"points": pd.DataFrame(points)},
     }
+    plot = partial(study_figures.plot_multistep, modes=bn["modes"], confidence=confidence)
+    return StudySection(context, pd.DataFrame(points), plot)
 
 
 def _cost(ok: Sequence[StudyRun]) -> dict[str, float | None]:
@@ -202,18 +204,3 @@ def _finding(
         "graph_ratio": ratio("graph_bytes"),
         "cuda_ratio": ratio("cuda_peak_bytes"),
     }
-
-
-def draw_multistep_figure(section: dict[str, Any], fig_dir: Path, *, confidence: float) -> None:
-    """Draw the section's figure when it has points; its path goes into the section."""
-    plot = section.pop("_plot", None)
-    if plot is None or plot["points"].empty:
-        return
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    study_figures.plot_multistep(
-        plot["points"],
-        fig_dir / "study_multistep.png",
-        modes=section["bn"]["modes"],
-        confidence=confidence,
-    )
-    section["figure"] = "figures/study_multistep.png"

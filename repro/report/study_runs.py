@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from repro.records import StudyCellMetrics, read_frame, read_record
+from repro.records import StudyCellMetrics, read_record
+from repro.result_files import read_frame
 
 STUDIES = ("activation", "multistep", "latent")
 SPLITS = ("val", "test")
