@@ -440,7 +440,7 @@ def test_convergence_mean_over_reached_runs_only(tmp_path: Path) -> None:
     from repro.report.render import load_runs
 
     main, _ = load_runs(tmp_path / "runs")
-    conv = st.convergence_section(main, params(), confidence=0.95)
+    conv = st.convergence_section(main, params(), confidence=0.95).context
     gon = next(r for r in conv["items"][0]["rows"] if r["method_id"] == "gon")
     assert gon["reached"] == 2 and [x["seed"] for x in gon["censored"]] == [2]
     assert gon["steps"].n == 2  # the censored seed is not in the mean (never as 0)

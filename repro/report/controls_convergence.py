@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,27 @@ from repro.stats import PairedDifference, paired_by_key, paired_difference, time
 
 RIVALS = ("ae", "ae_linear")  # GON's rivals along training: the conv AE, the linear-encoder AE
 Reached = dict[int, tuple[float, float]]  # seed → (steps, seconds) to the threshold
+
+
+@dataclass(frozen=True)
+class ConvergencePanel:
+    """One dataset × nz of the figures: the runs' curves (step, test_mse_per_pixel, method,
+    seed), GON − each rival along training (:func:`paired_curve_difference`, relative) and the
+    threshold (MSE per pixel, or None)."""
+
+    dataset: str
+    nz: int
+    curves: pd.DataFrame
+    diff: pd.DataFrame
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class ConvergenceSection:
+    """The subsection's template context and, apart from it, the panels of its two figures."""
+
+    context: dict[str, Any]
+    panels: list[ConvergencePanel] = field(default_factory=list)
 
 
 def paired_curve_difference(
@@ -109,7 +131,7 @@ def _crossing_summary(diff: pd.DataFrame, rival: str, confidence: float) -> dict
 
 def convergence_section(
     main_runs: Sequence[Any], params: Params, *, confidence: float
-) -> dict[str, Any]:
+) -> ConvergenceSection:
     """Steps and seconds until each main run's held-out learning curve reaches the threshold.
 
     The threshold of a dataset × nz is ``report.convergence_threshold`` × the AE's final
@@ -130,17 +152,19 @@ def convergence_section(
         else [],
     }
     if not curves:
-        return base
+        return ConvergenceSection(base)
     listed, methods_pref = params.data.datasets, params.train.methods
     keys = sorted(
         {(r.dataset, int(r.nz)) for r in main_runs if id(r) in curves},
         key=lambda k: (rank(k[0], listed), k[1]),
     )
-    items = []
+    items, panels = [], []
     for dataset, nz in keys:
         runs = [r for r in main_runs if (r.dataset, int(r.nz)) == (dataset, nz) and id(r) in curves]
-        items.append(_item(dataset, nz, runs, curves, factor, methods_pref, confidence))
-    return base | {"items": items}
+        item, panel = _item(dataset, nz, runs, curves, factor, methods_pref, confidence)
+        items.append(item)
+        panels.append(panel)
+    return ConvergenceSection(base | {"items": items}, panels)
 
 
 def _item(
@@ -151,8 +175,8 @@ def _item(
     factor: float,
     methods_pref: Sequence[str],
     confidence: float,
-) -> dict[str, Any]:
-    """One dataset × nz: the threshold, each method's time to it, GON vs the AE, the curves."""
+) -> tuple[dict[str, Any], ConvergencePanel]:
+    """One dataset × nz: the threshold, each method's time to it, GON vs the AE; the curves."""
     ae_final = [
         float(curves[id(r)]["test_mse_per_pixel"].iloc[-1]) for r in runs if r.method == "ae"
     ]
@@ -178,11 +202,9 @@ def _item(
         "along_training": [
             c for rival in RIVALS if (c := _crossing_summary(relative, rival, confidence))
         ],
-        "_curves": long,
-        "_diff": relative,
     }
     if not ae_final:
-        return item
+        return item, ConvergencePanel(dataset, nz, long, relative, None)
     ae_mean = sum(ae_final) / len(ae_final)
     threshold = factor * ae_mean
     item |= {"threshold": threshold, "ae_final": ae_mean}
@@ -204,7 +226,7 @@ def _item(
     rows = {r["method_id"]: r for r in item["rows"]}
     if "gon" in rows and "ae" in rows:
         item["gon_vs_ae"] = _gon_vs_ae(reached["gon"], reached["ae"], rows, confidence)
-    return item
+    return item, ConvergencePanel(dataset, nz, long, relative, threshold)
 
 
 def _time_to_threshold(
@@ -271,37 +293,30 @@ def _gon_vs_ae(
 
 
 def draw_convergence_figures(
-    section: dict[str, Any], fig_dir: Path, *, methods: Sequence[str], confidence: float
-) -> None:
-    """The learning curves and the paired differences along training, when there are curves.
+    section: ConvergenceSection, fig_dir: Path, *, methods: Sequence[str], confidence: float
+) -> dict[str, Any]:
+    """The learning curves and the paired differences along training, when there are curves;
+    the section's context with the figures' paths.
 
     ``methods``: the params' method order, so that a method keeps its colour when another is
-    absent. The figures' paths go into the section.
+    absent.
     """
-    panels = [
-        {
-            "dataset": item["dataset_id"],
-            "nz": item["nz"],
-            "curves": item.pop("_curves"),
-            "diff": item.pop("_diff"),
-            "threshold": item["threshold"],
-        }
-        for item in section["items"]
-    ]
+    context, panels = dict(section.context), section.panels
     if not panels:
-        return
+        return context
     fig_dir.mkdir(parents=True, exist_ok=True)
     controls_figures.plot_convergence_curves(
         panels,
         fig_dir / "study_convergence.png",
-        factor=section["factor"],
+        factor=context["factor"],
         methods=list(methods),
         confidence=confidence,
     )
-    section["figure"] = "figures/study_convergence.png"
-    diff_panels = [p for p in panels if not p["diff"].empty]
+    context["figure"] = "figures/study_convergence.png"
+    diff_panels = [p for p in panels if not p.diff.empty]
     if diff_panels:
         controls_figures.plot_paired_difference(
             diff_panels, fig_dir / "study_paired_difference.png", confidence=confidence
         )
-        section["figure_difference"] = "figures/study_paired_difference.png"
+        context["figure_difference"] = "figures/study_paired_difference.png"
+    return context

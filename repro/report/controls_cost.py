@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from repro.config import Params, TrainConfig
-from repro.report.controls_convergence import convergence_section
 from repro.report.labels import method_label
 from repro.report.study_common import (
     STUDY_CLAIMS,
@@ -30,10 +29,9 @@ def cost_section(
     eff_runs: Sequence[Any],
     params: Params,
     claims: Mapping[str, Any],
-    *,
-    confidence: float,
 ) -> dict[str, Any]:
-    """Parameter counts and ratios, the published ratio, and the convergence subsection."""
+    """Parameter counts and ratios, and the published ratio (the convergence subsection is
+    :func:`repro.report.controls_convergence.convergence_section`)."""
     rows = parameter_rows(main_runs, study_runs, eff_runs, params.train)
     ratios = _ratios(rows)
     pub = published_parameter_ratio(claims)
@@ -46,7 +44,6 @@ def cost_section(
         if ratios
         else None,
         "published": pub,
-        "convergence": convergence_section(main_runs, params, confidence=confidence),
     }
 
 

@@ -6,9 +6,9 @@ Drawing helpers and theme: :mod:`repro.report.figures`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -29,6 +29,9 @@ from repro.report.figures import (
     set_theme,
 )
 from repro.report.labels import bn_label, dataset_label, method_label
+
+if TYPE_CHECKING:  # the convergence section imports this module to draw its figures
+    from repro.report.controls_convergence import ConvergencePanel
 
 
 def plot_linear_control(
@@ -76,7 +79,7 @@ def plot_linear_control(
 
 
 def plot_convergence_curves(
-    panels: Sequence[Mapping[str, Any]],
+    panels: Sequence[ConvergencePanel],
     path: str | Path,
     *,
     factor: float,
@@ -85,17 +88,17 @@ def plot_convergence_curves(
 ) -> Path:
     """Main-run held-out learning curves per method against optimiser steps, with the threshold.
 
-    ``panels``: one per dataset × nz, each with ``dataset``, ``nz``, ``curves`` (step,
-    test_mse_per_pixel, method, seed) and ``threshold`` (MSE per pixel, or None).
+    ``panels``: one per dataset × nz, its ``curves`` (step, test_mse_per_pixel, method, seed)
+    and ``threshold`` (MSE per pixel, or None).
     """
     fig, axes = _panel_grid(panels)
-    all_methods = {m for p in panels for m in p["curves"]["method"]}
+    all_methods = {m for p in panels for m in p.curves["method"]}
     # Colours over the params' method list, so a method keeps its colour when another is absent.
     every = [method_label(m) for m in [*methods, *sorted(all_methods - set(methods))]]
     palette = _palette(every)
     order = [m for m in every if m in {method_label(x) for x in all_methods}]
     for ax, panel in zip(axes, panels, strict=True):
-        c = panel["curves"].assign(method=panel["curves"]["method"].map(method_label))
+        c = panel.curves.assign(method=panel.curves["method"].map(method_label))
         mean_lines(
             ax,
             c,
@@ -106,19 +109,19 @@ def plot_convergence_curves(
             hue_order=[m for m in order if m in set(c["method"])],
             palette=palette,
         )
-        if panel["threshold"] is not None:
+        if panel.threshold is not None:
             ax.axhline(
-                panel["threshold"],
+                panel.threshold,
                 color="0.3",
                 linestyle="--",
                 linewidth=1.1,
                 label=f"threshold: {factor:g} × AE's final test loss",
             )
-        values = pd.concat([c["test_mse_per_pixel"], pd.Series([panel["threshold"] or np.nan])])
+        values = pd.concat([c["test_mse_per_pixel"], pd.Series([panel.threshold or np.nan])])
         log_if_spread(ax, values)
         ax.set(xlabel="optimiser step", ylabel=f"held-out test {MSE_LABEL}")
     drop_legends(axes)
-    n = pd.concat([p["curves"] for p in panels]).groupby("method")["seed"].nunique()
+    n = pd.concat([p.curves for p in panels]).groupby("method")["seed"].nunique()
     title = (
         "Main runs: held-out test loss during training\n"
         f"line = mean, band = {confidence:.0%} t-interval over seeds ({_seed_count_text(n)})"
@@ -127,20 +130,20 @@ def plot_convergence_curves(
 
 
 def plot_paired_difference(
-    panels: Sequence[Mapping[str, Any]], path: str | Path, *, confidence: float = 0.95
+    panels: Sequence[ConvergencePanel], path: str | Path, *, confidence: float = 0.95
 ) -> Path:
     """GON − rival held-out test loss along training, paired over seeds, one panel per dataset.
 
-    ``panels``: ``dataset``, ``nz`` and ``diff`` (rival, step, mean, low, high, n: the paired
+    ``panels``: one per dataset × nz, its ``diff`` (rival, step, mean, low, high, n: the paired
     difference at each learning-curve point in % of the rival's loss,
     :func:`repro.report.controls_convergence.paired_curve_difference` with ``relative=True``).
     Below the dashed zero line GON is ahead; the band is the paired t-interval.
     """
     fig, axes = _panel_grid(panels)
-    rivals = sorted({r for p in panels for r in p["diff"]["rival"]})
+    rivals = sorted({r for p in panels for r in p.diff["rival"]})
     palette = dict(zip(rivals, sns.color_palette("colorblind", len(rivals) + 2)[1:], strict=False))
     for ax, panel in zip(axes, panels, strict=True):
-        d = panel["diff"][panel["diff"]["step"] > 0]  # log axis: the shared start is not drawn
+        d = panel.diff[panel.diff["step"] > 0]  # log axis: the shared start is not drawn
         for rival, g in d.groupby("rival", sort=True):
             g = g.sort_values("step")
             label = f"GON − {method_label(rival)}"
@@ -151,7 +154,7 @@ def plot_paired_difference(
         ax.axhline(0.0, color="0.3", linestyle="--", linewidth=1.0)
         ax.set_xscale("log")
         ax.set(xlabel="optimiser step (log scale)", ylabel="GON − AE, % of the AE's test loss")
-    n = int(max((p["diff"]["n"].max() for p in panels if not p["diff"].empty), default=0))
+    n = int(max((p.diff["n"].max() for p in panels if not p.diff.empty), default=0))
     title = (
         "GON minus each autoencoder: held-out test loss along training, in % of the autoencoder's"
         " (below 0: GON ahead)\n"
@@ -160,7 +163,7 @@ def plot_paired_difference(
     return finish(fig, path, title, axes)
 
 
-def _panel_grid(panels: Sequence[Mapping[str, Any]]) -> tuple[Figure, list[plt.Axes]]:
+def _panel_grid(panels: Sequence[ConvergencePanel]) -> tuple[Figure, list[plt.Axes]]:
     """Theme applied; one panel per dataset × nz, titled, up to three a row, spare axes hidden."""
     set_theme()
     ncol = min(len(panels), 3)
@@ -170,5 +173,5 @@ def _panel_grid(panels: Sequence[Mapping[str, Any]]) -> tuple[Figure, list[plt.A
     for ax in flat[len(panels) :]:
         ax.set_visible(False)
     for ax, panel in zip(flat, panels, strict=False):
-        ax.set_title(f"{dataset_label(panel['dataset'])}, nz = {panel['nz']}")
+        ax.set_title(f"{dataset_label(panel.dataset)}, nz = {panel.nz}")
     return fig, flat[: len(panels)]

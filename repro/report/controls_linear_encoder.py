@@ -7,8 +7,8 @@ against the convolutional AE, from the main runs, with the affinity errors each 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,7 +16,7 @@ import pandas as pd
 from repro.config import Params
 from repro.report import controls_figures
 from repro.report.figures import dataset_label, method_label
-from repro.report.study_common import bn_context, finite_ci, main_scale, rank
+from repro.report.study_common import StudySection, bn_context, finite_ci, main_scale, rank
 from repro.report.study_runs import finite_or_none, main_loss
 from repro.report.verdicts import holm_contrasts
 
@@ -25,7 +25,7 @@ LINEAR_METHODS = ("gon", "ae_linear", "ae")
 
 def linear_encoder_section(
     main_runs: Sequence[Any], params: Params, *, confidence: float, headline_bn: str
-) -> dict[str, Any]:
+) -> StudySection:
     """GON vs the freely learned linear encoder vs the conv AE, with affinity errors."""
     bn = bn_context(headline_bn)
     have = {(r.dataset, int(r.nz)) for r in main_runs if r.method == "ae_linear"}
@@ -37,9 +37,9 @@ def linear_encoder_section(
         "figure": None,
     }
     if not have:
-        return base
+        return StudySection(base)
     listed = params.data.datasets
-    items = []
+    items, frames = [], []
     for dataset, nz in sorted(have, key=lambda k: (rank(k[0], listed), k[1])):
         group = {
             m: [r for r in main_runs if (r.dataset, int(r.nz), r.method) == (dataset, nz, m)]
@@ -54,10 +54,19 @@ def linear_encoder_section(
                 "rows": rows,
                 "by_id": {r["method_id"]: r for r in rows},
                 "contrasts": {mode: _contrasts(group, mode, confidence) for mode in bn["modes"]},
-                "_points": pd.DataFrame(points, columns=["method", "seed", "bn_mode", "loss"]),
             }
         )
-    return base | {"items": items}
+        frame = pd.DataFrame(points, columns=["method", "seed", "bn_mode", "loss"])
+        frames.append(frame.assign(dataset=dataset, nz=nz))
+    frames = [f for f in frames if not f.empty]
+    plot = functools.partial(
+        controls_figures.plot_linear_control,
+        methods=list(LINEAR_METHODS),
+        modes=bn["modes"],
+        confidence=confidence,
+    )
+    points = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return StudySection(base | {"items": items}, points, plot)
 
 
 def _rows(
@@ -116,25 +125,3 @@ def _contrasts(
         }
         for c in holm_contrasts(seeds, "gon", confidence)
     }
-
-
-def draw_linear_encoder_figure(
-    section: dict[str, Any], fig_dir: Path, *, confidence: float
-) -> None:
-    """Draw the section's figure when any item has points; its path goes into the section."""
-    frames = [
-        item.pop("_points").assign(dataset=item["dataset_id"], nz=item["nz"])
-        for item in section["items"]
-    ]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    controls_figures.plot_linear_control(
-        pd.concat(frames, ignore_index=True),
-        fig_dir / "study_linear_encoder.png",
-        methods=list(LINEAR_METHODS),
-        modes=section["bn"]["modes"],
-        confidence=confidence,
-    )
-    section["figure"] = "figures/study_linear_encoder.png"

@@ -52,7 +52,6 @@ from repro.report.controls_convergence import (
 from repro.report.controls_cost import cost_section, parameter_rows
 from repro.report.controls_linear_encoder import (
     LINEAR_METHODS,
-    draw_linear_encoder_figure,
     linear_encoder_section,
 )
 from repro.report.labels import dataset_label
@@ -145,12 +144,10 @@ def studies_context(
             runs, main_runs, params, claims, confidence=confidence, headline_bn=headline_bn
         ),
     }
-    controls: dict[str, Any] = {
-        "linear_encoder": linear_encoder_section(
-            main_runs, params, confidence=confidence, headline_bn=headline_bn
-        ),
-        "cost": cost_section(main_runs, runs, eff_runs, params, claims, confidence=confidence),
-    }
+    linear = linear_encoder_section(
+        main_runs, params, confidence=confidence, headline_bn=headline_bn
+    )
+    convergence = convergence_section(main_runs, params, confidence=confidence)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_studies_csv(
@@ -158,12 +155,14 @@ def studies_context(
         studies_table(runs, confidence=confidence, headline_bn=headline_bn),
     )
     fig_dir = out_dir / "figures"
-    sections = {name: with_figure(s, fig_dir, name) for name, s in studies.items()} | controls
+    sections = {name: with_figure(s, fig_dir, name) for name, s in studies.items()}
+    sections["linear_encoder"] = with_figure(linear, fig_dir, "linear_encoder")
     methods = ordered({r.method for r in main_runs}, params.train.methods)
-    draw_linear_encoder_figure(sections["linear_encoder"], fig_dir, confidence=confidence)
-    draw_convergence_figures(
-        sections["cost"]["convergence"], fig_dir, methods=methods, confidence=confidence
-    )
+    sections["cost"] = cost_section(main_runs, runs, eff_runs, params, claims) | {
+        "convergence": draw_convergence_figures(
+            convergence, fig_dir, methods=methods, confidence=confidence
+        )
+    }
     sections["datasets_note"] = datasets_note(params.data, datasets_run)
     sections["confidence"] = confidence
     return sections, warnings
