@@ -20,6 +20,7 @@ import pandas as pd
 
 from repro.config import Params
 from repro.report import controls_figures
+from repro.report.controls_figures import ConvergencePanel
 from repro.report.figures import dataset_label, method_label
 from repro.report.study_common import finite_ci, main_scale, ordered, rank
 from repro.report.study_runs import CURVE_COLUMNS, read_curve
@@ -38,19 +39,6 @@ from repro.stats import PairedDifference, paired_by_key, paired_difference, time
 
 RIVALS = ("ae", "ae_linear")  # GON's rivals along training: the conv AE, the linear-encoder AE
 Reached = dict[int, tuple[float, float]]  # seed → (steps, seconds) to the threshold
-
-
-@dataclass(frozen=True)
-class ConvergencePanel:
-    """One dataset × nz of the figures: the runs' curves (step, test_mse_per_pixel, method,
-    seed), GON − each rival along training (:func:`paired_curve_difference`, relative) and the
-    threshold (MSE per pixel, or None)."""
-
-    dataset: str
-    nz: int
-    curves: pd.DataFrame
-    diff: pd.DataFrame
-    threshold: float | None
 
 
 @dataclass(frozen=True)

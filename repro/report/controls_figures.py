@@ -7,8 +7,8 @@ Drawing helpers and theme: :mod:`repro.report.figures`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,8 +30,19 @@ from repro.report.figures import (
 )
 from repro.report.labels import bn_label, dataset_label, method_label
 
-if TYPE_CHECKING:  # the convergence section imports this module to draw its figures
-    from repro.report.controls_convergence import ConvergencePanel
+
+@dataclass(frozen=True)
+class ConvergencePanel:
+    """One dataset × nz of the convergence figures: the main runs' held-out curves (step,
+    test_mse_per_pixel, method, seed), GON − each rival along training in % of the rival's loss
+    (:func:`repro.report.controls_convergence.paired_curve_difference`, ``relative=True``) and
+    the threshold (MSE per pixel, or None)."""
+
+    dataset: str
+    nz: int
+    curves: pd.DataFrame
+    diff: pd.DataFrame
+    threshold: float | None
 
 
 def plot_linear_control(
