@@ -54,6 +54,7 @@ class SuperResolution:
 class Grid:
     caption: str
     file: str
+    note: str  # what the grid's rows are
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,34 @@ def _copy_grids(runs: Sequence[ModelRun], fig_dir: Path) -> tuple[Grid, ...]:
     grids = []
     for r in sorted(runs, key=lambda r: r.record.seed):
         rec = r.record
-        kind = "super-resolution GON" if rec.super_resolution is not None else LABELS[rec.method]
+        sr = rec.super_resolution is not None
+        kind = "super-resolution GON" if sr else LABELS[rec.method]
         for png, what in (("recon.png", "reconstructions"), ("samples.png", "samples")):
             name = f"implicit_{rec.dataset}_{r.path.name.rsplit('-s', 1)[0]}_{png}"
             if any(g.file == name for g in grids) or not r.copy_png(png, fig_dir / name):
                 continue
-            grids.append(
-                Grid(f"{dataset_label(rec.dataset)}, {kind}: {what} (seed {rec.seed})", name)
-            )
+            caption = f"{dataset_label(rec.dataset)}, {kind}: {what} (seed {rec.seed})"
+            grids.append(Grid(caption, name, _grid_note(what, sr, rec.resolution)))
     return tuple(grids)
+
+
+def _grid_note(what: str, super_resolution: bool, resolution: int) -> str:
+    """What the rows of a grid written by :func:`repro.implicit.write_grid` show."""
+    if what == "samples":
+        return (
+            "Images decoded from latents drawn from a Gaussian fitted to the latents of the "
+            "last training batches (Implicit-GON.py's sampling)."
+        )
+    if super_resolution:
+        return (
+            "Rows of eight held-out test images in turn: the true images, the "
+            f"{resolution}×{resolution} inputs enlarged by repetition, their bicubic upsampling, "
+            "and GON's decoding of each input's latent on the full grid."
+        )
+    return (
+        "Rows of eight held-out test images in turn: the true images, then their "
+        "reconstructions (each image's latent decoded on the same grid)."
+    )
 
 
 def implicit_section(
