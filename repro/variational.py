@@ -35,6 +35,7 @@ the choice sets how tight it is, and it differs from training, where the inner Î
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -221,6 +222,14 @@ def variational_name(dataset: str, method: str, seed: int) -> str:
     return f"variational/{dataset}/{method}-s{seed}"
 
 
+@functools.cache
+def dataset_classifier(data_dir: Path) -> nn.Module:
+    """The sample-quality classifier of the dataset at ``data_dir``: every model of the study is
+    scored by the same one (its fit is seeded), so a worker process fits it once."""
+    images, labels = load_split(data_dir, "train")
+    return fit_classifier(to_unit_float(images[:CLASSIFIER_IMAGES]), labels[:CLASSIFIER_IMAGES])
+
+
 def variational_run(method: str, seed: int, params: Params, root: Path) -> dict[str, Any]:
     """One model of the study: train, bound on held-out images, sample, write its files.
 
@@ -234,8 +243,7 @@ def variational_run(method: str, seed: int, params: Params, root: Path) -> dict[
     root = Path(root)
     out = root / "runs" / name
     data_dir = root / "data" / cfg.dataset
-    train_all, train_labels = load_split(data_dir, "train")
-    train_x = train_all[: cfg.train_images]
+    train_x = load_split(data_dir, "train")[0][: cfg.train_images]
     test_x = load_split(data_dir, "test")[0]
     if test_x.shape[0] < max(cfg.test_images, cfg.sample_images):
         raise ValueError(
@@ -247,9 +255,7 @@ def variational_run(method: str, seed: int, params: Params, root: Path) -> dict[
     history = train_variational(model, train_x, cfg, seed, name)
     test = held_out_bounds(model, to_unit_float(test_x[: cfg.test_images]), cfg.iw_samples, seed)
     reference = to_unit_float(test_x[: cfg.sample_images])
-    classifier = fit_classifier(  # one per dataset: every model is scored by the same one
-        to_unit_float(train_all[:CLASSIFIER_IMAGES]), train_labels[:CLASSIFIER_IMAGES]
-    )
+    classifier = dataset_classifier(data_dir)
     samples, images = sample_quality(
         model,
         reference,

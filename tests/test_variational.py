@@ -9,22 +9,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro.data import load_split
 from repro.errors import DivergenceError
 from repro.io import load_torch
 from repro.names import VARIATIONAL_METHODS
 from repro.records import VariationalMetrics, read_record
 from repro.sample_scores import (
+    CLASSIFIER_IMAGES,
     classifier_score,
     fit_classifier,
     median_bandwidth,
     mmd2_gaussian,
     pixel_gaussian_samples,
 )
+from repro.train_run import to_unit_float
 from repro.train_variational import train_variational_group
 from repro.variational import (
     VAE,
     VARIATIONAL_MODELS,
     VariationalGON,
+    dataset_classifier,
     train_variational,
     variational_run,
 )
@@ -223,6 +227,18 @@ def test_the_classifier_is_the_same_every_time_and_leaves_the_callers_random_num
         torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters(), strict=True)
     )
     assert first(images).shape == (64, 3)
+
+
+def test_a_process_fits_the_dataset_classifier_once_and_it_is_the_seeded_fit(tiny_data_dir):
+    """Every model of the study is scored by one classifier: the cached one is the fit itself."""
+    dataset_classifier.cache_clear()
+    first = dataset_classifier(tiny_data_dir)
+    assert dataset_classifier(tiny_data_dir) is first
+    images, labels = load_split(tiny_data_dir, "train")
+    fresh = fit_classifier(to_unit_float(images[:CLASSIFIER_IMAGES]), labels[:CLASSIFIER_IMAGES])
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.parameters(), fresh.parameters(), strict=True)
+    )
 
 
 def test_one_kernel_scores_every_sampler_against_the_same_reference():
