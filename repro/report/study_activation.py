@@ -15,17 +15,13 @@ import pandas as pd
 
 from repro.config import Params
 from repro.report import study_figures
-from repro.report.figures import bn_label, dataset_label, method_label
+from repro.report.figures import bn_label, method_label
 from repro.report.study_common import (
-    STUDY_CLAIMS,
     StudySection,
-    bn_context,
     by_seed,
-    claims_by_id,
-    failures,
     finite_ci,
     ordered,
-    study_scale,
+    study_context,
 )
 from repro.report.study_runs import CURVE_COLUMNS, StudyRun
 from repro.report.verdicts import ReferenceComparison, compare_with_reference
@@ -44,20 +40,9 @@ def activation_section(
 ) -> StudySection:
     """Per method × activation: test loss in both BN modes, contrasts with the reference."""
     a = params.studies.activation
-    bn = bn_context(headline_bn)
-    mine = [r for r in runs if r.study == "activation"]
-    base: dict[str, Any] = {
-        "status": "run" if mine else "not run",
-        "claims": claims_by_id(claims, STUDY_CLAIMS["activation"]),
-        "reference": a.reference,
-        "scale": study_scale(params, "activation"),
-        "dataset": dataset_label(params.studies.dataset),
-        "bn": bn,
-        "rows": [],
-        "outcomes": [],
-        "failures": failures(mine),
-        "figure": None,
-    }
+    mine, base = study_context("activation", runs, params, claims, headline_bn)
+    bn = base["bn"]
+    base |= {"reference": a.reference, "rows": [], "outcomes": []}
     if not mine:
         return StudySection(base)
     acts = ordered((r.record.get("activation") for r in mine), a.activations)

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from repro.config import BN_MODES, Params
-from repro.report.labels import bn_label
+from repro.report.labels import bn_label, dataset_label
 from repro.report.study_runs import StudyRun, finite_or_none
 from repro.stats import MeanCI, mean_ci
 
@@ -108,6 +108,27 @@ def failures(runs: Iterable[StudyRun]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 # Training scale (the "Reduced scale" line of each section)
 # --------------------------------------------------------------------------------------------
+
+
+def study_context(
+    study: str,
+    runs: Sequence[StudyRun],
+    params: Params,
+    claims: Mapping[str, Any],
+    headline_bn: str,
+) -> tuple[list[StudyRun], dict[str, Any]]:
+    """The runs of ``study`` and the keys every study section of the activation and multi-step
+    kind starts with: status, the claims it quotes, scale, dataset, BN modes, failures."""
+    mine = [r for r in runs if r.study == study]
+    return mine, {
+        "status": "run" if mine else "not run",
+        "claims": claims_by_id(claims, STUDY_CLAIMS[study]),
+        "scale": study_scale(params, study),
+        "dataset": dataset_label(params.studies.dataset),
+        "bn": bn_context(headline_bn),
+        "failures": failures(mine),
+        "figure": None,
+    }
 
 
 def study_scale(params: Params, study: str) -> dict[str, Any]:

@@ -15,17 +15,12 @@ import pandas as pd
 
 from repro.config import BN_MODES, Params
 from repro.report import study_figures
-from repro.report.figures import dataset_label
 from repro.report.study_common import (
-    STUDY_CLAIMS,
     StudySection,
-    bn_context,
     by_seed,
-    claims_by_id,
-    failures,
     finite_ci,
     finite_mean,
-    study_scale,
+    study_context,
 )
 from repro.report.study_runs import MSE, SPLITS, SSE, StudyRun
 from repro.report.verdicts import (
@@ -67,22 +62,15 @@ def multistep_section(
 ) -> StudySection:
     """Per k: losses and cost; k > 1 against k = 1 (paired over seeds, Holm-corrected)."""
     m = params.studies.multistep
-    bn = bn_context(headline_bn)
-    mine = [r for r in runs if r.study == "multistep"]
-    base: dict[str, Any] = {
-        "status": "run" if mine else "not run",
+    mine, base = study_context("multistep", runs, params, claims, headline_bn)
+    bn = base["bn"]
+    base |= {
         "alpha": significance_level(confidence),
-        "claims": claims_by_id(claims, STUDY_CLAIMS["multistep"]),
-        "scale": study_scale(params, "multistep"),
-        "dataset": dataset_label(params.studies.dataset),
-        "bn": bn,
         "learn_step_size": m.learn_step_size,
         "step_size": m.step_size,
         "rows": [],
         "findings": [],
-        "failures": failures(mine),
         "baseline": None,
-        "figure": None,
     }
     if not mine:
         return StudySection(base)
