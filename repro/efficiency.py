@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,11 @@ from repro.errors import DivergenceError
 from repro.flows import FlowStats, per_sample_loss
 from repro.io import save_torch
 from repro.models import count_parameters
-from repro.names import GFE_METHODS
 from repro.records import EfficiencyMetrics
 from repro.result_files import write_rows
 from repro.runtime import configure_torch
 from repro.step import training_step
-from repro.train_run import to_unit_float
+from repro.train_run import gfe_options, to_unit_float
 
 #: Relative cost of one optimiser step of a data-efficiency run (MLP decoder; a GFE step
 #: integrates a flow per batch), against the linear-encoder AE's conv step in
@@ -42,8 +40,6 @@ EFFICIENCY_STEP_COST = {"gfe": 8.0, "gfe2": 8.0, "gfe_adaptive": 6.0, "gon": 1.5
 def efficiency_model(
     method: str, cfg: EfficiencyConfig, gfe: GFEConfig, channels: int, image_size: int, where: str
 ) -> LatentModel:
-    # The flow's settings reach only the flows: a GON or AE run does not depend on them.
-    gfe_opts = asdict(gfe) | {"loss": cfg.loss, "where": where} if method in GFE_METHODS else {}
     return build_model(
         method,
         nz=cfg.nz,
@@ -51,7 +47,7 @@ def efficiency_model(
         channels=channels,
         image_size=image_size,
         inner_norm=cfg.batch_size,
-        gfe=gfe_opts,
+        gfe=gfe_options(method, gfe, loss=cfg.loss, where=where),
     )
 
 

@@ -12,9 +12,15 @@ from typing import Any
 
 import torch
 
-from repro.config import Params, RunSpec
+from repro.config import GFEConfig, Params, RunSpec
 from repro.encoders import LatentModel, build_model
 from repro.names import GFE_METHODS
+
+
+def gfe_options(method: str, gfe: GFEConfig, **extra: Any) -> dict[str, Any]:
+    """:func:`repro.encoders.build_model`'s ``gfe`` option: the flow's settings (and ``extra``)
+    for a GFE method, nothing for the others, whose runs do not depend on them."""
+    return asdict(gfe) | extra if method in GFE_METHODS else {}
 
 
 def model_options(params: Params, method: str) -> dict[str, Any]:
@@ -27,7 +33,7 @@ def model_options(params: Params, method: str) -> dict[str, Any]:
         "step_size": params.train.gon_step_size,
         "learn_step_size": params.train.gon_learn_step_size,
         "inner_norm": params.train.batch_size,
-        "gfe": asdict(params.gfe) if method in GFE_METHODS else {},
+        "gfe": gfe_options(method, params.gfe),
     }
 
 

@@ -53,13 +53,24 @@ class ReportInputs:
     eff_runs: list[EfficiencyRun]  # report order: dataset, method, train size, seed
     eff_methods: list[str]
     eff_loss: str  # the data-efficiency study's loss
-    study_runs: list[StudyRun]
-    convergence: list[dict[str, Any]]  # load_convergence: per dataset, summary and curves
-    bench: dict[str, Any] | None  # the decoder-gradient benchmark, when it was run
     diagnosis: DiagnosisMetrics | None  # stage diagnose, when it was run
     transfer_runs: list[EfficiencyRun]  # stage transfer: unseen-class runs
     evidence: Evidence  # what the claim rules read: the same runs, in the loaders' order
     warnings: list[str]  # the loaders' and consistency checks' warnings, in report order
+
+    @property
+    def study_runs(self) -> list[StudyRun]:
+        return self.evidence.studies
+
+    @property
+    def convergence(self) -> list[dict[str, Any]]:
+        """load_convergence: per dataset, summary and curves."""
+        return self.evidence.convergence
+
+    @property
+    def bench(self) -> dict[str, Any] | None:
+        """The decoder-gradient benchmark, when it was run."""
+        return self.evidence.bench
 
 
 def load_inputs(runs_dir: Path, data_dir: Path, out_dir: Path, params: Params) -> ReportInputs:
@@ -115,9 +126,6 @@ def load_inputs(runs_dir: Path, data_dir: Path, out_dir: Path, params: Params) -
         eff_runs=eff_runs,
         eff_methods=eff_methods,
         eff_loss=eff_loss,
-        study_runs=study_runs,
-        convergence=convergence,
-        bench=bench,
         diagnosis=load_diagnosis(runs_dir, eff.dataset),
         transfer_runs=load_efficiency_runs(runs_dir / "transfer")[0],
         evidence=evidence,
