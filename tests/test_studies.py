@@ -19,6 +19,7 @@ from repro.encoders import build_model
 from repro.engine import run_group
 from repro.evaluate import affinity_error
 from repro.models import count_parameters
+from repro.report.study_activation import outcome_sentence
 from repro.report.verdicts import BEST, NOT_BEST, NOT_DISTINGUISHABLE, compare_with_reference
 from repro.result_files import is_provenance_file, read_results_json, read_rows
 from repro.stats import holm_adjust, time_to_threshold
@@ -213,7 +214,11 @@ def test_reference_is_best_only_when_significantly_lower_than_every_other_varian
     beaten["tanh"][3] -= 0.2
     result = compare_with_reference(beaten, "elu")
     assert result.outcome == NOT_BEST and result.lowest == "relu"
-    assert "relu" in result.sentence()
+    assert outcome_sentence(result, "test loss") == (
+        "Outcome: **elu not best**. relu has the lowest mean test loss, not elu; elu is "
+        "significantly lower than tanh and significantly higher than relu (paired t-tests over "
+        "5 matched seeds, Holm-corrected, α = 0.05)."
+    )
     noisy = {
         "elu": {0: 10.0, 1: 12.0, 2: 9.0},
         "relu": {0: 11.0, 1: 10.0, 2: 10.0},

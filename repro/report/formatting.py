@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from repro.report.loaders import PACKAGE_DIR
 from repro.stats import MeanCI
 
-TEMPLATES_DIR = PACKAGE_DIR / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "report.md.j2"
 
 
@@ -37,7 +37,7 @@ def _fmt_num(value: Any, sig: int = 4) -> str:
     return f"{x:.{sig}g}"
 
 
-def _fmt_qty(value: Any, sig: int = 4) -> str:
+def fmt_qty(value: Any, sig: int = 4) -> str:
     """Like :func:`_fmt_num`, but whole numbers of 10,000 or more in full (74,321 parameters)."""
     if value is not None and math.isfinite(x := float(value)) and abs(x) >= 1e4 and x.is_integer():
         return f"{x:,.0f}"
@@ -93,7 +93,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(
         num=_fmt_num,
-        qty=_fmt_qty,
+        qty=fmt_qty,
         ci=_fmt_ci,
         int=_fmt_int,
         count=_fmt_count,

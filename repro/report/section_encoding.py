@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from repro.records import EncodingMetrics
 from repro.report.labels import dataset_label, loss_label, method_label
-from repro.report.verdicts import paired_verdict, significance_level
-from repro.stats import MeanCI, PairedDifference, mean_ci, paired_by_key
+from repro.report.verdicts import paired_test, significance_level
+from repro.stats import MeanCI, PairedDifference, mean_ci
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,8 @@ def _values(record: EncodingMetrics, method: str, key: str) -> dict[int, float]:
 
 
 def _compare(a: str, b: str, va: dict, vb: dict, confidence: float) -> Comparison | None:
-    d = paired_by_key(va, vb, confidence)
-    if d is None:
-        return None
-    verdict = paired_verdict(d.mean, d.p_value, significance_level(confidence))
-    return Comparison(a, b, d, verdict)
+    t = paired_test(va, vb, confidence)
+    return None if t is None else Comparison(a, b, t.difference, t.verdict)
 
 
 def encoding_section(record: EncodingMetrics | None, *, confidence: float) -> EncodingSection:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from repro.report.labels import dataset_label
 from repro.report.loaders import ModelRun, by_seed
-from repro.report.verdicts import paired_verdict, significance_level
-from repro.stats import MeanCI, PairedDifference, mean_ci, paired_by_key
+from repro.report.verdicts import NOT_TESTED, paired_test, significance_level
+from repro.stats import MeanCI, PairedDifference, mean_ci
 
 LABELS = {"gon": "implicit GON", "ae": "implicit AE"}
 
@@ -140,15 +140,13 @@ def implicit_section(
                 )
         gon = by_seed((r for r in here if r.record.method == "gon"), "test.sse_per_image")
         ae = by_seed((r for r in here if r.record.method == "ae"), "test.sse_per_image")
-        if (d := paired_by_key(gon, ae, confidence)) is not None:
-            versus.append(
-                ImplicitComparison(dataset_label(ds), d, paired_verdict(d.mean, d.p_value, alpha))
-            )
+        if (t := paired_test(gon, ae, confidence)) is not None:
+            versus.append(ImplicitComparison(dataset_label(ds), t.difference, t.verdict))
         low = [r for r in runs if r.record.dataset == ds and r.record.super_resolution is not None]
         if low:
             dec = by_seed(low, "super_resolution.decoded_sse_per_image")
             bic = by_seed(low, "super_resolution.bicubic_sse_per_image")
-            d = paired_by_key(dec, bic, confidence)
+            t = paired_test(dec, bic, confidence)
             sr.append(
                 SuperResolution(
                     dataset=dataset_label(ds),
@@ -157,8 +155,8 @@ def implicit_section(
                     n=len(dec),
                     decoded=mean_ci(list(dec.values()), confidence),
                     bicubic=mean_ci(list(bic.values()), confidence),
-                    difference=d,
-                    verdict=paired_verdict(d.mean, d.p_value, alpha) if d else "not tested",
+                    difference=t.difference if t else None,
+                    verdict=t.verdict if t else NOT_TESTED,
                 )
             )
     first = (full or list(runs))[0].record

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from repro.report.labels import dataset_label, method_label
 from repro.report.loaders import EfficiencyRun
-from repro.report.verdicts import paired_verdict, significance_level
-from repro.stats import MeanCI, PairedDifference, mean_ci, paired_by_key
+from repro.report.verdicts import paired_test, significance_level
+from repro.stats import MeanCI, PairedDifference, mean_ci
 
 BASELINE = "ae"  # every other method is compared with the autoencoder
 UNSEEN, SEEN = "test_sse_per_image", "seen_test_sse_per_image"
@@ -74,10 +74,9 @@ def transfer_section(
     for m in present:
         if m == BASELINE or BASELINE not in present:
             continue
-        d = paired_by_key(by_seed(m, UNSEEN), by_seed(BASELINE, UNSEEN), confidence)
-        if d is not None:
-            verdict = paired_verdict(d.mean, d.p_value, alpha)
-            versus.append(TransferComparison(method_label(m), d, verdict))
+        t = paired_test(by_seed(m, UNSEEN), by_seed(BASELINE, UNSEEN), confidence)
+        if t is not None:
+            versus.append(TransferComparison(method_label(m), t.difference, t.verdict))
     first = runs[0]
     return TransferSection(
         status="run",

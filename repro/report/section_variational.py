@@ -15,8 +15,8 @@ from pathlib import Path
 
 from repro.report.labels import dataset_label
 from repro.report.loaders import ModelRun, by_seed
-from repro.report.verdicts import paired_verdict, significance_level
-from repro.stats import MeanCI, PairedDifference, mean_ci, paired_by_key
+from repro.report.verdicts import paired_test, significance_level
+from repro.stats import MeanCI, PairedDifference, mean_ci
 
 LABELS = {"vgon": "Variational GON", "vae": "VAE"}
 BOUNDS = ("neg_elbo", "bce", "kl", "neg_iwae")
@@ -119,9 +119,9 @@ def variational_section(
         ("test.neg_iwae", "negative IWAE bound"),
         ("samples.score.direct", "classifier score of prior samples"),
     ):
-        d = paired_by_key(_seeds(runs, "vae", path), _seeds(runs, "vgon", path), confidence)
-        if d is not None:
-            versus.append(Comparison(what, d, paired_verdict(d.mean, d.p_value, alpha)))
+        t = paired_test(_seeds(runs, "vae", path), _seeds(runs, "vgon", path), confidence)
+        if t is not None:
+            versus.append(Comparison(what, t.difference, t.verdict))
     first = runs[0].record
     return VariationalSection(
         status="run",

@@ -24,7 +24,7 @@ from repro.report.study_common import (
     study_context,
 )
 from repro.report.study_runs import CURVE_COLUMNS, StudyRun
-from repro.report.verdicts import ReferenceComparison, compare_with_reference
+from repro.report.verdicts import HIGHER, LOWER, ReferenceComparison, compare_with_reference
 
 POINT_COLUMNS = ["method", "activation", "seed", "bn_mode", "loss"]
 
@@ -96,6 +96,25 @@ def _comparison(
     return compare_with_reference(values, reference, confidence)
 
 
+def outcome_sentence(comp: ReferenceComparison, what: str) -> str:
+    """The outcome of "is the reference the best activation?" in words, with its contrasts."""
+    ref = comp.reference
+    better = [c.other for c in comp.contrasts if c.verdict == HIGHER]
+    worse = [c.other for c in comp.contrasts if c.verdict == LOWER]
+    base = (
+        f"{ref} has the lowest mean {what}"
+        if comp.lowest == ref
+        else f"{comp.lowest} has the lowest mean {what}, not {ref}"
+    )
+    detail = (
+        f"{ref} is significantly lower than {', '.join(worse) or 'none'} and "
+        f"significantly higher than {', '.join(better) or 'none'} "
+        f"(paired t-tests over {comp.means[ref].n} matched seeds, Holm-corrected, "
+        f"α = {comp.alpha:g})"
+    )
+    return f"Outcome: **{ref} {comp.outcome}**. {base}; {detail}."
+
+
 def _outcome(
     method: str, mode: str, comp: ReferenceComparison | None, headline_bn: str
 ) -> dict[str, Any]:
@@ -107,7 +126,7 @@ def _outcome(
         "bn": bn_label(mode),
         "headline": mode == headline_bn,
         "comparison": comp,
-        "sentence": comp.sentence(f"held-out test loss ({bn_label(mode)}, SSE per image)")
+        "sentence": outcome_sentence(comp, f"held-out test loss ({bn_label(mode)}, SSE per image)")
         if comp
         else None,
     }

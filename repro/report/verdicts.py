@@ -23,6 +23,7 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from repro.report.formatting import fmt_qty
 from repro.stats import (
     MeanCI,
     PairedDifference,
@@ -56,9 +57,7 @@ def side_of_zero(low: float, high: float) -> str:
     return BELOW if high < 0 else ABOVE if low > 0 else SPANS
 
 
-# --------------------------------------------------------------------------------------------
-# Published claims: reproduced / not reproduced / inconclusive / not tested
-# --------------------------------------------------------------------------------------------
+# ---- Published claims: reproduced / not reproduced / inconclusive / not tested ----
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ class Tolerance:
             parts.append(f"{self.relative:.0%}")
         if self.absolute or not parts:
             parts.append(f"{self.absolute:g}")
-        return f"± {' or '.join(parts)} ({_g(self.half_width(reference))})"
+        return f"± {' or '.join(parts)} ({fmt_qty(self.half_width(reference))})"
 
 
 @dataclass(frozen=True)
@@ -125,15 +124,8 @@ class Verdict:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
 
-def _g(x: float) -> str:
-    """Four significant figures; whole numbers of 10,000 or more in full (parameter counts)."""
-    if abs(x) >= 1e4 and float(x).is_integer():
-        return f"{x:,.0f}"
-    return f"{x:.4g}"
-
-
 def _interval(low: float, high: float) -> str:
-    return f"[{_g(low)}, {_g(high)}]"
+    return f"[{fmt_qty(low)}, {fmt_qty(high)}]"
 
 
 def _needs(std: float, distance: float, confidence: float, spread: str) -> tuple[int | None, str]:
@@ -142,10 +134,10 @@ def _needs(std: float, distance: float, confidence: float, spread: str) -> tuple
     if n is None:
         return None, (
             f"; no number of seeds at this scale would decide it (the mean sits on the edge; "
-            f"{spread} {_g(std)}): only a larger training scale (the paper profile) can"
+            f"{spread} {fmt_qty(std)}): only a larger training scale (the paper profile) can"
         )
     return n, (
-        f"; needs about {n} seeds at this scale to decide ({spread} {_g(std)}), "
+        f"; needs about {n} seeds at this scale to decide ({spread} {fmt_qty(std)}), "
         "or the paper profile"
     )
 
@@ -183,12 +175,12 @@ def judge_match(
     low, high = (min(values), max(values)) if sample.deterministic else (ci.low, ci.high)
     half = tolerance.half_width(published)
     band_low, band_high = published - half, published + half
-    band = f"{reference} {_g(published)} {tolerance.describe(published)}"
+    band = f"{reference} {fmt_qty(published)} {tolerance.describe(published)}"
     if math.isnan(low):
-        why = f"one run ({_g(ci.mean)}) gives no interval to compare with {band}"
+        why = f"one run ({fmt_qty(ci.mean)}) gives no interval to compare with {band}"
         return _verdict(INCONCLUSIVE, why, ci, low, high)
     if low == high:
-        what = f"our value {_g(low)}"
+        what = f"our value {fmt_qty(low)}"
     elif sample.deterministic:
         what = f"every one of our {ci.n} values {_interval(low, high)}"
     else:
@@ -226,9 +218,9 @@ def judge_less(
     m = margin.half_width(b.mean)  # the smallest improvement that counts, relative to B's mean
     label = f"{names[0]} − {names[1]}"
     if math.isnan(low):
-        why = f"one pair ({label} = {_g(d.mean)}) gives no interval; needs at least 2 seeds"
+        why = f"one pair ({label} = {fmt_qty(d.mean)}) gives no interval; needs at least 2 seeds"
         return _verdict(INCONCLUSIVE, why, d, low, high)
-    ci = f"{label} = {_g(d.mean)}, {confidence:.0%} CI {_interval(low, high)} over {d.n} pairs"
+    ci = f"{label} = {fmt_qty(d.mean)}, {confidence:.0%} CI {_interval(low, high)} over {d.n} pairs"
     side = side_of_zero(low, high)
     if side == BELOW:
         return _verdict(REPRODUCED, f"{ci}: entirely below 0", d, low, high)
@@ -236,13 +228,13 @@ def judge_less(
         why = (
             f"{ci}: {names[0]} is significantly higher"
             if side == ABOVE
-            else f"{ci}: rules out {names[0]} being lower by the margin {_g(m)} or more"
+            else f"{ci}: rules out {names[0]} being lower by the margin {fmt_qty(m)} or more"
         )
         return _verdict(NOT_REPRODUCED, why, d, low, high)
     # Deciding needs the interval to clear 0 from below (reproduced) or -margin from above (not
     # reproduced): the nearer of the two edges, measured from the observed mean.
     needed, text = _needs(d.std, max(-d.mean, d.mean + m), confidence, "paired SD")
-    why = f"{ci}: too wide — it holds both 0 and improvements larger than the margin {_g(m)}"
+    why = f"{ci}: too wide — it holds both 0 and improvements larger than the margin {fmt_qty(m)}"
     return _verdict(INCONCLUSIVE, why + text, d, low, high, needed)
 
 
@@ -308,9 +300,7 @@ def combine(verdicts: Sequence[str]) -> str:
     return INCONCLUSIVE
 
 
-# --------------------------------------------------------------------------------------------
-# Ablations and controls: paired t-tests, Holm-corrected
-# --------------------------------------------------------------------------------------------
+# ---- Ablations and controls: paired t-tests, Holm-corrected ----
 
 
 def paired_verdict(mean_difference: float, p: float | None, alpha: float) -> str:
@@ -321,6 +311,25 @@ def paired_verdict(mean_difference: float, p: float | None, alpha: float) -> str
     if p < alpha:
         return LOWER if mean_difference < 0 else HIGHER
     return NOT_DISTINGUISHABLE
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired difference (first minus second) and its :func:`paired_verdict` at α = 1 − c."""
+
+    difference: PairedDifference
+    verdict: str
+
+
+def paired_test(
+    first: Mapping[Hashable, float], second: Mapping[Hashable, float], confidence: float
+) -> PairedTest | None:
+    """First − second over their shared keys, tested at α = :func:`significance_level`; None
+    when they share no key."""
+    d = paired_by_key(first, second, confidence)
+    if d is None:
+        return None
+    return PairedTest(d, paired_verdict(d.mean, d.p_value, significance_level(confidence)))
 
 
 @dataclass(frozen=True)
@@ -371,22 +380,6 @@ class ReferenceComparison:
         d = c.difference
         d = dataclasses.replace(d, mean=-d.mean, low=-d.high, high=-d.low)
         return Contrast(other, d, c.p_holm, paired_verdict(d.mean, c.p_holm, self.alpha))
-
-    def sentence(self, what: str = "test loss") -> str:
-        better = [c.other for c in self.contrasts if c.verdict == HIGHER]
-        worse = [c.other for c in self.contrasts if c.verdict == LOWER]
-        n = self.means[self.reference].n
-        base = (
-            f"{self.reference} has the lowest mean {what}"
-            if self.lowest == self.reference
-            else f"{self.lowest} has the lowest mean {what}, not {self.reference}"
-        )
-        detail = (
-            f"{self.reference} is significantly lower than {', '.join(worse) or 'none'} and "
-            f"significantly higher than {', '.join(better) or 'none'} "
-            f"(paired t-tests over {n} matched seeds, Holm-corrected, α = {self.alpha:g})"
-        )
-        return f"Outcome: **{self.reference} {self.outcome}**. {base}; {detail}."
 
 
 def compare_with_reference(
