@@ -10,7 +10,7 @@
   JSON`` in a fresh interpreter, so each measurement has its own peak memory and thread pool;
   :func:`spawn` adds the load average around it.
 * **JSON**: :func:`merge_report` merges an update into ``reports/benchmarks.json`` by (name,
-  device), the file ``repro/report/speed.py`` reads.
+  device), the file ``repro/report/sections/speed.py`` reads.
 """
 
 from __future__ import annotations

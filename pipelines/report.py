@@ -9,7 +9,7 @@ from repro import provenance
 from repro.config import flatten
 from repro.io import write_json
 from repro.report import build_report
-from repro.report.claims import claims_csv_counts
+from repro.report.claims.evaluate import claims_csv_counts
 from repro.report.dvc_metrics import METRICS_FILE, headline_metrics
 from repro.tracking import tracked_run
 

@@ -99,7 +99,7 @@ def provenance(session: dict[str, Any], params: Params, root: Path) -> dict[str,
 def import_session(archive: Path, root: Path) -> Path:
     """``runs/gpu/`` from ``archive``, then ``reports/gpu/``; returns the report's path."""
     from repro.report import build_report
-    from repro.report.gpu import read_session
+    from repro.report.sections.gpu import read_session
 
     runs_gpu = root / "runs" / "gpu"
     unpack(archive, runs_gpu)

@@ -15,7 +15,7 @@ import pytest
 from factories import main_metrics
 
 from repro.config import RunSpec, params_from_dict
-from repro.report.claims import (
+from repro.report.claims.evaluate import (
     CSV_COLUMNS,
     ClaimsError,
     Evidence,

@@ -15,7 +15,7 @@ from repro.encoders import build_model, sse_per_image
 from repro.records import DiagnosisMetrics, read_record
 from repro.report import formatting
 from repro.report.loaders import Run
-from repro.report.section_diagnosis import diagnosis_section
+from repro.report.sections.diagnosis import diagnosis_section
 from tests.conftest import blob_images
 from tests.factories import diagnosis_record
 

@@ -15,10 +15,10 @@ from repro.encoding import encoding_study, probe_model
 from repro.io import save_torch
 from repro.records import EncodingMetrics, read_record
 from repro.report import formatting
-from repro.report.claims import evaluate_claim
-from repro.report.claims_evidence import Evidence
-from repro.report.claims_registry import load_registry
-from repro.report.section_encoding import encoding_section
+from repro.report.claims.evaluate import evaluate_claim
+from repro.report.claims.evidence import Evidence
+from repro.report.claims.registry import load_registry
+from repro.report.sections.encoding import encoding_section
 from repro.train_run import to_unit_float
 from tests.conftest import blob_images
 from tests.factories import encoding_record

@@ -10,6 +10,7 @@ entries and names differ, and the checks below catch a registry built any other 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -130,7 +131,7 @@ def test_config_accepts_every_registry_name(family):
 
 
 def test_studies_are_the_study_registry_keys_everywhere():
-    from repro.report import studies as report_studies
+    from repro.report.sections import studies as report_studies
     from repro.session_runs import SESSION_STUDIES
 
     assert config.STUDIES == _studies()  # pipelines/study.py's --study choices
@@ -192,4 +193,14 @@ def test_the_readme_layout_names_every_module():
     layout = readme[readme.index("## Layout") :]
     modules = [p.name for p in (ROOT / "repro").glob("*.py") if p.name != "__init__.py"]
     missing = [m for m in sorted(modules) if m not in layout]
+    # repro/report/: each module named in the block of its own folder (a sub-package's block runs
+    # from its "    name/" line to the next folder's).
+    report = layout[layout.index("  report/") : layout.index("pipelines/")]
+    blocks = dict(re.findall(r"^ {2,4}(\w+)/ (.*?)(?=^ {4}\w+/ |\Z)", report, re.M | re.S))
+    for folder in [ROOT / "repro" / "report", *(ROOT / "repro" / "report").glob("*/")]:
+        if not (folder / "__init__.py").is_file():
+            continue
+        block = blocks.get(folder.name, "")
+        names = sorted(p.name for p in folder.glob("*.py") if p.name != "__init__.py")
+        missing += [f"{folder.name}/{m}" for m in names if m not in block]
     assert not missing, f"README.md's Layout section does not name {missing}"

@@ -1017,7 +1017,7 @@ def test_protocol_differences_name_the_gfe_deviations_from_params():
 def test_every_claim_is_in_the_claims_table_with_source_and_verdict(
     gfe_report: tuple[Path, str],
 ) -> None:
-    from repro.report.claims import load_registry
+    from repro.report.claims.evaluate import load_registry
 
     _, text = gfe_report
     claims = section(text, "Claims and verdicts", "##")
@@ -1034,7 +1034,7 @@ def test_every_claim_is_in_the_claims_table_with_source_and_verdict(
 
 
 def test_executive_summary_counts_add_up_to_the_claims(gfe_report: tuple[Path, str]) -> None:
-    from repro.report.claims import load_registry
+    from repro.report.claims.evaluate import load_registry
 
     _, text = gfe_report
     summary = section(text, "Executive summary", "##")

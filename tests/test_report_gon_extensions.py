@@ -9,12 +9,12 @@ import pytest
 
 from repro.config import Params, params_from_dict
 from repro.records import ImplicitMetrics, VariationalMetrics
-from repro.report.claims import evaluate_claim
-from repro.report.claims_evidence import Evidence
-from repro.report.claims_registry import load_registry
+from repro.report.claims.evaluate import evaluate_claim
+from repro.report.claims.evidence import Evidence
+from repro.report.claims.registry import load_registry
 from repro.report.loaders import ModelRun, load_implicit, load_variational
-from repro.report.section_implicit import implicit_section
-from repro.report.section_variational import variational_section
+from repro.report.sections.implicit import implicit_section
+from repro.report.sections.variational import variational_section
 
 SEEDS = (0, 1, 2)
 NOISE = (0.0, 0.1, -0.1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from repro.io import write_json
-from repro.report.speed import speed_section
+from repro.report.sections.speed import speed_section
 
 BENCH = {
     "machine": {"device_name": "test CPU"},

@@ -18,8 +18,8 @@ from factories import main_metrics, study_cell
 
 from repro.config import Params, RunSpec, load_params
 from repro.report import build_report
-from repro.report import studies as st
 from repro.report.render import load_claims
+from repro.report.sections import studies as st
 from repro.stats import mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ from repro.encoders import build_model
 from repro.engine import run_group
 from repro.evaluate import affinity_error
 from repro.models import count_parameters
-from repro.report.study_activation import outcome_sentence
+from repro.report.studies.activation import outcome_sentence
 from repro.report.verdicts import BEST, NOT_BEST, NOT_DISTINGUISHABLE, compare_with_reference
 from repro.result_files import is_provenance_file, read_results_json, read_rows
 from repro.stats import holm_adjust, time_to_threshold

@@ -11,7 +11,7 @@ import torch
 from repro.io import save_torch
 from repro.report import formatting
 from repro.report.loaders import EfficiencyRun, load_efficiency_runs
-from repro.report.section_transfer import transfer_section
+from repro.report.sections.transfer import transfer_section
 from repro.result_files import read_results_json
 from repro.transfer import SPLIT_LABEL, class_split, transfer_run
 from tests.conftest import blob_images

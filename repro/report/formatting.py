@@ -1,6 +1,6 @@
 """Number formatting for the report and the Jinja environment that lays the context out.
 
-Formatting only: every value arrives from a section module (``repro/report/section_*.py``) as
+Formatting only: every value arrives from a section module (``repro/report/sections/*.py``) as
 a number, an interval or a list; this module decides how it is printed and renders
 ``templates/report.md.j2``.
 """
@@ -18,6 +18,19 @@ from repro.stats import MeanCI
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "report.md.j2"
+
+# The summary of one loss over seeds, in results.csv and studies.csv alike.
+STAT_COLUMNS = (
+    "confidence",
+    "unit",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "std",
+    "mse_per_pixel_mean",
+    "mse_per_pixel_ci_low",
+    "mse_per_pixel_ci_high",
+)
 
 
 def fmt_list(values: Iterable[Any]) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from repro.config import Params
 from repro.records import DiagnosisMetrics
-from repro.report.claims import Evidence
+from repro.report.claims.evaluate import Evidence
 from repro.report.loaders import (
     EfficiencyRun,
     Run,
@@ -30,10 +30,10 @@ from repro.report.loaders import (
     load_runs,
     load_variational,
 )
-from repro.report.section_efficiency import efficiency_warnings, study_loss
-from repro.report.section_provenance import consistency_warnings
-from repro.report.section_results import ordered, references_frame
-from repro.report.studies import StudyRun, load_studies
+from repro.report.sections.efficiency import efficiency_warnings, study_loss
+from repro.report.sections.provenance import consistency_warnings
+from repro.report.sections.results import ordered, references_frame
+from repro.report.study_runs import StudyRun, load_studies
 
 
 @dataclass
@@ -99,7 +99,7 @@ def load_inputs(runs_dir: Path, data_dir: Path, out_dir: Path, params: Params) -
     warnings += bench_warnings
     study_runs = load_studies(runs_dir / "studies")[0]
     convergence = load_convergence(runs_dir / "convergence")
-    # The claim rules read what repro.report.claims.collect_evidence would load, in its order.
+    # The claim rules read what repro.report.claims.evaluate.collect_evidence would load, in its order.
     evidence = Evidence(
         params=params,
         main=main_loaded,

@@ -1,7 +1,7 @@
 """Read what the pipeline wrote: run metrics, curves, study summaries, benchmark, claims.
 
 One module owns the on-disk layout (see :mod:`repro.report.render` for the list of files), so
-the report and the claim verdicts (:mod:`repro.report.claims`) read the same evidence the same
+the report and the claim verdicts (:mod:`repro.report.claims.evaluate`) read the same evidence the same
 way. Every loader tolerates a missing or incomplete input and says so in a warning: a partial
 pipeline still yields a report in which the missing part is "not run" or "not tested".
 """

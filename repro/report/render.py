@@ -6,23 +6,24 @@ and ``history.csv``, the reference losses, the data manifests, the params and ``
 inputs, read once (:mod:`repro.report.inputs`), hands them to one module per report section and
 renders the result:
 
-    section_results      results.csv: the main runs summarised over seeds
-    section_datasets     per dataset: headline table, references, BatchNorm modes, spread
-    section_published    Table 1 and the Julia reproduction; parameter counts
-    section_protocol     how this run's protocol departs from the published one
-    section_provenance   compute, data manifests, per-run records; consistency warnings
-    section_efficiency   GFE data efficiency (and its results.csv rows)
-    section_convergence  GFE convergence
-    section_gradients    GFE decoder-gradient benchmark
-    section_diagnosis    why GON with the MLP decoder stays at the mean image
-    section_encoding     encoding optimality (amortisation gap), GFE's start, encode cost
-    section_transfer     generalisation to unseen classes (digits 0–4 → 5–9)
-    section_variational  the variational GON against a VAE (bounds, samples)
-    section_implicit     the implicit GON (SIREN) against an implicit AE; super-resolution
-    section_figures      the figures of the main runs and the GFE studies
-    formatting           number filters, the Jinja environment, render_markdown
-    studies, speed, gpu, narrative, claims: the ablation studies, step times, the GPU session,
-                         the executive summary and the claim verdicts
+    sections.results      results.csv: the main runs summarised over seeds
+    sections.datasets     per dataset: headline table, references, BatchNorm modes, spread
+    sections.published    Table 1 and the Julia reproduction; parameter counts
+    sections.protocol     how this run's protocol departs from the published one
+    sections.provenance   compute, data manifests, per-run records; consistency warnings
+    sections.efficiency   GFE data efficiency (and its results.csv rows)
+    sections.convergence  GFE convergence
+    sections.gradients    GFE decoder-gradient benchmark
+    sections.diagnosis    why GON with the MLP decoder stays at the mean image
+    sections.encoding     encoding optimality (amortisation gap), GFE's start, encode cost
+    sections.transfer     generalisation to unseen classes (digits 0–4 → 5–9)
+    sections.variational  the variational GON against a VAE (bounds, samples)
+    sections.implicit     the implicit GON (SIREN) against an implicit AE; super-resolution
+    sections.figures      the figures of the main runs and the GFE studies
+    sections.studies      the ablation studies (studies/) and the main-run controls (controls/)
+    sections.speed, .gpu, .narrative: step times, the GPU session, the executive summary
+    claims.evaluate       the claim verdicts (claims.csv)
+    formatting            number filters, the Jinja environment, render_markdown
 
 Layout read (written by the pipeline)::
 
@@ -43,7 +44,7 @@ Layout written::
 
     out_dir/report.md, out_dir/report.html, out_dir/results.csv, out_dir/claims.csv,
     out_dir/figures/*.png, out_dir/plots/*.csv (the data of `dvc plots show`: repro.report.dvc_plots)
-    out_dir/studies.csv, out_dir/figures/study_*.png     (ablation studies: repro.report.studies)
+    out_dir/studies.csv, out_dir/figures/study_*.png     (ablation studies: repro.report.sections.studies)
 """
 
 from __future__ import annotations
@@ -56,17 +57,15 @@ import pandas as pd
 
 from repro.config import Params
 from repro.io import atomic_write
-from repro.report import narrative
-from repro.report.claims import (
+from repro.report.claims.evaluate import (
     ClaimResult,
     evaluate_claims,
     load_registry,
     write_claims_csv,
 )
 from repro.report.dvc_plots import write_plot_data
-from repro.report.figures import bn_label, dataset_label, method_label
+from repro.report.figures.common import bn_label, dataset_label, method_label
 from repro.report.formatting import TEMPLATE_NAME, TEMPLATES_DIR, render_markdown
-from repro.report.gpu import gpu_section
 from repro.report.html import write_html
 from repro.report.inputs import ReportInputs, load_inputs
 from repro.report.loaders import (
@@ -84,27 +83,29 @@ from repro.report.loaders import (
     load_reference,
     load_runs,
 )
-from repro.report.section_convergence import convergence_sections
-from repro.report.section_datasets import DatasetSection, dataset_sections
-from repro.report.section_diagnosis import diagnosis_section
-from repro.report.section_efficiency import (
+from repro.report.sections import narrative
+from repro.report.sections.convergence import convergence_sections
+from repro.report.sections.datasets import DatasetSection, dataset_sections
+from repro.report.sections.diagnosis import diagnosis_section
+from repro.report.sections.efficiency import (
     efficiency_frames,
     efficiency_results,
     efficiency_section,
 )
-from repro.report.section_encoding import encoding_section
-from repro.report.section_figures import histories_long, write_figures, write_gfe_figures
-from repro.report.section_gradients import gradients_section
-from repro.report.section_implicit import implicit_section
-from repro.report.section_protocol import protocol_differences, protocol_values
-from repro.report.section_provenance import (
+from repro.report.sections.encoding import encoding_section
+from repro.report.sections.figures import histories_long, write_figures, write_gfe_figures
+from repro.report.sections.gpu import gpu_section
+from repro.report.sections.gradients import gradients_section
+from repro.report.sections.implicit import implicit_section
+from repro.report.sections.protocol import protocol_differences, protocol_values
+from repro.report.sections.provenance import (
     compute_seconds,
     efficiency_run_records,
     provenance_section,
     resize_entries,
 )
-from repro.report.section_published import parameters_section, published_section
-from repro.report.section_results import (
+from repro.report.sections.published import parameters_section, published_section
+from repro.report.sections.results import (
     EFFICIENCY_COLUMNS,
     RESULTS_COLUMNS,
     Comparison,
@@ -114,10 +115,10 @@ from repro.report.section_results import (
     summarise,
     write_results_csv,
 )
-from repro.report.section_transfer import transfer_section
-from repro.report.section_variational import variational_section
-from repro.report.speed import speed_section
-from repro.report.studies import studies_context
+from repro.report.sections.speed import speed_section
+from repro.report.sections.studies import studies_context
+from repro.report.sections.transfer import transfer_section
+from repro.report.sections.variational import variational_section
 
 # Re-exported: callers and tests import these from here.
 __all__ = [
@@ -182,7 +183,7 @@ def build_report(
     write_results_csv(out_dir / "results.csv", results, eff_results)
     write_plot_data(runs, inputs.eff_runs, out_dir / "plots")
     figs = _figures(inputs, out_dir, results, finals, eff_curves, efficiency, convergence)
-    # Ablation studies and main-run controls (repro.report.studies): studies.csv, figures.
+    # Ablation studies and main-run controls (repro.report.sections.studies): studies.csv, figures.
     studies, study_warnings = studies_context(
         runs_dir,
         out_dir,
@@ -195,7 +196,7 @@ def build_report(
         datasets_run={r.dataset for r in runs},
     )
     speed, speed_warnings = speed_section(out_dir, out_dir / "figures")
-    # Claims: each one's rule applied to the same evidence (repro/report/claims.py).
+    # Claims: each one's rule applied to the same evidence (repro/report/claims/evaluate.py).
     registry = load_registry()
     verdicts = evaluate_claims(registry, inputs.evidence)
     write_claims_csv(out_dir / "claims.csv", verdicts)

@@ -1,0 +1,1 @@
+"""Controls on the main runs: the linear-encoder AE, convergence speed and training cost."""

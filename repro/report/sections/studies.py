@@ -1,0 +1,177 @@
+"""The ablation studies and the main-run controls of the report: the one entry point
+:func:`studies_context` that ``build_report`` calls.
+
+The ablations are those of the reproducibility report (activation function, its claim 2;
+latent size, its Table 1; k gradient steps, its extension); the controls come from
+docs/protocol.md §5 (a one-step GON's encoder is affine) and the GON paper's abstract
+(faster convergence, half the parameters). Five sections, each a plain dict the template
+``studies.md.j2`` lays out, each built by its own module, plus one line about CIFAR-10:
+
+* ``activation`` — "ELU is best": :mod:`repro.report.studies.activation`.
+* ``multistep`` — k gradient steps from the origin: :mod:`repro.report.studies.multistep`.
+* ``latent`` — Table 1 (nz = 64, 128, 256): :mod:`repro.report.studies.latent`.
+* ``linear_encoder`` — a one-step GON's encoder is affine: GON vs the AE with a freely learned
+  linear encoder vs the convolutional AE: :mod:`repro.report.controls.linear_encoder`.
+* ``cost`` — parameter counts of every model trained (:mod:`repro.report.controls.cost`) and
+  convergence speed (:mod:`repro.report.controls.convergence`).
+
+The records they read are loaded by :mod:`repro.report.study_runs`; the helpers they share are
+in :mod:`repro.report.studies.common`; ``studies.csv`` is :mod:`repro.report.studies.table`; the
+figures are drawn by :mod:`repro.report.studies.figures` and :mod:`repro.report.controls.figures`.
+
+Nothing here knows a result; every number is read from the files below. A section whose inputs
+are absent has status "not run"; a diverged run is listed, never averaged.
+
+Layout read (written by the pipeline)::
+
+    runs/studies/<study>/<cell>/{metrics.json, curves.csv}
+    runs/<dataset>/<method>-nz<nz>-s<seed>/{metrics.json, curve.csv}   (main runs)
+    runs/efficiency/<dataset>/<run>/metrics.json                          (parameter counts)
+
+Layout written::
+
+    out_dir/studies.csv        one row per study × cell × method × bn_mode × split
+    out_dir/figures/study_*.png
+
+Every name other modules and the tests import from here is re-exported (``__all__``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from repro.config import DATASETS, DataConfig, Params
+from repro.report.claims.registry import claims_by_id, published_parameter_ratio
+from repro.report.controls.convergence import (
+    RIVALS,
+    convergence_section,
+    draw_convergence_figures,
+    paired_curve_difference,
+)
+from repro.report.controls.cost import cost_section, parameter_rows
+from repro.report.controls.linear_encoder import (
+    LINEAR_METHODS,
+    linear_encoder_section,
+)
+from repro.report.labels import dataset_label
+from repro.report.studies.activation import activation_section
+from repro.report.studies.common import (
+    STUDY_CLAIMS,
+    StudySection,
+    ordered,
+    with_figure,
+)
+from repro.report.studies.latent import latent_section
+from repro.report.studies.multistep import multistep_section
+from repro.report.studies.table import STUDIES_CSV_COLUMNS, studies_table, write_studies_csv
+from repro.report.study_runs import (
+    CURVE_COLUMNS,
+    MSE,
+    SPLITS,
+    SSE,
+    STUDIES,
+    StudyRun,
+    finite_or_none,
+    load_studies,
+    read_curve,
+)
+
+__all__ = [
+    "CURVE_COLUMNS",
+    "DATASETS",
+    "LINEAR_METHODS",
+    "MSE",
+    "RIVALS",
+    "SPLITS",
+    "SSE",
+    "STUDIES",
+    "STUDIES_CSV_COLUMNS",
+    "STUDY_CLAIMS",
+    "StudyRun",
+    "StudySection",
+    "activation_section",
+    "claims_by_id",
+    "convergence_section",
+    "cost_section",
+    "datasets_note",
+    "finite_or_none",
+    "latent_section",
+    "linear_encoder_section",
+    "load_studies",
+    "multistep_section",
+    "paired_curve_difference",
+    "parameter_rows",
+    "published_parameter_ratio",
+    "read_curve",
+    "studies_context",
+    "studies_table",
+]
+
+
+def studies_context(
+    runs_dir: Path,
+    out_dir: Path,
+    *,
+    main_runs: Sequence[Any],
+    eff_runs: Sequence[Any],
+    params: Params,
+    claims: Mapping[str, Any],
+    confidence: float,
+    headline_bn: str,
+    datasets_run: Iterable[str],
+) -> tuple[dict[str, Any], list[str]]:
+    """Every study section for the template, studies.csv and the figures; plus warnings.
+
+    ``main_runs`` are :class:`repro.report.render.Run` (dataset, method, nz, seed, path,
+    metrics, name); ``eff_runs`` anything with ``method`` and ``metrics``.
+    """
+    runs, curves, warnings = load_studies(Path(runs_dir) / "studies")
+    profile = params.profile
+    other = sorted({r.name for r in runs if r.record.get("profile") not in (None, profile)})
+    if other:
+        warnings.append(f"study runs from a profile other than `{profile}`: {', '.join(other)}")
+    studies: dict[str, StudySection] = {
+        "activation": activation_section(
+            runs, curves, params, claims, confidence=confidence, headline_bn=headline_bn
+        ),
+        "multistep": multistep_section(
+            runs, params, claims, confidence=confidence, headline_bn=headline_bn
+        ),
+        "latent": latent_section(
+            runs, main_runs, params, claims, confidence=confidence, headline_bn=headline_bn
+        ),
+    }
+    linear = linear_encoder_section(
+        main_runs, params, confidence=confidence, headline_bn=headline_bn
+    )
+    convergence = convergence_section(main_runs, params, confidence=confidence)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_studies_csv(
+        out_dir / "studies.csv",
+        studies_table(runs, confidence=confidence, headline_bn=headline_bn),
+    )
+    fig_dir = out_dir / "figures"
+    sections = {name: with_figure(s, fig_dir, name) for name, s in studies.items()}
+    sections["linear_encoder"] = with_figure(linear, fig_dir, "linear_encoder")
+    methods = ordered({r.method for r in main_runs}, params.train.methods)
+    sections["cost"] = cost_section(main_runs, runs, eff_runs, params, claims) | {
+        "convergence": draw_convergence_figures(
+            convergence, fig_dir, methods=methods, confidence=confidence
+        )
+    }
+    sections["datasets_note"] = datasets_note(params.data, datasets_run)
+    sections["confidence"] = confidence
+    return sections, warnings
+
+
+def datasets_note(data: DataConfig, datasets_run: Iterable[str]) -> dict[str, Any]:
+    """Whether this version of the pipeline can load CIFAR-10, and whether it ran."""
+    return {
+        "cifar10_supported": "cifar10" in DATASETS,
+        "cifar10_listed": "cifar10" in data.datasets,
+        "cifar10_ran": "cifar10" in set(datasets_run),
+        "allowed": [dataset_label(d) for d in DATASETS],
+    }
