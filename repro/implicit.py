@@ -50,7 +50,7 @@ from repro.evaluate import loss_summary
 from repro.io import atomic_write, save_torch
 from repro.models import count_parameters
 from repro.records import ImplicitMetrics
-from repro.runtime import configure_torch
+from repro.runtime import configure_torch, select_device
 from repro.step import training_step
 from repro.train_run import to_unit_float
 
@@ -62,6 +62,7 @@ RECENT_LATENT_BATCHES = 100
 SAMPLES = 64  # an 8×8 grid, the code's batch of samples
 RECON_IMAGES = 32
 HISTORY_POINTS = 10  # training-loss rows per run (each the mean since the previous row)
+CPU = torch.device("cpu")
 
 
 def implicit_name(dataset: str, method: str, seed: int, low_res: int | None = None) -> str:
@@ -125,12 +126,14 @@ def super_resolution_sse(
 @torch.no_grad()
 def encode(model: LatentModel, x: torch.Tensor, chunk: int) -> torch.Tensor:
     """Latents (N, nz, 1, 1) of images x in evaluation mode (the AE's BatchNorm: running
-    statistics), ``chunk`` images at a time (a GON latent does not depend on its batch)."""
+    statistics), ``chunk`` images at a time (a GON latent does not depend on its batch), each
+    chunk on the model's device; the latents come back on the CPU."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     z = torch.cat(
         [
-            model.encoder(x[i : i + chunk], model.decoder, create_graph=False)
+            model.encoder(x[i : i + chunk].to(device), model.decoder, create_graph=False).cpu()
             for i in range(0, len(x), chunk)
         ]
     )
@@ -140,9 +143,14 @@ def encode(model: LatentModel, x: torch.Tensor, chunk: int) -> torch.Tensor:
 
 @torch.no_grad()
 def render(model: LatentModel, z: torch.Tensor, size: int, chunk: int) -> torch.Tensor:
-    """The SIREN's images of latents z on a size×size grid, ``chunk`` latents at a time."""
+    """The SIREN's images of latents z on a size×size grid, ``chunk`` latents at a time on the
+    model's device; the images come back on the CPU."""
+    device = next(model.parameters()).device
     return torch.cat(
-        [model.decoder.render(z[i : i + chunk], size) for i in range(0, len(z), chunk)]
+        [
+            model.decoder.render(z[i : i + chunk].to(device), size).cpu()
+            for i in range(0, len(z), chunk)
+        ]
     )
 
 
@@ -164,18 +172,26 @@ def gaussian_samples(latents: torch.Tensor, n: int, generator: torch.Generator) 
 
 
 def train_implicit(
-    method: str, cfg: ImplicitConfig, images: torch.Tensor, *, seed: int, name: str
+    method: str,
+    cfg: ImplicitConfig,
+    images: torch.Tensor,
+    *,
+    seed: int,
+    name: str,
+    device: torch.device = CPU,
 ) -> tuple[LatentModel, list[dict[str, float]], torch.Tensor]:
     """Train ``method`` for ``cfg.steps`` Adam steps on batches of ``images`` (float, N×C×r×r).
 
     Batches are drawn in a seeded order, a fresh permutation per pass (the last incomplete batch
-    of a pass dropped, as the code's ``drop_last``). Returns the model, the training-loss history
-    and the latents of the last ``RECENT_LATENT_BATCHES`` batches (N, nz), for sampling.
+    of a pass dropped, as the code's ``drop_last``). The model is built on the CPU (the same
+    initial weights on every device) and trained on ``device`` (default: the CPU). Returns the
+    model, the training-loss history and the latents of the last ``RECENT_LATENT_BATCHES``
+    batches (N, nz, on the CPU), for sampling.
     """
     n, batch = len(images), cfg.batch_size
     if n < batch:
         raise ValueError(f"{name}: {n} training images, fewer than one batch of {batch}")
-    model = implicit_model(method, cfg, images.shape[1], images.shape[-1], seed)
+    model = implicit_model(method, cfg, images.shape[1], images.shape[-1], seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     order_gen = torch.Generator().manual_seed(seed)
     order, cursor = torch.randperm(n, generator=order_gen), 0
@@ -190,7 +206,7 @@ def train_implicit(
         for step in range(cfg.steps):
             if cursor + batch > n:
                 order, cursor = torch.randperm(n, generator=order_gen), 0
-            x = images[order[cursor : cursor + batch]]
+            x = images[order[cursor : cursor + batch]].to(device)
             cursor += batch
             t0 = time.perf_counter()
 
@@ -214,7 +230,7 @@ def train_implicit(
                 losses = []
     finally:
         hook.remove()
-    return model, history, torch.cat(recent)
+    return model, history, torch.cat(recent).cpu()
 
 
 def image_grid(images: torch.Tensor, *, ncol: int = 8, pad: int = 2) -> torch.Tensor:
@@ -255,7 +271,8 @@ def implicit_run(
     cfg = params.implicit
     if low_res and method != "gon":
         raise ValueError(f"super-resolution runs are GON only, got {method!r}")
-    configure_torch(torch.device("cpu"), params.train.num_threads)
+    device = select_device(params.train.device)
+    configure_torch(device, params.train.num_threads)
     name = implicit_name(dataset, method, seed, cfg.low_res if low_res else None)
     out, data_dir = root / "runs" / name, root / "data" / dataset
     train = to_unit_float(load_split(data_dir, "train")[0][: cfg.train_images])
@@ -267,7 +284,9 @@ def implicit_run(
     else:
         test_in = test
     t0 = time.perf_counter()
-    model, history, latents = train_implicit(method, cfg, train, seed=seed, name=name)
+    model, history, latents = train_implicit(
+        method, cfg, train, seed=seed, name=name, device=device
+    )
     train_seconds = time.perf_counter() - t0
     z = encode(model, test_in, cfg.batch_size)
     recon = render(model, z, resolution, cfg.batch_size)
@@ -290,7 +309,7 @@ def implicit_run(
     save_torch(
         root / "models" / name / "model.pt",
         {
-            "state_dict": model.state_dict(),
+            "state_dict": model.cpu().state_dict(),
             "method": method,
             "config": {"implicit": asdict(cfg), "resolution": resolution, "seed": seed},
         },

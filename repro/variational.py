@@ -52,7 +52,7 @@ from repro.io import atomic_write, save_torch
 from repro.models import ConvDecoder, ConvEncoder, count_parameters
 from repro.names import VARIATIONAL_METHODS, registry
 from repro.records import VariationalMetrics
-from repro.runtime import configure_torch
+from repro.runtime import configure_torch, select_device
 from repro.sample_scores import CLASSIFIER_IMAGES, fit_classifier
 from repro.train_run import to_unit_float
 from repro.variational_eval import (
@@ -128,7 +128,7 @@ class VariationalGON(VariationalModel):
         self, x: torch.Tensor, generator: torch.Generator | None, create_graph: bool
     ) -> torch.Tensor:
         z0 = torch.zeros(x.shape[0], self.nz, device=x.device, dtype=x.dtype, requires_grad=True)
-        eps = None if generator is None else torch.randn(z0.shape, generator=generator)
+        eps = None if generator is None else torch.randn(z0.shape, generator=generator).to(x.device)
         with torch.enable_grad():  # the latent is a gradient, even inside torch.no_grad()
             (grad,) = torch.autograd.grad(
                 self.inner_loss(z0, x, eps), z0, create_graph=create_graph
@@ -165,7 +165,7 @@ def variational_loss(
 ) -> torch.Tensor:
     """The training loss: batch mean of BCE + KL at z̃ = μ + σ·ε (Variational-GON.py's outer step)."""
     mu, logvar = model.posterior(x, generator, create_graph=True)
-    z = reparameterize(mu, logvar, torch.randn(mu.shape, generator=generator))
+    z = reparameterize(mu, logvar, torch.randn(mu.shape, generator=generator).to(mu.device))
     return (bce_per_image(model.decode(z), x) + gaussian_kl(mu, logvar)).mean()
 
 
@@ -178,9 +178,11 @@ def train_variational(
 ) -> list[dict[str, float]]:
     """``cfg.epochs`` epochs of Adam at ``cfg.lr`` over ``images_uint8`` (full batches only).
 
-    One generator seeded with ``seed`` shuffles each epoch and draws every ε. Returns one row
+    One generator seeded with ``seed`` (on the CPU, so a seed draws the same ε on every device)
+    shuffles each epoch and draws every ε; batches move to the model's device. Returns one row
     per epoch: ``epoch`` (from 1), ``train_loss`` (mean over its steps) and ``seconds``.
     """
+    device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(seed)
     steps = images_uint8.shape[0] // cfg.batch_size
@@ -192,7 +194,7 @@ def train_variational(
         for step in range(steps):
             x = to_unit_float(
                 images_uint8[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-            )
+            ).to(device)
             loss = variational_loss(model, x, gen)
             if not torch.isfinite(loss):
                 raise DivergenceError(
@@ -238,7 +240,8 @@ def variational_run(method: str, seed: int, params: Params, root: Path) -> dict[
     ``history`` (per-epoch rows) and ``files``.
     """
     cfg = params.variational
-    configure_torch(torch.device("cpu"), params.train.num_threads)
+    device = select_device(params.train.device)
+    configure_torch(device, params.train.num_threads)
     name = variational_name(cfg.dataset, method, seed)
     root = Path(root)
     out = root / "runs" / name
@@ -251,7 +254,7 @@ def variational_run(method: str, seed: int, params: Params, root: Path) -> dict[
             f"variational.sample_images need {max(cfg.test_images, cfg.sample_images)}"
         )
     torch.manual_seed(seed)
-    model = build_variational_model(method, cfg, channels=train_x.shape[1])
+    model = build_variational_model(method, cfg, channels=train_x.shape[1]).to(device)
     history = train_variational(model, train_x, cfg, seed, name)
     test = held_out_bounds(model, to_unit_float(test_x[: cfg.test_images]), cfg.iw_samples, seed)
     reference = to_unit_float(test_x[: cfg.sample_images])
@@ -276,7 +279,7 @@ def variational_run(method: str, seed: int, params: Params, root: Path) -> dict[
     }
     save_torch(
         root / "models" / name / "model.pt",
-        {"state_dict": model.state_dict(), "method": method, "config": config},
+        {"state_dict": model.cpu().state_dict(), "method": method, "config": config},
         checksum=True,
     )
     record = VariationalMetrics(

@@ -124,13 +124,14 @@ def held_out_bounds(
     """
     was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same ε on every device
     per_pass = max(1, EVAL_DECODES // iw_samples)
     sums = dict.fromkeys(("bce", "kl", "neg_iwae"), 0.0)
     try:
         for start in range(0, x.shape[0], per_pass):
-            xb = x[start : start + per_pass]
-            eps = torch.randn(iw_samples, xb.shape[0], model.nz, generator=gen)
+            xb = x[start : start + per_pass].to(device)
+            eps = torch.randn(iw_samples, xb.shape[0], model.nz, generator=gen).to(device)
             per_image = bounds_of_batch(model, xb, eps)
             for key in sums:
                 sums[key] += float(per_image[key].double().sum())
@@ -154,15 +155,17 @@ def prior_samples(model: nn.Module, n: int, way: str, generator: torch.Generator
         raise ValueError(f"unknown way of sampling {way!r}; allowed: {list(SAMPLING_WAYS)}")
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     chunks = []
     try:
         for start in range(0, n, SAMPLE_BATCH):
             m = min(SAMPLE_BATCH, n - start)
-            z = torch.randn(m, model.nz, generator=generator)
+            z = torch.randn(m, model.nz, generator=generator).to(device)
             if way == "heads":
                 mu, logvar = model.heads(z)
-                z = reparameterize(mu, logvar, torch.randn(m, model.nz, generator=generator))
-            chunks.append(model.decode(z))
+                eps = torch.randn(m, model.nz, generator=generator).to(device)
+                z = reparameterize(mu, logvar, eps)
+            chunks.append(model.decode(z).cpu())
     finally:
         model.train(was_training)
     return torch.cat(chunks)

@@ -67,6 +67,7 @@ losses by less than 1%, the tolerance the profiles state.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -79,7 +80,9 @@ import torch
 from repro.encoders import build_model, gon_training_loss
 from repro.evaluate import mean_mse_per_pixel
 from repro.gpu import graphed_training_step
+from repro.implicit import implicit_run
 from repro.step import training_step
+from repro.variational import variational_run
 from tests.test_batched import BATCH as STACK_BATCH
 from tests.test_batched import (
     BOUNDS_F32,
@@ -288,6 +291,46 @@ def test_tf32_changes_gon_training_losses_by_less_than_one_percent(tf32_off_dete
     torch.testing.assert_close(fast, exact, rtol=TF32_LOSS_RTOL, atol=0)
 
 
+def _on(params, device: str):
+    return dataclasses.replace(params, train=dataclasses.replace(params.train, device=device))
+
+
+# The studies' own tolerance, GPU against CPU after their tiny runs (one epoch, 16 steps): the
+# variational GON's inner step starts at z₀ = 0 like GON's, whose float32 losses drift by up
+# to 2e-2 per step (CPU_GPU_RTOL), and a held-out bound sums that drift over the run.
+STUDY_RTOL = 5e-2
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("method", ["vgon", "vae"])
+def test_the_variational_study_trains_on_the_gpu_as_on_the_cpu(
+    tiny_params, tiny_data_dir, method, tf32_off_deterministic_cudnn
+):
+    """``train.device`` moves the variational study's training, bounds and sampling to the GPU;
+    its noise comes from CPU generators, so a seed draws the same ε on both devices."""
+    root = tiny_data_dir.parents[1]
+    cpu = variational_run(method, 0, _on(tiny_params, "cpu"), root)["metrics"]
+    gpu = variational_run(method, 0, _on(tiny_params, "cuda"), root)["metrics"]
+    for key, value in cpu["test"].items():
+        assert gpu["test"][key] == pytest.approx(value, rel=STUDY_RTOL), key
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("method", ["gon", "ae"])
+def test_the_implicit_study_trains_on_the_gpu_as_on_the_cpu(
+    tiny_params, tiny_data_dir, tmp_path, method, tf32_off_deterministic_cudnn
+):
+    """``train.device`` moves the implicit study's SIREN training, encoding and rendering to the
+    GPU; its held-out loss agrees with the CPU run's."""
+    cpu = implicit_run(method, "synthetic", 0, _on(tiny_params, "cpu"), tmp_path)["metrics"]
+    gpu = implicit_run(method, "synthetic", 0, _on(tiny_params, "cuda"), tmp_path)["metrics"]
+    assert gpu["test"]["sse_per_image"] == pytest.approx(
+        cpu["test"]["sse_per_image"], rel=STUDY_RTOL
+    )
+
+
 @pytest.mark.stage
 def test_gpu_module_imports_without_mlflow_or_dvc():
     """A GPU machine has torch but neither mlflow nor dvc: collect and run this module's GPU
@@ -298,7 +341,7 @@ def test_gpu_module_imports_without_mlflow_or_dvc():
             "sys.modules['mlflow'] = None  # any `import mlflow...` now raises ImportError",
             "sys.modules['dvc'] = None",
             "import repro.encoders, repro.step, repro.gpu, repro.batched, repro.train",
-            "import repro.groups, repro.engine, repro.data",
+            "import repro.groups, repro.engine, repro.data, repro.variational, repro.implicit",
             "import pytest",
             "sys.exit(pytest.main(",
             "    ['-q', '-m', 'gpu', 'tests/test_gpu.py', '-p', 'no:cacheprovider']",

@@ -288,3 +288,16 @@ def test_the_stage_script_writes_what_a_run_in_this_process_writes(
     path = stage_root / "runs" / "implicit" / "synthetic" / "ae-s1" / "metrics.json"
     theirs = read_record(ImplicitMetrics, path).to_dict()
     assert theirs | {"train_seconds": None} == ours | {"train_seconds": None}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal needs a machine without CUDA")
+def test_the_implicit_run_trains_on_train_device_and_refuses_cuda_without_one(
+    tiny_params, tiny_data_dir, tmp_path
+):
+    """The study runs where ``train.device`` says (tests/test_gpu.py compares the GPU with the
+    CPU); asked for CUDA on a machine without it, a run stops naming the key, never falls back."""
+    params = dataclasses.replace(
+        tiny_params, train=dataclasses.replace(tiny_params.train, device="cuda")
+    )
+    with pytest.raises(RuntimeError, match="train.device: 'cuda' was asked for"):
+        implicit_run("ae", "synthetic", 0, params, tmp_path)

@@ -321,3 +321,16 @@ def test_the_group_trains_every_method_and_seed(tiny_params, tiny_data_dir):
                 root / "runs" / "variational" / "synthetic" / f"{method}-s{seed}" / "metrics.json"
             )
             assert read_record(VariationalMetrics, path).mlflow_run_id is None  # tracking off
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal needs a machine without CUDA")
+def test_the_variational_run_trains_on_train_device_and_refuses_cuda_without_one(
+    tiny_params, tiny_data_dir
+):
+    """The study runs where ``train.device`` says (tests/test_gpu.py compares the GPU with the
+    CPU); asked for CUDA on a machine without it, a run stops naming the key, never falls back."""
+    params = dataclasses.replace(
+        tiny_params, train=dataclasses.replace(tiny_params.train, device="cuda")
+    )
+    with pytest.raises(RuntimeError, match="train.device: 'cuda' was asked for"):
+        variational_run("vae", 0, params, tiny_data_dir.parents[1])
