@@ -20,8 +20,9 @@ from PIL import Image
 from repro.config import Params, RunSpec, params_from_dict
 from repro.io import write_json
 from repro.records import EfficiencyMetrics, MainMetrics
-from repro.report import build_report, protocol_differences
-from repro.report.render import load_claims
+from repro.report import build_report
+from repro.report.loaders import load_claims
+from repro.report.sections.protocol import protocol_differences
 from repro.stats import mean_ci
 from tests.factories import diagnosis_record, encoding_record
 
@@ -997,7 +998,6 @@ def test_unreadable_benchmark_is_a_warning(tmp_path: Path) -> None:
 
 
 def test_protocol_differences_name_the_gfe_deviations_from_params():
-    from repro.report import protocol_differences
 
     params = {
         "profile": "quick",

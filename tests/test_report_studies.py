@@ -18,7 +18,7 @@ from factories import main_metrics, study_cell
 
 from repro.config import Params, RunSpec, load_params
 from repro.report import build_report
-from repro.report.render import load_claims
+from repro.report.loaders import load_claims
 from repro.report.sections import studies as st
 from repro.stats import mean_ci
 
@@ -355,7 +355,7 @@ def test_latent_rows_with_published_value_and_single_seed(full: tuple[Path, str]
 
 def test_latent_takes_main_runs_at_table1_nz(tmp_path: Path) -> None:
     write_main_runs(tmp_path / "runs", nz=64, curves=False)
-    from repro.report.render import load_runs
+    from repro.report.loaders import load_runs
 
     main, _ = load_runs(tmp_path / "runs")
     lat = st.latent_section(
@@ -437,7 +437,7 @@ def test_convergence_mean_over_reached_runs_only(tmp_path: Path) -> None:
         c = pd.read_csv(path)
         c["test_mse_per_pixel"] = c["test_mse_per_pixel"] * 0.5
         c.to_csv(path, index=False)
-    from repro.report.render import load_runs
+    from repro.report.loaders import load_runs
 
     main, _ = load_runs(tmp_path / "runs")
     conv = st.convergence_section(main, params(), confidence=0.95).context

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_report", "protocol_differences"]
+__all__ = ["build_report"]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from repro.config import Params
 from repro.records import DiagnosisMetrics
 from repro.report.claims.evaluate import Evidence
 from repro.report.loaders import (
+    ConvergenceStudy,
     EfficiencyRun,
     Run,
     load_benchmark,
@@ -63,8 +64,8 @@ class ReportInputs:
         return self.evidence.studies
 
     @property
-    def convergence(self) -> list[dict[str, Any]]:
-        """load_convergence: per dataset, summary and curves."""
+    def convergence(self) -> list[ConvergenceStudy]:
+        """The GFE convergence study of each dataset."""
         return self.evidence.convergence
 
     @property

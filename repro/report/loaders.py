@@ -180,21 +180,29 @@ def load_efficiency_runs(eff_dir: Path) -> tuple[list[EfficiencyRun], list[str]]
     return runs, warnings
 
 
-def load_convergence(conv_dir: Path) -> list[dict[str, Any]]:
-    """runs/convergence/<dataset>/: its summary and, when present (DVC cache), its curves."""
-    out = []
+@dataclass(frozen=True)
+class ConvergenceStudy:
+    """runs/convergence/<dataset>/: summary.json and, when present (DVC cache), curves.csv."""
+
+    dataset: str
+    summary: dict[str, Any]
+    curves: pd.DataFrame | None
+
+
+def load_convergence(conv_dir: Path) -> list[ConvergenceStudy]:
+    """Every dataset's convergence study under ``conv_dir`` (none when it is absent)."""
     if not conv_dir.is_dir():
-        return out
-    for summary_path in sorted(conv_dir.glob("*/summary.json")):
-        curves_path = summary_path.parent / "curves.csv"
-        out.append(
-            {
-                "dataset": summary_path.parent.name,
-                "summary": read_results_json(summary_path),
-                "curves": read_frame(curves_path) if curves_path.is_file() else None,
-            }
+        return []
+    return [
+        ConvergenceStudy(
+            dataset=path.parent.name,
+            summary=read_results_json(path),
+            curves=read_frame(path.parent / "curves.csv")
+            if (path.parent / "curves.csv").is_file()
+            else None,
         )
-    return out
+        for path in sorted(conv_dir.glob("*/summary.json"))
+    ]
 
 
 def load_benchmark(out_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:

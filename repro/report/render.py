@@ -65,35 +65,21 @@ from repro.report.claims.evaluate import (
 )
 from repro.report.dvc_plots import write_plot_data
 from repro.report.figures.common import bn_label, dataset_label, method_label
-from repro.report.formatting import TEMPLATE_NAME, TEMPLATES_DIR, render_markdown
+from repro.report.formatting import render_markdown
 from repro.report.html import write_html
 from repro.report.inputs import ReportInputs, load_inputs
-from repro.report.loaders import (
-    BENCH_FILE,
-    CLAIMS_PATH,
-    PACKAGE_DIR,
-    STUDY_DIRS,
-    EfficiencyRun,
-    Run,
-    load_benchmark,
-    load_claims,
-    load_convergence,
-    load_efficiency_runs,
-    load_manifest,
-    load_reference,
-    load_runs,
-)
 from repro.report.sections import narrative
 from repro.report.sections.convergence import convergence_sections
-from repro.report.sections.datasets import DatasetSection, dataset_sections
+from repro.report.sections.datasets import dataset_sections
 from repro.report.sections.diagnosis import diagnosis_section
 from repro.report.sections.efficiency import (
+    EfficiencySection,
     efficiency_frames,
     efficiency_results,
     efficiency_section,
 )
 from repro.report.sections.encoding import encoding_section
-from repro.report.sections.figures import histories_long, write_figures, write_gfe_figures
+from repro.report.sections.figures import write_figures, write_gfe_figures
 from repro.report.sections.gpu import gpu_section
 from repro.report.sections.gradients import gradients_section
 from repro.report.sections.implicit import implicit_section
@@ -106,12 +92,7 @@ from repro.report.sections.provenance import (
 )
 from repro.report.sections.published import parameters_section, published_section
 from repro.report.sections.results import (
-    EFFICIENCY_COLUMNS,
-    RESULTS_COLUMNS,
-    Comparison,
     bn_modes_of,
-    compare_methods,
-    references_frame,
     summarise,
     write_results_csv,
 )
@@ -120,46 +101,7 @@ from repro.report.sections.studies import studies_context
 from repro.report.sections.transfer import transfer_section
 from repro.report.sections.variational import variational_section
 
-# Re-exported: callers and tests import these from here.
-__all__ = [
-    "BENCH_FILE",
-    "CLAIMS_PATH",
-    "EFFICIENCY_COLUMNS",
-    "PACKAGE_DIR",
-    "RESULTS_COLUMNS",
-    "STUDY_DIRS",
-    "TEMPLATES_DIR",
-    "TEMPLATE_NAME",
-    "Comparison",
-    "DatasetSection",
-    "EfficiencyRun",
-    "ReportInputs",
-    "Run",
-    "build_report",
-    "compare_methods",
-    "convergence_sections",
-    "dataset_sections",
-    "efficiency_frames",
-    "efficiency_results",
-    "efficiency_section",
-    "gradients_section",
-    "histories_long",
-    "load_benchmark",
-    "load_claims",
-    "load_convergence",
-    "load_efficiency_runs",
-    "load_inputs",
-    "load_manifest",
-    "load_reference",
-    "load_runs",
-    "parameters_section",
-    "protocol_differences",
-    "provenance_section",
-    "published_section",
-    "references_frame",
-    "render_markdown",
-    "summarise",
-]
+__all__ = ["build_report"]
 
 
 def build_report(
@@ -182,7 +124,18 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_results_csv(out_dir / "results.csv", results, eff_results)
     write_plot_data(runs, inputs.eff_runs, out_dir / "plots")
-    figs = _figures(inputs, out_dir, results, finals, eff_curves, efficiency, convergence)
+    figs = write_figures(
+        out_dir, runs, results, inputs.references, methods=inputs.methods, confidence=confidence
+    )
+    efficiency, convergence = write_gfe_figures(
+        out_dir / "figures",
+        finals,
+        eff_curves,
+        efficiency,
+        convergence,
+        methods=inputs.eff_methods,
+        confidence=confidence,
+    )
     # Ablation studies and main-run controls (repro.report.sections.studies): studies.csv, figures.
     studies, study_warnings = studies_context(
         runs_dir,
@@ -203,7 +156,7 @@ def build_report(
     gpu = gpu_section(runs_dir, registry=registry, verdicts=verdicts, fig_dir=out_dir / "figures")
     context = {
         **_main_context(inputs, results, figs),
-        "provenance": _provenance(inputs, provenance, convergence),
+        "provenance": _provenance(inputs, provenance),
         "speed": speed,
         "gpu": gpu,
         **_claims_context(inputs, registry, verdicts),
@@ -219,42 +172,6 @@ def build_report(
         fh.write(render_markdown(context))
     write_html(path, out_dir / "report.html")
     return path
-
-
-def _figures(
-    inputs: ReportInputs,
-    out_dir: Path,
-    results: pd.DataFrame,
-    finals: pd.DataFrame,
-    eff_curves: pd.DataFrame,
-    efficiency: dict[str, Any],
-    convergence: dict[str, Any],
-) -> dict[str, Any]:
-    """The main runs' figures (returned: the template's ``figures``) and the GFE studies' ones.
-
-    The convergence items lose their raw curves once drawn: the template needs the summary,
-    not the rows.
-    """
-    figs = write_figures(
-        out_dir,
-        inputs.runs,
-        results,
-        inputs.references,
-        methods=inputs.methods,
-        confidence=inputs.confidence,
-    )
-    write_gfe_figures(
-        out_dir / "figures",
-        finals,
-        eff_curves,
-        efficiency,
-        convergence,
-        methods=inputs.eff_methods,
-        confidence=inputs.confidence,
-    )
-    for item in convergence["items"]:
-        item.pop("curves")
-    return figs
 
 
 def _optional_sections(inputs: ReportInputs, fig_dir: Path) -> dict[str, Any]:
@@ -280,7 +197,7 @@ def _optional_sections(inputs: ReportInputs, fig_dir: Path) -> dict[str, Any]:
 
 def _efficiency(
     inputs: ReportInputs,
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+) -> tuple[EfficiencySection, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(section, results.csv rows, finals, curves) of the data-efficiency study; the frames are
     what its figures draw."""
     finals, curves = efficiency_frames(inputs.eff_runs, inputs.eff_loss)
@@ -346,12 +263,10 @@ def _main_context(
     }
 
 
-def _provenance(
-    inputs: ReportInputs, provenance: Mapping[str, Any], convergence: Mapping[str, Any]
-) -> dict[str, Any]:
+def _provenance(inputs: ReportInputs, provenance: Mapping[str, Any]) -> dict[str, Any]:
     """The provenance section, with the measured compute of every part of the study."""
     compute = compute_seconds(
-        inputs.runs, inputs.eff_runs, inputs.study_runs, convergence, inputs.bench
+        inputs.runs, inputs.eff_runs, inputs.study_runs, inputs.convergence, inputs.bench
     )
     return provenance_section(inputs.runs, inputs.manifests, provenance, compute=compute)
 

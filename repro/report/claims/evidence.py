@@ -21,6 +21,7 @@ import numpy as np
 from repro.config import Params
 from repro.records import EncodingMetrics
 from repro.report.loaders import (
+    ConvergenceStudy,
     EfficiencyRun,
     ModelRun,
     Run,
@@ -57,7 +58,7 @@ class Evidence:
     main: list[Run] = field(default_factory=list)
     studies: list[StudyRun] = field(default_factory=list)
     efficiency: list[EfficiencyRun] = field(default_factory=list)
-    convergence: list[dict[str, Any]] = field(default_factory=list)
+    convergence: list[ConvergenceStudy] = field(default_factory=list)
     bench: dict[str, Any] | None = None
     encoding: EncodingMetrics | None = None
     variational: list[ModelRun] = field(default_factory=list)

@@ -50,13 +50,13 @@ def measure_efficiency_loss(sel: Mapping[str, Any], ev: Evidence) -> Sample:
 
 def measure_flow_loss(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     """Per-image latent loss of one flow at the convergence study's final iteration."""
-    item = next((i for i in ev.convergence if _selected(sel, dataset=i["dataset"])), None)
+    item = next((i for i in ev.convergence if _selected(sel, dataset=i.dataset)), None)
     if item is None:
         return Sample(
             missing=f"convergence study not run for {sel.get('dataset')} (runs/convergence/)"
         )
-    curves, summary = item.get("curves"), item["summary"]
-    where = f"runs/convergence/{item['dataset']}/curves.csv"
+    curves, summary = item.curves, item.summary
+    where = f"runs/convergence/{item.dataset}/curves.csv"
     if curves is None:
         return Sample(missing=f"{where} is absent (pull it from the DVC cache)")
     iteration = int(sel.get("iteration", summary.get("iterations", 0)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,7 @@ import pandas as pd
 from repro.report.claims.registry import claims_by_id
 from repro.report.figures import common as figures
 from repro.report.figures.common import dataset_label, flow_label, loss_label
+from repro.report.loaders import ConvergenceStudy
 from repro.report.sections.results import ordered
 from repro.report.verdicts import SPANS, side_of_zero
 from repro.stats import paired_difference
@@ -122,18 +124,42 @@ def _convergence_findings(
     return second, adaptive
 
 
+@dataclass(frozen=True)
+class ConvergenceItem:
+    """One dataset's study: the solvers' table, the two findings (dicts of
+    :func:`_convergence_findings`) and, once drawn, the figure's path."""
+
+    dataset: str
+    label: str
+    summary: Mapping[str, Any]
+    loss: str
+    loss_label: str
+    rows: tuple[dict[str, Any], ...]
+    curves: pd.DataFrame | None = field(repr=False)  # usable per-image curves, else None
+    second_vs_first: dict[str, Any] | None
+    adaptive_vs_first: dict[str, Any] | None
+    figure: str | None = None
+
+
+@dataclass(frozen=True)
+class ConvergenceSection:
+    status: str  # "run" or "not run"
+    items: tuple[ConvergenceItem, ...]
+    claims: list[dict[str, Any]]
+
+
 def convergence_sections(
-    studies: Sequence[Mapping[str, Any]],
+    studies: Sequence[ConvergenceStudy],
     claims: Mapping[str, Any],
     *,
     confidence: float,
-) -> dict[str, Any]:
-    """Per dataset: the summary table, the findings and whether a figure can be drawn."""
+) -> ConvergenceSection:
+    """Per dataset: the summary table and the findings; figures are drawn later (figure None)."""
     items = []
     for study in studies:
-        s, curves = study["summary"], study["curves"]
+        s, curves = study.summary, study.curves
         flows = s.get("flows", {}) or {}
-        rows = [
+        rows = tuple(
             {
                 "flow": flow_label(flow),
                 "iterations": v.get("iterations"),
@@ -142,29 +168,28 @@ def convergence_sections(
                 "final_mean_loss": v.get("final_mean_loss"),
             }
             for flow, v in ((f, flows[f]) for f in ordered(flows, figures.FLOWS))
-        ]
+        )
         usable = curves is not None and not curves.empty
         if usable and any(c not in curves for c in figures.CONVERGENCE_COLUMNS):
             usable = False
         second, adaptive = _convergence_findings(s, curves if usable else None, confidence)
         loss = str(s.get("loss", "sse"))
+        dataset = str(s.get("dataset", study.dataset))
         items.append(
-            {
-                "dataset": str(s.get("dataset", study["dataset"])),
-                "label": dataset_label(str(s.get("dataset", study["dataset"]))),
-                "summary": s,
-                "loss": loss,
-                "loss_label": loss_label(loss),
-                "rows": rows,
-                "has_curves": usable,
-                "curves": curves if usable else None,
-                "second_vs_first": second,
-                "adaptive_vs_first": adaptive,
-                "figure": None,
-            }
+            ConvergenceItem(
+                dataset=dataset,
+                label=dataset_label(dataset),
+                summary=s,
+                loss=loss,
+                loss_label=loss_label(loss),
+                rows=rows,
+                curves=curves if usable else None,
+                second_vs_first=second,
+                adaptive_vs_first=adaptive,
+            )
         )
-    return {
-        "status": "run" if items else "not run",
-        "items": items,
-        "claims": claims_by_id(claims, CONVERGENCE_CLAIMS),
-    }
+    return ConvergenceSection(
+        status="run" if items else "not run",
+        items=tuple(items),
+        claims=claims_by_id(claims, CONVERGENCE_CLAIMS),
+    )

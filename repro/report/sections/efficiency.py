@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -23,10 +24,11 @@ from repro.report.loaders import EfficiencyRun
 from repro.report.sections.results import (
     EFFICIENCY_COLUMNS,
     RESULTS_COLUMNS,
+    Comparison,
     compare_methods,
     ordered,
 )
-from repro.stats import mean_ci
+from repro.stats import MeanCI, mean_ci
 
 # Settings every efficiency run records; a run that disagrees with params is flagged.
 EFFICIENCY_SETTINGS = ("architecture", "nz", "steps", "batch_size", "eval_images", "loss")
@@ -233,37 +235,126 @@ def _efficiency_setting(
     return setting, encoder
 
 
-def _efficiency_findings(rows: Sequence[dict[str, Any]], sizes: Sequence[int]) -> list[dict]:
+@dataclass(frozen=True)
+class EfficiencyRow:
+    """One method × training-set size over seeds: final test loss (study unit, SSE per image)
+    and mean costs (None where no run recorded them)."""
+
+    train_size: int
+    method_id: str
+    method: str
+    n: int
+    loss: MeanCI
+    sse: MeanCI | None
+    train_seconds: float | None
+    train_nfe: float | None
+    encode_seconds: float | None
+    encode_nfe: float | None
+
+
+@dataclass(frozen=True)
+class VersusAE:
+    """A GFE encoder against the AE at one training-set size: time ratio and final loss."""
+
+    method: str
+    time_ratio: float | None
+    seconds: float | None
+    ae_seconds: float | None
+    loss: MeanCI
+    ae_loss: MeanCI
+    lower: bool
+    tie: bool
+    overlap: bool | None
+
+
+@dataclass(frozen=True)
+class EfficiencyFinding:
+    train_size: int
+    lowest: Comparison | None  # lowest mean final loss vs the runner-up
+    vs_ae: tuple[VersusAE, ...]
+
+
+@dataclass(frozen=True)
+class EfficiencySection:
+    """The data-efficiency section; the figure paths are set once drawn."""
+
+    status: str  # "run" or "not run"
+    claims: list[dict[str, Any]]
+    loss: str
+    loss_label: str
+    show_sse: bool
+    rows: tuple[EfficiencyRow, ...] = ()
+    findings: tuple[EfficiencyFinding, ...] = ()
+    missing: tuple[str, ...] = ()
+    n_runs: int = 0
+    setting: str | None = None
+    gfe_setting: str | None = None
+    datasets: tuple[str, ...] = ()
+    eval_images: int = 0
+    figure_final: str | None = None
+    figure_curves: str | None = None
+
+
+def _versus_ae(row: EfficiencyRow, ae: EfficiencyRow) -> VersusAE:
+    t_gfe, t_ae = row.train_seconds, ae.train_seconds
+    time_ratio = None
+    if t_gfe is not None and t_ae is not None:
+        time_ratio = t_gfe / t_ae if t_ae > 0 else math.inf
+    return VersusAE(
+        method=method_label(row.method_id),
+        time_ratio=time_ratio,
+        seconds=t_gfe,
+        ae_seconds=t_ae,
+        loss=row.loss,
+        ae_loss=ae.loss,
+        lower=row.loss.mean < ae.loss.mean,
+        tie=row.loss.mean == ae.loss.mean,
+        overlap=row.loss.overlaps(ae.loss),
+    )
+
+
+def _efficiency_findings(
+    rows: Sequence[EfficiencyRow], sizes: Sequence[int]
+) -> tuple[EfficiencyFinding, ...]:
     """Per train size: lowest mean final test loss vs the runner-up, and each GFE vs the AE."""
     out = []
     for size in sizes:
-        mine = {r["method_id"]: r for r in rows if r["train_size"] == size}
-        comparison = compare_methods({m: r["loss"] for m, r in mine.items()}, size)
-        vs_ae = []
+        mine = {r.method_id: r for r in rows if r.train_size == size}
+        comparison = compare_methods({m: r.loss for m, r in mine.items()}, size)
         ae = mine.get("ae")
-        for method, r in mine.items():
-            if method not in GFE_METHODS or ae is None:
-                continue
-            t_gfe, t_ae = r["train_seconds"], ae["train_seconds"]
-            time_ratio = None
-            if t_gfe is not None and t_ae is not None:
-                time_ratio = t_gfe / t_ae if t_ae > 0 else math.inf
-            vs_ae.append(
-                {
-                    "method": method_label(method),
-                    "time_ratio": time_ratio,
-                    "seconds": t_gfe,
-                    "ae_seconds": t_ae,
-                    "loss": r["loss"],
-                    "ae_loss": ae["loss"],
-                    "lower": r["loss"].mean < ae["loss"].mean,
-                    "tie": r["loss"].mean == ae["loss"].mean,
-                    "overlap": r["loss"].overlaps(ae["loss"]),
-                }
-            )
+        vs_ae = tuple(
+            _versus_ae(r, ae) for m, r in mine.items() if m in GFE_METHODS and ae is not None
+        )
         if comparison is not None or vs_ae:
-            out.append({"train_size": size, "lowest": comparison, "vs_ae": vs_ae})
-    return out
+            out.append(EfficiencyFinding(size, comparison, vs_ae))
+    return tuple(out)
+
+
+def _rows(
+    finals: pd.DataFrame, sizes: Sequence[int], methods: Sequence[str], confidence: float
+) -> list[EfficiencyRow]:
+    rows = []
+    for size in sizes:
+        for method in ordered(finals["method"], methods):
+            g = finals[(finals["train_size"] == size) & (finals["method"] == method)]
+            if g.empty:
+                continue
+            sse = _finite(g["final_sse"])
+            rows.append(
+                EfficiencyRow(
+                    train_size=size,
+                    method_id=method,
+                    method=method_label(method),
+                    n=len(g),
+                    loss=mean_ci(g["final_loss"], confidence),
+                    sse=mean_ci(sse, confidence) if sse else None,
+                    **{
+                        col: _mean_or_none(_finite(g[col]))
+                        for col in ("train_seconds", "train_nfe", "encode_seconds", "encode_nfe")
+                    },
+                )
+            )
+    return rows
 
 
 def efficiency_section(
@@ -275,58 +366,33 @@ def efficiency_section(
     loss: str,
     methods: Sequence[str],
     confidence: float,
-) -> dict[str, Any]:
+) -> EfficiencySection:
     """Table, findings and settings of the data-efficiency study (status "not run" without runs)."""
     eff = params.efficiency
-    base = {
-        "status": "run" if not finals.empty else "not run",
-        "claims": claims_by_id(claims, EFFICIENCY_CLAIMS),
-        "loss": loss,
-        "loss_label": loss_label(loss),
-        "show_sse": loss != "sse",
-        "rows": [],
-        "findings": [],
-        "missing": [],
-        "setting": None,
-        "gfe_setting": None,
-        "datasets": [],
-    }
+    base = EfficiencySection(
+        status="run" if not finals.empty else "not run",
+        claims=claims_by_id(claims, EFFICIENCY_CLAIMS),
+        loss=loss,
+        loss_label=loss_label(loss),
+        show_sse=loss != "sse",
+    )
     if finals.empty:
         return base
     sizes = sorted(int(s) for s in finals["train_size"].unique())
-    rows = []
-    for size in sizes:
-        for method in ordered(finals["method"], methods):
-            g = finals[(finals["train_size"] == size) & (finals["method"] == method)]
-            if g.empty:
-                continue
-            sse = _finite(g["final_sse"])
-            rows.append(
-                {
-                    "train_size": size,
-                    "method_id": method,
-                    "method": method_label(method),
-                    "n": len(g),
-                    "loss": mean_ci(g["final_loss"], confidence),
-                    "sse": mean_ci(sse, confidence) if sse else None,
-                    "train_seconds": _mean_or_none(_finite(g["train_seconds"])),
-                    "train_nfe": _mean_or_none(_finite(g["train_nfe"])),
-                    "encode_seconds": _mean_or_none(_finite(g["encode_seconds"])),
-                    "encode_nfe": _mean_or_none(_finite(g["encode_nfe"])),
-                }
-            )
+    rows = _rows(finals, sizes, methods, confidence)
     found = {(r.method, r.train_size, r.seed) for r in runs}
     expected = [
         (m, int(n), int(s)) for m in eff.methods for n in eff.train_sizes for s in eff.seeds
     ]
     setting, gfe_setting = _efficiency_setting(eff, params.gfe, runs, loss)
-    return base | {
-        "rows": rows,
-        "findings": _efficiency_findings(rows, sizes),
-        "missing": [f"{m}-n{n}-s{s}" for m, n, s in expected if (m, n, s) not in found],
-        "n_runs": len(finals),
-        "setting": setting,
-        "gfe_setting": gfe_setting,
-        "datasets": [dataset_label(d) for d in dict.fromkeys(finals["dataset"])],
-        "eval_images": eff.eval_images,
-    }
+    return replace(
+        base,
+        rows=tuple(rows),
+        findings=_efficiency_findings(rows, sizes),
+        missing=tuple(f"{m}-n{n}-s{s}" for m, n, s in expected if (m, n, s) not in found),
+        n_runs=len(finals),
+        setting=setting,
+        gfe_setting=gfe_setting,
+        datasets=tuple(dataset_label(d) for d in dict.fromkeys(finals["dataset"])),
+        eval_images=eff.eval_images,
+    )

@@ -1,7 +1,7 @@
 """The report's figures: what the main runs and the GFE studies allow, written under figures/.
 
 Drawing is :mod:`repro.report.figures.runs` and :mod:`repro.report.figures.gfe`; this module decides which figures the inputs allow,
-writes them and returns (or records in the sections) their paths for the template. A figure
+writes them and returns their paths (or the sections with them) for the template. A figure
 with no data is left out and the report says so.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from repro.report.figures import runs as fig_runs
 from repro.report.figures.common import HISTORY_COLUMNS, REFERENCE_COLUMNS
 from repro.report.labels import dataset_label, method_label
 from repro.report.loaders import Run
+from repro.report.sections.convergence import ConvergenceSection
+from repro.report.sections.efficiency import EfficiencySection
 
 
 def histories_long(runs: Sequence[Run]) -> pd.DataFrame:
@@ -118,35 +121,38 @@ def write_gfe_figures(
     fig_dir: Path,
     finals: pd.DataFrame,
     curves: pd.DataFrame,
-    efficiency: dict[str, Any],
-    convergence: dict[str, Any],
+    efficiency: EfficiencySection,
+    convergence: ConvergenceSection,
     *,
     methods: Sequence[str],
     confidence: float,
-) -> None:
-    """Draw the GFE study figures the inputs allow, recording their paths in the sections."""
+) -> tuple[EfficiencySection, ConvergenceSection]:
+    """Draw the GFE study figures the inputs allow; the sections with the figures' paths."""
+    paths: dict[str, str | None] = {}
     for part, frame, plot in (
         ("final", finals, fig_gfe.plot_efficiency_final),
         ("curves", curves, fig_gfe.plot_efficiency_curves),
     ):
         name = f"efficiency_{part}.png"
-        efficiency[f"figure_{part}"] = None if frame.empty else f"figures/{name}"
+        paths[f"figure_{part}"] = None if frame.empty else f"figures/{name}"
         if not frame.empty:
             fig_dir.mkdir(parents=True, exist_ok=True)
             plot(
                 frame,
                 fig_dir / name,
-                loss=efficiency["loss"],
+                loss=efficiency.loss,
                 methods=methods,
                 confidence=confidence,
             )
-    items = convergence["items"]
-    for item in items:
-        if not item["has_curves"]:
-            continue
-        name = "convergence.png" if len(items) == 1 else f"convergence_{item['dataset']}.png"
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        fig_gfe.plot_convergence(
-            item["curves"], fig_dir / name, loss=item["loss"], confidence=confidence
-        )
-        item["figure"] = f"figures/{name}"
+    items = []
+    for item in convergence.items:
+        if item.curves is not None:
+            several = len(convergence.items) > 1
+            name = f"convergence_{item.dataset}.png" if several else "convergence.png"
+            fig_dir.mkdir(parents=True, exist_ok=True)
+            fig_gfe.plot_convergence(
+                item.curves, fig_dir / name, loss=item.loss, confidence=confidence
+            )
+            item = replace(item, figure=f"figures/{name}")
+        items.append(item)
+    return replace(efficiency, **paths), replace(convergence, items=tuple(items))

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from repro.report.labels import dataset_label
-from repro.report.loaders import EfficiencyRun, Run
+from repro.report.loaders import ConvergenceStudy, EfficiencyRun, Run
 from repro.report.study_runs import StudyRun
 
 
@@ -52,7 +52,7 @@ def compute_seconds(
     runs: Sequence[Run],
     eff_runs: Sequence[EfficiencyRun],
     study_runs: Sequence[StudyRun],
-    convergence: Mapping[str, Any],
+    convergence: Sequence[ConvergenceStudy],
     bench: Mapping[str, Any] | None,
 ) -> list[dict[str, Any]]:
     """Measured compute per part of the study, as each stage recorded it (start-up excluded)."""
@@ -64,8 +64,8 @@ def compute_seconds(
     study = sum(r.value("train_seconds") or 0.0 for r in study_runs)
     conv = sum(
         float(f.get("seconds") or 0.0)
-        for item in convergence.get("items", [])
-        for f in (item.get("summary") or {}).get("flows", {}).values()
+        for study in convergence
+        for f in (study.summary.get("flows") or {}).values()
     )
     bench_s = sum(float(r.get("seconds") or 0.0) for r in (bench or {}).get("results", []))
     parts = [

@@ -124,7 +124,7 @@ def studies_context(
 ) -> tuple[dict[str, Any], list[str]]:
     """Every study section for the template, studies.csv and the figures; plus warnings.
 
-    ``main_runs`` are :class:`repro.report.render.Run` (dataset, method, nz, seed, path,
+    ``main_runs`` are :class:`repro.report.loaders.Run` (dataset, method, nz, seed, path,
     metrics, name); ``eff_runs`` anything with ``method`` and ``metrics``.
     """
     runs, curves, warnings = load_studies(Path(runs_dir) / "studies")
