@@ -8,6 +8,7 @@ so it changes when they do. The template lays these structures out; it adds no f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from repro.config import Params
@@ -27,9 +28,65 @@ def _source_short(sources: Mapping[str, Any], key: str) -> str:
     return str(src.get("short") or src.get("cite") or key)
 
 
-def claims_table(
-    results: Sequence[ClaimResult], sources: Mapping[str, Any]
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ClaimRow:
+    """One claim × setting of the claims table; the claim's cells are shown on its first row."""
+
+    first: bool
+    id: str
+    source: str  # the source's short name (claims.yaml ``sources``)
+    where: str  # where in the source the claim stands
+    quantity: str
+    published: str  # the published number in words
+    unit: str
+    claim_verdict: str  # the claim's verdict over its settings
+    setting: str
+    mean: float
+    low: float
+    high: float
+    n: int
+    verdict: str  # this setting's verdict
+    reason: str
+    notes: list[str]
+    run_ids: list[str]  # the MLflow runs behind the verdict
+    files: list[str]  # the results files behind it
+    rule: str
+    same_rule_as: str | None  # the first claim spelling out the same rule
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A key finding of the executive summary."""
+
+    id: str
+    quantity: str
+    source: str
+    verdict: str
+    per_setting: str  # "setting: verdict; …" when the claim has several settings
+    reason: str
+
+
+@dataclass(frozen=True)
+class NotTestedGroup:
+    kind: str  # the kind of reason: scale, dataset or design
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VerdictCount:
+    verdict: str
+    n: int  # claims with this verdict
+
+
+@dataclass(frozen=True)
+class ExecutiveSummary:
+    total: int
+    counts: tuple[VerdictCount, ...]  # in VERDICTS order
+    findings: tuple[Finding, ...]
+    not_tested_reasons: tuple[NotTestedGroup, ...]
+
+
+def claims_table(results: Sequence[ClaimResult], sources: Mapping[str, Any]) -> list[ClaimRow]:
     """Rows for the claims table: one per claim × setting, the claim's cells on its first row."""
     rows = []
     first_with_rule: dict[str, str] = {}
@@ -39,63 +96,63 @@ def claims_table(
         for i, s in enumerate(r.settings):
             v = s.verdict
             rows.append(
-                {
-                    "first": i == 0,
-                    "id": r.id,
-                    "source": _source_short(sources, str(r.claim["source"])),
-                    "where": r.claim.get("where", ""),
-                    "quantity": r.claim.get("quantity", ""),
-                    "published": r.published,
-                    "unit": r.unit,
-                    "claim_verdict": r.verdict,
-                    "setting": s.setting,
-                    "mean": v.mean,
-                    "low": v.low,
-                    "high": v.high,
-                    "n": v.n,
-                    "verdict": v.verdict,
-                    "reason": v.reason,
-                    "notes": s.notes,
-                    "run_ids": s.run_ids,
-                    "files": s.files,
-                    "rule": r.rule_text,
-                    "same_rule_as": same_as if same_as != r.id else None,
-                }
+                ClaimRow(
+                    first=i == 0,
+                    id=r.id,
+                    source=_source_short(sources, str(r.claim["source"])),
+                    where=r.claim.get("where", ""),
+                    quantity=r.claim.get("quantity", ""),
+                    published=r.published,
+                    unit=r.unit,
+                    claim_verdict=r.verdict,
+                    setting=s.setting,
+                    mean=v.mean,
+                    low=v.low,
+                    high=v.high,
+                    n=v.n,
+                    verdict=v.verdict,
+                    reason=v.reason,
+                    notes=s.notes,
+                    run_ids=s.run_ids,
+                    files=s.files,
+                    rule=r.rule_text,
+                    same_rule_as=same_as if same_as != r.id else None,
+                )
             )
     return rows
 
 
-def _finding(r: ClaimResult, sources: Mapping[str, Any]) -> dict[str, Any]:
+def _finding(r: ClaimResult, sources: Mapping[str, Any]) -> Finding:
     tested = r.tested
     per_setting = (
         "; ".join(f"{s.setting}: {s.verdict.verdict}" for s in r.settings)
         if len(r.settings) > 1
         else ""
     )
-    return {
-        "id": r.id,
-        "quantity": r.claim.get("quantity", ""),
-        "source": _source_short(sources, str(r.claim["source"])),
-        "verdict": r.verdict,
-        "per_setting": per_setting,
-        "reason": tested[0].verdict.reason if tested else r.settings[0].verdict.reason,
-    }
+    return Finding(
+        id=r.id,
+        quantity=r.claim.get("quantity", ""),
+        source=_source_short(sources, str(r.claim["source"])),
+        verdict=r.verdict,
+        per_setting=per_setting,
+        reason=tested[0].verdict.reason if tested else r.settings[0].verdict.reason,
+    )
 
 
 def executive_summary(
     results: Sequence[ClaimResult], sources: Mapping[str, Any], *, k: int = 3
-) -> dict[str, Any]:
+) -> ExecutiveSummary:
     """Counts per verdict, and the ``k`` most important tested claims (``priority`` in claims.yaml)."""
     counts = verdict_counts(results)
-    return {
-        "total": len(results),
-        "counts": [{"verdict": v, "n": counts[v]} for v in VERDICTS],
-        "findings": [_finding(r, sources) for r in key_findings(results, k)],
-        "not_tested_reasons": _not_tested_reasons(results),
-    }
+    return ExecutiveSummary(
+        total=len(results),
+        counts=tuple(VerdictCount(v, counts[v]) for v in VERDICTS),
+        findings=tuple(_finding(r, sources) for r in key_findings(results, k)),
+        not_tested_reasons=_not_tested_reasons(results),
+    )
 
 
-def _not_tested_reasons(results: Iterable[ClaimResult]) -> list[dict[str, Any]]:
+def _not_tested_reasons(results: Iterable[ClaimResult]) -> tuple[NotTestedGroup, ...]:
     """Why claims were not tested, grouped by the kind of reason (scale, dataset, design)."""
     groups: dict[str, list[str]] = {}
     for r in results:
@@ -110,7 +167,7 @@ def _not_tested_reasons(results: Iterable[ClaimResult]) -> list[dict[str, Any]]:
             else "not measured by this study"
         )
         groups.setdefault(kind, []).append(r.id)
-    return [{"kind": k, "ids": v} for k, v in groups.items()]
+    return tuple(NotTestedGroup(k, tuple(v)) for k, v in groups.items())
 
 
 def limitations(
