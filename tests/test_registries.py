@@ -131,11 +131,9 @@ def test_config_accepts_every_registry_name(family):
 
 
 def test_studies_are_the_study_registry_keys_everywhere():
-    from repro.report.sections import studies as report_studies
     from repro.session_runs import SESSION_STUDIES
 
     assert config.STUDIES == _studies()  # pipelines/study.py's --study choices
-    assert report_studies.STUDIES == config.STUDIES  # the report's own copy
     assert set(SESSION_STUDIES) <= set(config.STUDIES)
     from repro.studies import study_cells
 
@@ -204,3 +202,10 @@ def test_the_readme_layout_names_every_module():
         names = sorted(p.name for p in folder.glob("*.py") if p.name != "__init__.py")
         missing += [f"{folder.name}/{m}" for m in names if m not in block]
     assert not missing, f"README.md's Layout section does not name {missing}"
+
+
+def test_the_report_reads_only_curve_columns_training_writes():
+    from repro.report.study_runs import CURVE_COLUMNS
+    from repro.train_files import CURVE_FIELDS
+
+    assert set(CURVE_COLUMNS) <= set(CURVE_FIELDS)

@@ -16,10 +16,17 @@ import pandas as pd
 import pytest
 from factories import main_metrics, study_cell
 
-from repro.config import Params, RunSpec, load_params
+from repro.config import DATASETS, Params, RunSpec, load_params
 from repro.report import build_report
+from repro.report.controls.convergence import convergence_section, paired_curve_difference
+from repro.report.controls.cost import parameter_rows
 from repro.report.loaders import load_claims
-from repro.report.sections import studies as st
+from repro.report.sections import studies as report_studies
+from repro.report.studies.activation import activation_section
+from repro.report.studies.latent import latent_section
+from repro.report.studies.multistep import multistep_section
+from repro.report.studies.table import STUDIES_CSV_COLUMNS
+from repro.report.study_runs import load_studies
 from repro.stats import mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,8 +303,8 @@ def test_activation_elu_best_with_claim_and_diverged_run(full: tuple[Path, str])
 
 def test_activation_not_best_when_relu_is_clearly_lower(tmp_path: Path) -> None:
     write_studies(tmp_path / "runs", act_gon={**ACT_GON, "relu": 15.0}, diverged=None)
-    runs, curves, _ = st.load_studies(tmp_path / "runs" / "studies")
-    a = st.activation_section(
+    runs, curves, _ = load_studies(tmp_path / "runs" / "studies")
+    a = activation_section(
         runs, curves, params(), load_claims(), confidence=0.95, headline_bn="batch"
     ).context
     sentence = a["headline_outcome"]["sentence"]
@@ -327,11 +334,11 @@ def test_multistep_learned_step_size_is_reported(tmp_path: Path) -> None:
             r = record("multistep", "mnist", "gon", s, MULTI[k] + jitter(s, k), steps=k)
             recs.append(r | {"learn_step_size": True, "learned_step_size": 0.8 + 0.01 * s})
         write_cell(tmp_path / "runs", "multistep", f"mnist-k{k}", "mnist", recs[-3:])
-    runs, _, _ = st.load_studies(tmp_path / "runs" / "studies")
+    runs, _, _ = load_studies(tmp_path / "runs" / "studies")
     p = params()
     multistep = dataclasses.replace(p.studies.multistep, learn_step_size=True)
     p = dataclasses.replace(p, studies=dataclasses.replace(p.studies, multistep=multistep))
-    m = st.multistep_section(runs, p, load_claims(), confidence=0.95, headline_bn="batch").context
+    m = multistep_section(runs, p, load_claims(), confidence=0.95, headline_bn="batch").context
     assert m["learn_step_size"] and m["rows"][1]["learned_step_size"].mean == pytest.approx(0.81)
     assert m["lower_test"] == [2]
 
@@ -358,7 +365,7 @@ def test_latent_takes_main_runs_at_table1_nz(tmp_path: Path) -> None:
     from repro.report.loaders import load_runs
 
     main, _ = load_runs(tmp_path / "runs")
-    lat = st.latent_section(
+    lat = latent_section(
         [], main, params(), load_claims(), confidence=0.95, headline_bn="batch"
     ).context
     rows = [r for r in lat["rows"] if r["source"] == "main runs" and r["method_id"] == "gon"]
@@ -397,7 +404,7 @@ def test_parameter_rows_include_efficiency_runs() -> None:
         method = "gfe_adaptive"
         metrics = {"architecture": "mlp", "nz": 20, "n_params": 1687944}
 
-    rows = st.parameter_rows([], [], [Eff()], params().train)
+    rows = parameter_rows([], [], [Eff()], params().train)
     assert rows == [
         {
             "source": "data efficiency",
@@ -440,7 +447,7 @@ def test_convergence_mean_over_reached_runs_only(tmp_path: Path) -> None:
     from repro.report.loaders import load_runs
 
     main, _ = load_runs(tmp_path / "runs")
-    conv = st.convergence_section(main, params(), confidence=0.95).context
+    conv = convergence_section(main, params(), confidence=0.95).context
     gon = next(r for r in conv["items"][0]["rows"] if r["method_id"] == "gon")
     assert gon["reached"] == 2 and [x["seed"] for x in gon["censored"]] == [2]
     assert gon["steps"].n == 2  # the censored seed is not in the mean (never as 0)
@@ -453,7 +460,7 @@ def test_figures_and_studies_csv(full: tuple[Path, str]) -> None:
         png = root / "reports" / "figures" / f"study_{name}.png"
         assert png.read_bytes()[:8] == PNG_MAGIC, name
     table = pd.read_csv(root / "reports" / "studies.csv")
-    assert list(table.columns) == st.STUDIES_CSV_COLUMNS
+    assert list(table.columns) == STUDIES_CSV_COLUMNS
     sel = table[
         (table["study"] == "activation")
         & (table["method"] == "gon")
@@ -487,11 +494,11 @@ def test_every_section_not_run_without_inputs(tmp_path: Path) -> None:
 
 
 def test_cifar10_line_follows_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    unsupported = tuple(d for d in st.DATASETS if d != "cifar10")
-    monkeypatch.setattr(st, "DATASETS", unsupported)
+    unsupported = tuple(d for d in DATASETS if d != "cifar10")
+    monkeypatch.setattr(report_studies, "DATASETS", unsupported)
     top = build(tmp_path / "a").split("## Headline")[0]
     assert "CIFAR-10: **not supported** by this version of the pipeline" in top
-    monkeypatch.setattr(st, "DATASETS", (*unsupported, "cifar10"))
+    monkeypatch.setattr(report_studies, "DATASETS", (*unsupported, "cifar10"))
     p = params()
     p = dataclasses.replace(
         p, data=dataclasses.replace(p.data, datasets=[*p.data.datasets, "cifar10"])
@@ -503,7 +510,7 @@ def test_cifar10_line_follows_the_code(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_a_raised_study_learning_rate_is_stated() -> None:
     p = params(lr=1.0e-3)
-    a = st.activation_section(
+    a = activation_section(
         [], pd.DataFrame(), p, load_claims(), confidence=0.95, headline_bn="batch"
     ).context
     assert a["scale"]["lr"] == 1.0e-3 and a["scale"]["lr_differs"]
@@ -520,9 +527,9 @@ def test_gon_minus_each_autoencoder_along_training_is_paired_by_seed() -> None:
             {"step": 10, "seed": seed, "method": "gon", "test_mse_per_pixel": g10},
             {"step": 10, "seed": seed, "method": "ae", "test_mse_per_pixel": a10},
         ]
-    d = st.paired_curve_difference(pd.DataFrame(rows), "ae", 0.95).set_index("step")
+    d = paired_curve_difference(pd.DataFrame(rows), "ae", 0.95).set_index("step")
     assert d.loc[0, "mean"] == 0.0 and d.loc[0, "n"] == 3
     # differences -2, -1, -3: mean -2, SD 1, half-width t_{0.975, 2} / sqrt(3) = 2.4841
     assert d.loc[10, "mean"] == -2.0
     assert math.isclose(d.loc[10, "high"], -2.0 + 4.302652729911275 / math.sqrt(3), rel_tol=1e-9)
-    assert st.paired_curve_difference(pd.DataFrame(rows), "ae_linear", 0.95).empty
+    assert paired_curve_difference(pd.DataFrame(rows), "ae_linear", 0.95).empty

@@ -21,10 +21,10 @@ import pandas as pd
 from repro.records import StudyCellMetrics, read_record
 from repro.result_files import read_frame
 
-STUDIES = ("activation", "multistep", "latent")
 SPLITS = ("val", "test")
 SSE, MSE = "sse_per_image", "mse_per_pixel"
-CURVE_COLUMNS = ("step", "train_seconds", "test_mse_per_pixel")  # repro.train.CURVE_FIELDS
+# The columns of repro.train_files.CURVE_FIELDS the report reads.
+CURVE_COLUMNS = ("step", "train_seconds", "test_mse_per_pixel")
 
 
 @dataclass(frozen=True)

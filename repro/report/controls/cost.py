@@ -11,13 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from repro.config import Params, TrainConfig
+from repro.names import STUDIES
 from repro.report.claims.registry import claims_by_id, published_parameter_ratio
 from repro.report.labels import method_label
 from repro.report.studies.common import (
     STUDY_CLAIMS,
     rank,
 )
-from repro.report.study_runs import STUDIES, StudyRun
+from repro.report.study_runs import StudyRun
 
 Row = dict[str, Any]
 

@@ -4,7 +4,7 @@
 The ablations are those of the reproducibility report (activation function, its claim 2;
 latent size, its Table 1; k gradient steps, its extension); the controls come from
 docs/protocol.md §5 (a one-step GON's encoder is affine) and the GON paper's abstract
-(faster convergence, half the parameters). Five sections, each a plain dict the template
+(faster convergence, half the parameters). Five sections the template
 ``studies.md.j2`` lays out, each built by its own module, plus one line about CIFAR-10:
 
 * ``activation`` — "ELU is best": :mod:`repro.report.studies.activation`.
@@ -32,8 +32,6 @@ Layout written::
 
     out_dir/studies.csv        one row per study × cell × method × bn_mode × split
     out_dir/figures/study_*.png
-
-Every name other modules and the tests import from here is re-exported (``__all__``).
 """
 
 from __future__ import annotations
@@ -43,71 +41,18 @@ from pathlib import Path
 from typing import Any
 
 from repro.config import DATASETS, DataConfig, Params
-from repro.report.claims.registry import claims_by_id, published_parameter_ratio
-from repro.report.controls.convergence import (
-    RIVALS,
-    convergence_section,
-    draw_convergence_figures,
-    paired_curve_difference,
-)
-from repro.report.controls.cost import cost_section, parameter_rows
-from repro.report.controls.linear_encoder import (
-    LINEAR_METHODS,
-    linear_encoder_section,
-)
+from repro.report.controls.convergence import convergence_section, draw_convergence_figures
+from repro.report.controls.cost import cost_section
+from repro.report.controls.linear_encoder import linear_encoder_section
 from repro.report.labels import dataset_label
 from repro.report.studies.activation import activation_section
-from repro.report.studies.common import (
-    STUDY_CLAIMS,
-    StudySection,
-    ordered,
-    with_figure,
-)
+from repro.report.studies.common import StudySection, ordered, with_figure
 from repro.report.studies.latent import latent_section
 from repro.report.studies.multistep import multistep_section
-from repro.report.studies.table import STUDIES_CSV_COLUMNS, studies_table, write_studies_csv
-from repro.report.study_runs import (
-    CURVE_COLUMNS,
-    MSE,
-    SPLITS,
-    SSE,
-    STUDIES,
-    StudyRun,
-    finite_or_none,
-    load_studies,
-    read_curve,
-)
+from repro.report.studies.table import studies_table, write_studies_csv
+from repro.report.study_runs import load_studies
 
-__all__ = [
-    "CURVE_COLUMNS",
-    "DATASETS",
-    "LINEAR_METHODS",
-    "MSE",
-    "RIVALS",
-    "SPLITS",
-    "SSE",
-    "STUDIES",
-    "STUDIES_CSV_COLUMNS",
-    "STUDY_CLAIMS",
-    "StudyRun",
-    "StudySection",
-    "activation_section",
-    "claims_by_id",
-    "convergence_section",
-    "cost_section",
-    "datasets_note",
-    "finite_or_none",
-    "latent_section",
-    "linear_encoder_section",
-    "load_studies",
-    "multistep_section",
-    "paired_curve_difference",
-    "parameter_rows",
-    "published_parameter_ratio",
-    "read_curve",
-    "studies_context",
-    "studies_table",
-]
+__all__ = ["studies_context"]
 
 
 def studies_context(
