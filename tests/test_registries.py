@@ -209,3 +209,13 @@ def test_the_report_reads_only_curve_columns_training_writes():
     from repro.train_files import CURVE_FIELDS
 
     assert set(CURVE_COLUMNS) <= set(CURVE_FIELDS)
+
+
+@pytest.mark.stage
+def test_the_claims_and_the_text_labels_load_no_plotting_library():
+    """Judging claims (the CLI, the GPU session) and naming things need no matplotlib: labels
+    live in repro.report.labels, the figures' modules import them from there."""
+    modules = ["repro.report.claims.evaluate", "repro.report.labels", "repro.report.verdicts"]
+    code = f"import sys; import {', '.join(modules)}; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

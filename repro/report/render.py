@@ -64,10 +64,10 @@ from repro.report.claims.evaluate import (
     write_claims_csv,
 )
 from repro.report.dvc_plots import write_plot_data
-from repro.report.figures.common import bn_label, dataset_label, method_label
 from repro.report.formatting import render_markdown
 from repro.report.html import write_html
 from repro.report.inputs import ReportInputs, load_inputs
+from repro.report.labels import bn_label, dataset_label, method_label
 from repro.report.sections import narrative
 from repro.report.sections.convergence import convergence_sections
 from repro.report.sections.datasets import dataset_sections

@@ -15,7 +15,7 @@ import pandas as pd
 
 from repro.config import Params
 from repro.report.controls import figures as controls_figures
-from repro.report.figures.common import dataset_label, method_label
+from repro.report.labels import dataset_label, method_label
 from repro.report.studies.common import StudySection, bn_context, finite_ci, main_scale, rank
 from repro.report.study_runs import finite_or_none, main_loss
 from repro.report.verdicts import holm_contrasts

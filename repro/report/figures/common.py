@@ -28,17 +28,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from repro.io import atomic_write  # noqa: E402
-
-# Re-exported for the text modules that still import them from here; new code imports
-# repro.report.labels, which needs no matplotlib.
-from repro.report.labels import (  # noqa: E402, F401
-    FLOWS,
-    bn_label,
-    dataset_label,
-    flow_label,
-    loss_label,
-    method_label,
-)
 from repro.stats import mean_ci  # noqa: E402
 
 DPI = 150

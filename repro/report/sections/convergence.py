@@ -16,7 +16,7 @@ import pandas as pd
 
 from repro.report.claims.registry import claims_by_id
 from repro.report.figures import common as figures
-from repro.report.figures.common import dataset_label, flow_label, loss_label
+from repro.report.labels import FLOWS, dataset_label, flow_label, loss_label
 from repro.report.loaders import ConvergenceStudy
 from repro.report.sections.results import ordered
 from repro.report.verdicts import SPANS, side_of_zero
@@ -167,7 +167,7 @@ def convergence_sections(
                 "seconds": v.get("seconds"),
                 "final_mean_loss": v.get("final_mean_loss"),
             }
-            for flow, v in ((f, flows[f]) for f in ordered(flows, figures.FLOWS))
+            for flow, v in ((f, flows[f]) for f in ordered(flows, FLOWS))
         )
         usable = curves is not None and not curves.empty
         if usable and any(c not in curves for c in figures.CONVERGENCE_COLUMNS):

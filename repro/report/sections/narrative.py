@@ -13,7 +13,7 @@ from typing import Any
 
 from repro.config import Params
 from repro.report.claims.evaluate import ClaimResult, key_findings, verdict_counts
-from repro.report.figures.common import bn_label, dataset_label
+from repro.report.labels import bn_label, dataset_label
 from repro.report.verdicts import INCONCLUSIVE, NOT_TESTED, VERDICTS
 
 # Datasets the published claims cover that this package cannot run (no loader).

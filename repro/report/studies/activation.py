@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from repro.config import Params
-from repro.report.figures.common import bn_label, method_label
+from repro.report.labels import bn_label, method_label
 from repro.report.studies import figures as study_figures
 from repro.report.studies.common import (
     StudySection,

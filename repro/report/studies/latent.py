@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 
 from repro.config import Params
-from repro.report.figures.common import dataset_label, method_label
 from repro.report.formatting import published_text
+from repro.report.labels import dataset_label, method_label
 from repro.report.studies import figures as study_figures
 from repro.report.studies.common import (
     StudySection,
