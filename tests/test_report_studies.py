@@ -513,7 +513,7 @@ def test_a_raised_study_learning_rate_is_stated() -> None:
     a = activation_section(
         [], pd.DataFrame(), p, load_claims(), confidence=0.95, headline_bn="batch"
     ).context
-    assert a["scale"]["lr"] == 1.0e-3 and a["scale"]["lr_differs"]
+    assert a["scale"].lr == 1.0e-3 and a["scale"].lr_differs
     assert a["status"] == "not run"
 
 

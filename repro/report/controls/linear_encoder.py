@@ -45,7 +45,7 @@ def linear_encoder_section(
             m: [r for r in main_runs if (r.dataset, int(r.nz), r.method) == (dataset, nz, m)]
             for m in LINEAR_METHODS
         }
-        rows, points = _rows(group, bn["modes"], confidence)
+        rows, points = _rows(group, bn.modes, confidence)
         items.append(
             {
                 "dataset": dataset_label(dataset),
@@ -53,7 +53,7 @@ def linear_encoder_section(
                 "nz": nz,
                 "rows": rows,
                 "by_id": {r["method_id"]: r for r in rows},
-                "contrasts": {mode: _contrasts(group, mode, confidence) for mode in bn["modes"]},
+                "contrasts": {mode: _contrasts(group, mode, confidence) for mode in bn.modes},
             }
         )
         frame = pd.DataFrame(points, columns=["method", "seed", "bn_mode", "loss"])
@@ -62,7 +62,7 @@ def linear_encoder_section(
     plot = functools.partial(
         controls_figures.plot_linear_control,
         methods=list(LINEAR_METHODS),
-        modes=bn["modes"],
+        modes=bn.modes,
         confidence=confidence,
     )
     points = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -51,14 +51,14 @@ def activation_section(
     for method in methods:
         of_method = [r for r in mine if r.method == method]
         comps = {}
-        for mode in bn["modes"]:
+        for mode in bn.modes:
             comps[mode] = _comparison(of_method, mode, acts, a.reference, confidence)
             outcomes.append(_outcome(method, mode, comps[mode], headline_bn))
         for act in acts:
             group = [r for r in of_method if r.record.get("activation") == act]
             if group:
-                rows.append(_row(method, act, group, comps, a.reference, bn["modes"], confidence))
-                points += _points(method, act, group, bn["modes"])
+                rows.append(_row(method, act, group, comps, a.reference, bn.modes, confidence))
+                points += _points(method, act, group, bn.modes)
     headline_gon = next((o for o in outcomes if o["method_id"] == "gon" and o["headline"]), None)
     context = base | {
         "rows": rows,
@@ -72,7 +72,7 @@ def activation_section(
         reference=a.reference,
         activations=acts,
         methods=methods,
-        modes=bn["modes"],
+        modes=bn.modes,
         confidence=confidence,
     )
     return StudySection(context, pd.DataFrame(points, columns=POINT_COLUMNS), plot)

@@ -2,9 +2,10 @@
 modes, the training scale line, the claims a section quotes, per-seed values to pair, and the
 study sections' figures.
 
-Each section's context is a plain dict (the template ``studies.md.j2`` and the tests read it as
-one); the pieces built here are dicts too. A study section with a figure comes as a
-:class:`StudySection`: the context and, apart from it, the data its figure is drawn from.
+Each section's context is a dict the template ``studies.md.j2`` lays out; the parts every
+section shares are typed here (:class:`Scale`, :class:`BNModes`). A study section with a figure
+comes as a :class:`StudySection`: the context and, apart from it, the data its figure is drawn
+from.
 """
 
 from __future__ import annotations
@@ -57,16 +58,32 @@ def modes_headline_first(headline_bn: str) -> list[str]:
     return [headline_bn, *(m for m in BN_MODES if m != headline_bn)]
 
 
-def bn_context(headline_bn: str) -> dict[str, Any]:
-    """The BatchNorm modes a section shows, with their labels (``bn_note`` in the template)."""
-    modes = modes_headline_first(headline_bn)
-    return {
-        "modes": modes,
-        "labels": {m: bn_label(m) for m in modes},
-        "headline": headline_bn,
-        "headline_label": bn_label(headline_bn),
-        "other": modes[1:],
-    }
+@dataclass(frozen=True)
+class BNModes:
+    """The BatchNorm modes a section shows, the headline one first (``bn_note`` in the template)."""
+
+    modes: tuple[str, ...]
+
+    @property
+    def headline(self) -> str:
+        return self.modes[0]
+
+    @property
+    def other(self) -> tuple[str, ...]:
+        return self.modes[1:]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {m: bn_label(m) for m in self.modes}
+
+    @property
+    def headline_label(self) -> str:
+        return bn_label(self.headline)
+
+
+def bn_context(headline_bn: str) -> BNModes:
+    """The BatchNorm modes a section shows, ``headline_bn`` first."""
+    return BNModes(tuple(modes_headline_first(headline_bn)))
 
 
 def failures(runs: Iterable[StudyRun]) -> list[dict[str, Any]]:
@@ -110,64 +127,70 @@ def study_context(
     }
 
 
-def study_scale(params: Params, study: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Scale:
+    """The training scale of a section's runs (``scale_line`` in the template)."""
+
+    profile: str
+    train_images: int
+    epochs: int
+    batch_size: int
+    seeds: tuple[int, ...]
+    test_images: int | None  # held-out images scored per run, when the study sets them
+    lr: float
+    main_lr: float  # the main runs' learning rate, named when ``lr`` differs
+    nz: int | None  # stated when the study fixes it
+
+    @property
+    def reduced(self) -> bool:
+        return self.profile != "paper"
+
+    @property
+    def steps(self) -> int | None:
+        """Optimiser steps per run."""
+        if not (self.train_images and self.epochs):
+            return None
+        return self.train_images // self.batch_size * self.epochs
+
+    @property
+    def lr_differs(self) -> bool:
+        return self.lr != self.main_lr
+
+
+def study_scale(params: Params, study: str) -> Scale:
     """Training scale of one study's runs, from params (what the reduced-scale label says).
 
     ``studies.lr`` (when set) replaces ``train.lr`` in the studies and ``studies.nz`` sets the
     latent size of the activation and multistep studies; both are stated when present.
     """
-    s = params.studies
-    seeds = s.latent.seeds if study == "latent" and s.latent.seeds else s.seeds
-    return _scale(
-        params,
-        images=s.train_images,
+    s, t = params.studies, params.train
+    return Scale(
+        profile=params.profile,
+        train_images=s.train_images,
         epochs=s.epochs,
-        seeds=seeds,
+        batch_size=t.batch_size,
+        seeds=tuple(s.latent.seeds if study == "latent" and s.latent.seeds else s.seeds),
         test_images=s.test_images,
-        lr=s.lr if s.lr is not None else params.train.lr,
+        lr=s.lr if s.lr is not None else t.lr,
+        main_lr=t.lr,
         nz=None if study == "latent" else s.nz,
     )
 
 
-def main_scale(params: Params) -> dict[str, Any]:
+def main_scale(params: Params) -> Scale:
     """Training scale of the main runs (the controls' sections)."""
     t = params.train
-    return _scale(
-        params,
-        images=t.train_images,
+    return Scale(
+        profile=params.profile,
+        train_images=t.train_images,
         epochs=t.epochs,
-        seeds=t.seeds,
+        batch_size=t.batch_size,
+        seeds=tuple(t.seeds),
         test_images=None,
         lr=t.lr,
+        main_lr=t.lr,
         nz=None,
     )
-
-
-def _scale(
-    params: Params,
-    *,
-    images: int,
-    epochs: int,
-    seeds: Sequence[int],
-    test_images: int | None,
-    lr: float,
-    nz: int | None,
-) -> dict[str, Any]:
-    batch, main_lr = params.train.batch_size, params.train.lr
-    return {
-        "profile": params.profile,
-        "reduced": params.profile != "paper",
-        "train_images": images,
-        "epochs": epochs,
-        "batch_size": batch,
-        "steps": images // batch * epochs if images and epochs else None,
-        "seeds": list(seeds),
-        "test_images": test_images,
-        "lr": lr,
-        "main_lr": main_lr,
-        "lr_differs": lr != main_lr,
-        "nz": nz,
-    }
 
 
 def by_seed(runs: Iterable[StudyRun], get: Callable[[StudyRun], float | None]) -> dict[int, float]:

@@ -134,7 +134,7 @@ def latent_section(
                     group = [s for s in samples if (s.dataset, s.nz, s.source, s.method) == key]
                     if group:
                         pub = published.get((dataset, nz)) if method == "gon" else None
-                        rows.append(_row(key, group, pub, bn["modes"], confidence))
+                        rows.append(_row(key, group, pub, bn.modes, confidence))
                         points += _points(key, group, headline_bn)
         findings.extend(_latent_findings(rows, samples, dataset, headline_bn, confidence))
     ratios = [r["ratio"][headline_bn] for r in rows if r["ratio"].get(headline_bn) is not None]
@@ -147,7 +147,7 @@ def latent_section(
         study_figures.plot_latent,
         methods=methods,
         datasets=datasets,
-        bn=bn["headline"],
+        bn=bn.headline,
         confidence=confidence,
     )
     return StudySection(context, pd.DataFrame(points), plot)

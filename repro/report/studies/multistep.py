@@ -78,7 +78,7 @@ def multistep_section(
     of_k = {k: [r for r in mine if int(r.record.get("steps", 1)) == k] for k in ks}
     metrics: dict[str, Metric] = {
         "train": _train_sse,
-        **{f"test_{mode}": (lambda r, mode=mode: r.loss("test", mode)) for mode in bn["modes"]},
+        **{f"test_{mode}": (lambda r, mode=mode: r.loss("test", mode)) for mode in bn.modes},
     }
     baseline = 1 if 1 in ks else ks[0]
     comps = {
@@ -89,7 +89,7 @@ def multistep_section(
     }
     cost = {k: _cost([r for r in of_k[k] if r.ok]) for k in ks}
     rows = [_row(k, of_k[k], cost[k], comps, baseline, bn, confidence) for k in ks]
-    points = [_point(k, r, bn["modes"]) for k in ks for r in of_k[k] if r.ok]
+    points = [_point(k, r, bn.modes) for k in ks for r in of_k[k] if r.ok]
     findings = [_finding(row, cost, baseline) for row in rows if row["k"] != baseline]
     head = f"test_{headline_bn}"
 
@@ -107,7 +107,7 @@ def multistep_section(
         "tested": any(f["verdict"][head] not in (NOT_TESTED, NOT_COMPARED) for f in findings),
         "any_cuda": any(row["cuda_peak_mb"] is not None for row in rows),
     }
-    plot = partial(study_figures.plot_multistep, modes=bn["modes"], confidence=confidence)
+    plot = partial(study_figures.plot_multistep, modes=bn.modes, confidence=confidence)
     return StudySection(context, pd.DataFrame(points), plot)
 
 
@@ -147,12 +147,12 @@ def _row(
         "train_mse": finite_ci((r.value("final_train_mse_per_pixel") for r in ok), confidence),
         "train_sse": finite_ci((_train_sse(r) for r in ok), confidence),
         "test": {
-            mode: finite_ci((r.loss("test", mode) for r in ok), confidence) for mode in bn["modes"]
+            mode: finite_ci((r.loss("test", mode) for r in ok), confidence) for mode in bn.modes
         },
         # How far the k steps move the latent: with batch statistics the first step is scaled
         # by 1/sqrt(eps) (docs/protocol.md §5, BatchNorm mode), so later steps may barely move it.
         "latent_norm": finite_ci(
-            (r.loss("test", bn["headline"], "latent_norm") for r in ok), confidence
+            (r.loss("test", bn.headline, "latent_norm") for r in ok), confidence
         ),
         "seconds_per_epoch": finite_ci((r.value("seconds_per_epoch") for r in ok), confidence),
         "graph_mb": None if cost["graph_bytes"] is None else cost["graph_bytes"] / MB,
