@@ -2,13 +2,15 @@
 
 DVC re-runs a stage when one of its ``deps`` changes, so a module a stage imports but does not
 list is a change that silently keeps a stale result, and a listed module it never imports is a
-needless re-run. The rule checked: for every stage, the Python files it declares (a directory
-dependency stands for every ``.py`` file under it) equal the closure of what its script imports
+needless re-run. The rule checked: for every stage, the Python files it declares equal the closure
+of what its script imports
 within this repository — ``repro.*`` modules (module-level and function-level imports alike: a
 lazy import still runs in the stage), the parent packages' ``__init__.py`` files except the
 top-level ``repro/__init__.py`` (a docstring and a version; checked below), and the stage
-scripts' shared ``pipelines/common.py``. Data, models, params and non-Python files are not
-judged here.
+scripts' shared ``pipelines/common.py``. Python code is declared file by file: a directory
+dependency holding ``.py`` files would cover a module dropped from the list, so it is refused
+(non-Python inputs such as templates may be declared as directories). Data, models, params and
+non-Python files are not judged here.
 """
 
 from __future__ import annotations
@@ -125,6 +127,33 @@ def test_a_removed_dep_is_found():
     stage["deps"].remove("repro/gpu.py")
     missing, extra = check_stage(stage)
     assert missing == {"repro/gpu.py"} and not extra
+
+
+def _code_directories(deps: list) -> set[str]:
+    """The directory deps under a code root that hold Python files."""
+    return {
+        str(dep)
+        for dep in deps
+        if str(dep).split("/")[0] in CODE_ROOTS
+        and (ROOT / str(dep)).is_dir()
+        and any((ROOT / str(dep)).rglob("*.py"))
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_stages()))
+def test_stage_declares_its_code_file_by_file(name):
+    dirs = _code_directories(_stage_body(_stages()[name]).get("deps", []))
+    assert not dirs, (
+        f"dvc.yaml stage {name!r}: declare the Python files, not the directories {dirs}"
+    )
+
+
+def test_a_module_removed_from_the_report_stage_is_found():
+    stage = copy.deepcopy(_stages()["report"])
+    stage["deps"].remove("repro/report/verdicts.py")
+    missing, extra = check_stage(stage)
+    assert missing == {"repro/report/verdicts.py"} and not extra
+    assert _code_directories(stage["deps"] + ["repro/report"]) == {"repro/report"}
 
 
 def test_the_package_marker_holds_no_code():
