@@ -307,7 +307,8 @@ def test_activation_not_best_when_relu_is_clearly_lower(tmp_path: Path) -> None:
     a = activation_section(
         runs, curves, params(), load_claims(), confidence=0.95, headline_bn="batch"
     ).context
-    sentence = a["headline_outcome"]["sentence"]
+    assert a.headline_outcome is not None and a.headline_outcome.sentence is not None
+    sentence = a.headline_outcome.sentence
     assert sentence.startswith("Outcome: **elu not best**")
     assert "relu has the lowest mean" in sentence
 
@@ -339,8 +340,8 @@ def test_multistep_learned_step_size_is_reported(tmp_path: Path) -> None:
     multistep = dataclasses.replace(p.studies.multistep, learn_step_size=True)
     p = dataclasses.replace(p, studies=dataclasses.replace(p.studies, multistep=multistep))
     m = multistep_section(runs, p, load_claims(), confidence=0.95, headline_bn="batch").context
-    assert m["learn_step_size"] and m["rows"][1]["learned_step_size"].mean == pytest.approx(0.81)
-    assert m["lower_test"] == [2]
+    assert m.learn_step_size and m.rows[1].learned_step_size.mean == pytest.approx(0.81)
+    assert m.lower_test == [2]
 
 
 def test_latent_rows_with_published_value_and_single_seed(full: tuple[Path, str]) -> None:
@@ -368,10 +369,10 @@ def test_latent_takes_main_runs_at_table1_nz(tmp_path: Path) -> None:
     lat = latent_section(
         [], main, params(), load_claims(), confidence=0.95, headline_bn="batch"
     ).context
-    rows = [r for r in lat["rows"] if r["source"] == "main runs" and r["method_id"] == "gon"]
-    assert {r["dataset_id"] for r in rows} == {"mnist", "fashion_mnist"}
-    assert all(r["n"] == 3 and r["published"] for r in rows)
-    assert [s["name"] for s in lat["sources"]] == ["main runs"]
+    rows = [r for r in lat.rows if r.source == "main runs" and r.method_id == "gon"]
+    assert {r.dataset_id for r in rows} == {"mnist", "fashion_mnist"}
+    assert all(r.n == 3 and r.published for r in rows)
+    assert [s.name for s in lat.sources] == ["main runs"]
 
 
 def test_linear_encoder_control(full: tuple[Path, str]) -> None:
@@ -513,8 +514,8 @@ def test_a_raised_study_learning_rate_is_stated() -> None:
     a = activation_section(
         [], pd.DataFrame(), p, load_claims(), confidence=0.95, headline_bn="batch"
     ).context
-    assert a["scale"].lr == 1.0e-3 and a["scale"].lr_differs
-    assert a["status"] == "not run"
+    assert a.scale.lr == 1.0e-3 and a.scale.lr_differs
+    assert a.status == "not run"
 
 
 def test_gon_minus_each_autoencoder_along_training_is_paired_by_seed() -> None:
