@@ -139,7 +139,7 @@ def write_cell(runs_dir: Path, study: str, cell: str, dataset: str, records: lis
     for r in records:
         if r["status"] != "ok":
             continue
-        final = r["losses"]["val"]["batch"]["mse_per_pixel"]
+        final = {s: r["losses"][s]["batch"]["mse_per_pixel"] for s in ("val", "test")}
         for step in (0, 50, 100, 150):
             rows.append(
                 {k: r[k] for k in ("label", "method", "activation", "nz", "steps", "seed")}
@@ -147,7 +147,10 @@ def write_cell(runs_dir: Path, study: str, cell: str, dataset: str, records: lis
                     "step": step,
                     "images_seen": 64 * step,
                     "train_seconds": 0.1 * step,
-                    "val_mse_per_pixel": final * (1 + 2.0 / (1 + step / 50)),
+                    **{
+                        f"{s}_mse_per_pixel": v * (1 + 2.0 / (1 + step / 50))
+                        for s, v in final.items()
+                    },
                 }
             )
     pd.DataFrame(rows).to_csv(out / "curves.csv", index=False)
@@ -304,9 +307,13 @@ def test_activation_elu_best_with_claim_and_diverged_run(full: tuple[Path, str])
 def test_activation_not_best_when_relu_is_clearly_lower(tmp_path: Path) -> None:
     write_studies(tmp_path / "runs", act_gon={**ACT_GON, "relu": 15.0}, diverged=None)
     runs, curves, _ = load_studies(tmp_path / "runs" / "studies")
-    a = activation_section(
+    section = activation_section(
         runs, curves, params(), load_claims(), confidence=0.95, headline_bn="batch"
-    ).context
+    )
+    # the figure's learning curves: GON's only, 4 activations × 3 seeds × 4 curve points
+    gon_curves = section.plot.args[0]
+    assert set(gon_curves["method"]) == {"gon"} and len(gon_curves) == 48
+    a = section.context
     assert a.headline_outcome is not None and a.headline_outcome.sentence is not None
     sentence = a.headline_outcome.sentence
     assert sentence.startswith("Outcome: **elu not best**")

@@ -197,6 +197,32 @@ def study_scale(params: Params, study: str) -> Scale:
     )
 
 
+def main_scale(params: Params) -> Scale:
+    """Training scale of the main runs (the controls' sections)."""
+    t = params.train
+    return Scale(
+        profile=params.profile,
+        train_images=t.train_images,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        seeds=tuple(t.seeds),
+        test_images=None,
+        lr=t.lr,
+        main_lr=t.lr,
+        nz=None,
+    )
+
+
+def by_seed(runs: Iterable[StudyRun], get: Callable[[StudyRun], float | None]) -> dict[int, float]:
+    """``get`` of each finished run that has a value, keyed by seed (for paired tests)."""
+    return {r.seed: v for r in runs if r.ok and (v := get(r)) is not None}
+
+
+# --------------------------------------------------------------------------------------------
+# The head of a study section
+# --------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, kw_only=True)
 class StudyHead:
     """What the activation and multi-step sections open with: whether the study ran, the
@@ -236,27 +262,6 @@ class StudyHead:
 def runs_of(study: str, runs: Iterable[StudyRun]) -> list[StudyRun]:
     """The runs of ``study``."""
     return [r for r in runs if r.study == study]
-
-
-def main_scale(params: Params) -> Scale:
-    """Training scale of the main runs (the controls' sections)."""
-    t = params.train
-    return Scale(
-        profile=params.profile,
-        train_images=t.train_images,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        seeds=tuple(t.seeds),
-        test_images=None,
-        lr=t.lr,
-        main_lr=t.lr,
-        nz=None,
-    )
-
-
-def by_seed(runs: Iterable[StudyRun], get: Callable[[StudyRun], float | None]) -> dict[int, float]:
-    """``get`` of each finished run that has a value, keyed by seed (for paired tests)."""
-    return {r.seed: v for r in runs if r.ok and (v := get(r)) is not None}
 
 
 # --------------------------------------------------------------------------------------------
