@@ -139,7 +139,7 @@ def write_cell(runs_dir: Path, study: str, cell: str, dataset: str, records: lis
     for r in records:
         if r["status"] != "ok":
             continue
-        final = r["losses"]["val"]["batch"]["mse_per_pixel"]
+        final = {s: r["losses"][s]["batch"]["mse_per_pixel"] for s in ("val", "test")}
         for step in (0, 50, 100, 150):
             rows.append(
                 {k: r[k] for k in ("label", "method", "activation", "nz", "steps", "seed")}
@@ -147,7 +147,10 @@ def write_cell(runs_dir: Path, study: str, cell: str, dataset: str, records: lis
                     "step": step,
                     "images_seen": 64 * step,
                     "train_seconds": 0.1 * step,
-                    "val_mse_per_pixel": final * (1 + 2.0 / (1 + step / 50)),
+                    **{
+                        f"{s}_mse_per_pixel": v * (1 + 2.0 / (1 + step / 50))
+                        for s, v in final.items()
+                    },
                 }
             )
     pd.DataFrame(rows).to_csv(out / "curves.csv", index=False)
@@ -304,10 +307,15 @@ def test_activation_elu_best_with_claim_and_diverged_run(full: tuple[Path, str])
 def test_activation_not_best_when_relu_is_clearly_lower(tmp_path: Path) -> None:
     write_studies(tmp_path / "runs", act_gon={**ACT_GON, "relu": 15.0}, diverged=None)
     runs, curves, _ = load_studies(tmp_path / "runs" / "studies")
-    a = activation_section(
+    section = activation_section(
         runs, curves, params(), load_claims(), confidence=0.95, headline_bn="batch"
-    ).context
-    sentence = a["headline_outcome"]["sentence"]
+    )
+    # the figure's learning curves: GON's only, 4 activations × 3 seeds × 4 curve points
+    gon_curves = section.plot.args[0]
+    assert set(gon_curves["method"]) == {"gon"} and len(gon_curves) == 48
+    a = section.context
+    assert a.headline_outcome is not None and a.headline_outcome.sentence is not None
+    sentence = a.headline_outcome.sentence
     assert sentence.startswith("Outcome: **elu not best**")
     assert "relu has the lowest mean" in sentence
 
@@ -339,8 +347,8 @@ def test_multistep_learned_step_size_is_reported(tmp_path: Path) -> None:
     multistep = dataclasses.replace(p.studies.multistep, learn_step_size=True)
     p = dataclasses.replace(p, studies=dataclasses.replace(p.studies, multistep=multistep))
     m = multistep_section(runs, p, load_claims(), confidence=0.95, headline_bn="batch").context
-    assert m["learn_step_size"] and m["rows"][1]["learned_step_size"].mean == pytest.approx(0.81)
-    assert m["lower_test"] == [2]
+    assert m.learn_step_size and m.rows[1].learned_step_size.mean == pytest.approx(0.81)
+    assert m.lower_test == [2]
 
 
 def test_latent_rows_with_published_value_and_single_seed(full: tuple[Path, str]) -> None:
@@ -368,10 +376,10 @@ def test_latent_takes_main_runs_at_table1_nz(tmp_path: Path) -> None:
     lat = latent_section(
         [], main, params(), load_claims(), confidence=0.95, headline_bn="batch"
     ).context
-    rows = [r for r in lat["rows"] if r["source"] == "main runs" and r["method_id"] == "gon"]
-    assert {r["dataset_id"] for r in rows} == {"mnist", "fashion_mnist"}
-    assert all(r["n"] == 3 and r["published"] for r in rows)
-    assert [s["name"] for s in lat["sources"]] == ["main runs"]
+    rows = [r for r in lat.rows if r.source == "main runs" and r.method_id == "gon"]
+    assert {r.dataset_id for r in rows} == {"mnist", "fashion_mnist"}
+    assert all(r.n == 3 and r.published for r in rows)
+    assert [s.name for s in lat.sources] == ["main runs"]
 
 
 def test_linear_encoder_control(full: tuple[Path, str]) -> None:
@@ -513,8 +521,8 @@ def test_a_raised_study_learning_rate_is_stated() -> None:
     a = activation_section(
         [], pd.DataFrame(), p, load_claims(), confidence=0.95, headline_bn="batch"
     ).context
-    assert a["scale"].lr == 1.0e-3 and a["scale"].lr_differs
-    assert a["status"] == "not run"
+    assert a.scale.lr == 1.0e-3 and a.scale.lr_differs
+    assert a.status == "not run"
 
 
 def test_gon_minus_each_autoencoder_along_training_is_paired_by_seed() -> None:

@@ -37,6 +37,7 @@ Layout written::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,37 @@ from repro.report.controls.convergence import convergence_section, draw_converge
 from repro.report.controls.cost import cost_section
 from repro.report.controls.linear_encoder import linear_encoder_section
 from repro.report.labels import dataset_label
-from repro.report.studies.activation import activation_section
-from repro.report.studies.common import StudySection, ordered, with_figure
-from repro.report.studies.latent import latent_section
-from repro.report.studies.multistep import multistep_section
+from repro.report.studies.activation import ActivationSection, activation_section
+from repro.report.studies.common import ordered, with_figure
+from repro.report.studies.latent import LatentSection, latent_section
+from repro.report.studies.multistep import MultistepSection, multistep_section
 from repro.report.studies.table import studies_table, write_studies_csv
 from repro.report.study_runs import load_studies
 
 __all__ = ["studies_context"]
+
+
+@dataclass(frozen=True)
+class DatasetsNote:
+    """Whether this version of the pipeline can load CIFAR-10, and whether it ran."""
+
+    cifar10_supported: bool
+    cifar10_listed: bool  # in ``data.datasets``
+    cifar10_ran: bool
+    allowed: tuple[str, ...]  # the datasets the pipeline can load, labelled
+
+
+@dataclass(frozen=True)
+class Studies:
+    """The sections the template ``studies.md.j2`` lays out, with the figures' paths set."""
+
+    activation: ActivationSection
+    multistep: MultistepSection
+    latent: LatentSection
+    linear_encoder: Any  # the controls' sections: repro.report.controls
+    cost: Any
+    datasets_note: DatasetsNote
+    confidence: float
 
 
 def studies_context(
@@ -66,7 +90,7 @@ def studies_context(
     confidence: float,
     headline_bn: str,
     datasets_run: Iterable[str],
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[Studies, list[str]]:
     """Every study section for the template, studies.csv and the figures; plus warnings.
 
     ``main_runs`` are :class:`repro.report.loaders.Run` (dataset, method, nz, seed, path,
@@ -77,17 +101,15 @@ def studies_context(
     other = sorted({r.name for r in runs if r.record.get("profile") not in (None, profile)})
     if other:
         warnings.append(f"study runs from a profile other than `{profile}`: {', '.join(other)}")
-    studies: dict[str, StudySection] = {
-        "activation": activation_section(
-            runs, curves, params, claims, confidence=confidence, headline_bn=headline_bn
-        ),
-        "multistep": multistep_section(
-            runs, params, claims, confidence=confidence, headline_bn=headline_bn
-        ),
-        "latent": latent_section(
-            runs, main_runs, params, claims, confidence=confidence, headline_bn=headline_bn
-        ),
-    }
+    activation = activation_section(
+        runs, curves, params, claims, confidence=confidence, headline_bn=headline_bn
+    )
+    multistep = multistep_section(
+        runs, params, claims, confidence=confidence, headline_bn=headline_bn
+    )
+    latent = latent_section(
+        runs, main_runs, params, claims, confidence=confidence, headline_bn=headline_bn
+    )
     linear = linear_encoder_section(
         main_runs, params, confidence=confidence, headline_bn=headline_bn
     )
@@ -99,24 +121,29 @@ def studies_context(
         studies_table(runs, confidence=confidence, headline_bn=headline_bn),
     )
     fig_dir = out_dir / "figures"
-    sections = {name: with_figure(s, fig_dir, name) for name, s in studies.items()}
-    sections["linear_encoder"] = with_figure(linear, fig_dir, "linear_encoder")
     methods = ordered({r.method for r in main_runs}, params.train.methods)
-    sections["cost"] = cost_section(main_runs, runs, eff_runs, params, claims) | {
-        "convergence": draw_convergence_figures(
-            convergence, fig_dir, methods=methods, confidence=confidence
-        )
-    }
-    sections["datasets_note"] = datasets_note(params.data, datasets_run)
-    sections["confidence"] = confidence
-    return sections, warnings
+    studies = Studies(
+        activation=with_figure(activation, fig_dir, "activation"),
+        multistep=with_figure(multistep, fig_dir, "multistep"),
+        latent=with_figure(latent, fig_dir, "latent"),
+        linear_encoder=with_figure(linear, fig_dir, "linear_encoder"),
+        cost=cost_section(main_runs, runs, eff_runs, params, claims)
+        | {
+            "convergence": draw_convergence_figures(
+                convergence, fig_dir, methods=methods, confidence=confidence
+            )
+        },
+        datasets_note=datasets_note(params.data, datasets_run),
+        confidence=confidence,
+    )
+    return studies, warnings
 
 
-def datasets_note(data: DataConfig, datasets_run: Iterable[str]) -> dict[str, Any]:
+def datasets_note(data: DataConfig, datasets_run: Iterable[str]) -> DatasetsNote:
     """Whether this version of the pipeline can load CIFAR-10, and whether it ran."""
-    return {
-        "cifar10_supported": "cifar10" in DATASETS,
-        "cifar10_listed": "cifar10" in data.datasets,
-        "cifar10_ran": "cifar10" in set(datasets_run),
-        "allowed": [dataset_label(d) for d in DATASETS],
-    }
+    return DatasetsNote(
+        cifar10_supported="cifar10" in DATASETS,
+        cifar10_listed="cifar10" in data.datasets,
+        cifar10_ran="cifar10" in set(datasets_run),
+        allowed=tuple(dataset_label(d) for d in DATASETS),
+    )

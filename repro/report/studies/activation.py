@@ -8,6 +8,7 @@ BatchNorm modes, with Holm-corrected paired t-tests against ``studies.activation
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -17,16 +18,89 @@ from repro.config import Params
 from repro.report.labels import bn_label, method_label
 from repro.report.studies import figures as study_figures
 from repro.report.studies.common import (
+    StudyHead,
     StudySection,
+    VersusReference,
+    bn_context,
     by_seed,
     finite_ci,
     ordered,
-    study_context,
+    runs_of,
+    versus,
 )
 from repro.report.study_runs import CURVE_COLUMNS, StudyRun
 from repro.report.verdicts import HIGHER, LOWER, ReferenceComparison, compare_with_reference
+from repro.stats import MeanCI
 
 POINT_COLUMNS = ["method", "activation", "seed", "bn_mode", "loss"]
+
+
+@dataclass(frozen=True)
+class ActivationCell(VersusReference):
+    """One method × activation in one BN mode: its held-out test loss over seeds and, as a
+    :class:`VersusReference`, its contrast with the reference activation."""
+
+    ci: MeanCI | None
+
+
+@dataclass(frozen=True)
+class ActivationRow:
+    """One table row: a method × activation, per BN mode its loss and contrast."""
+
+    method_id: str
+    activation: str
+    reference: bool  # the activation is the reference
+    n: int  # finished runs
+    failed: int
+    modes: dict[str, ActivationCell]
+
+    @property
+    def method(self) -> str:
+        return method_label(self.method_id)
+
+
+@dataclass(frozen=True)
+class ActivationOutcome:
+    """Is the reference the best activation, for one method × BN mode (None: not compared)."""
+
+    method_id: str
+    bn_mode: str
+    headline: bool  # the headline BN mode
+    comparison: ReferenceComparison | None
+
+    @property
+    def method(self) -> str:
+        return method_label(self.method_id)
+
+    @property
+    def bn(self) -> str:
+        return bn_label(self.bn_mode)
+
+    @property
+    def sentence(self) -> str | None:
+        """The outcome in words (:func:`outcome_sentence`); None when not compared."""
+        if self.comparison is None:
+            return None
+        return outcome_sentence(self.comparison, f"held-out test loss ({self.bn}, SSE per image)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationSection(StudyHead):
+    """The activation section: rows per method × activation, outcomes per method × BN mode."""
+
+    reference: str
+    rows: tuple[ActivationRow, ...] = ()
+    outcomes: tuple[ActivationOutcome, ...] = ()
+
+    @property
+    def headline_outcome(self) -> ActivationOutcome | None:
+        """GON's outcome in the headline BN mode, the one the report leads with."""
+        return next((o for o in self.outcomes if o.method_id == "gon" and o.headline), None)
+
+    @property
+    def other_outcomes(self) -> tuple[ActivationOutcome, ...]:
+        head = self.headline_outcome
+        return tuple(o for o in self.outcomes if o is not head)
 
 
 def activation_section(
@@ -37,35 +111,29 @@ def activation_section(
     *,
     confidence: float,
     headline_bn: str,
-) -> StudySection:
+) -> StudySection[ActivationSection]:
     """Per method × activation: test loss in both BN modes, contrasts with the reference."""
     a = params.studies.activation
-    mine, base = study_context("activation", runs, params, claims, headline_bn)
-    bn = base["bn"]
-    base |= {"reference": a.reference, "rows": [], "outcomes": []}
+    mine, bn = runs_of("activation", runs), bn_context(headline_bn)
+    section = partial(ActivationSection.of, "activation", mine, params, claims, bn)
     if not mine:
-        return StudySection(base)
+        return StudySection(section(reference=a.reference))
     acts = ordered((r.record.get("activation") for r in mine), a.activations)
     methods = ordered((r.method for r in mine), a.methods)
     rows, outcomes, points = [], [], []
     for method in methods:
         of_method = [r for r in mine if r.method == method]
-        comps = {}
-        for mode in bn.modes:
-            comps[mode] = _comparison(of_method, mode, acts, a.reference, confidence)
-            outcomes.append(_outcome(method, mode, comps[mode], headline_bn))
+        comps = {
+            mode: _comparison(of_method, mode, acts, a.reference, confidence) for mode in bn.modes
+        }
+        outcomes += [
+            ActivationOutcome(method, mode, mode == headline_bn, comps[mode]) for mode in bn.modes
+        ]
         for act in acts:
             group = [r for r in of_method if r.record.get("activation") == act]
             if group:
-                rows.append(_row(method, act, group, comps, a.reference, bn.modes, confidence))
+                rows.append(_row(method, act, group, comps, a.reference, confidence))
                 points += _points(method, act, group, bn.modes)
-    headline_gon = next((o for o in outcomes if o["method_id"] == "gon" and o["headline"]), None)
-    context = base | {
-        "rows": rows,
-        "outcomes": outcomes,
-        "headline_outcome": headline_gon,
-        "other_outcomes": [o for o in outcomes if o is not headline_gon],
-    }
     plot = partial(
         study_figures.plot_activation,
         _gon_curves(curves),
@@ -75,7 +143,8 @@ def activation_section(
         modes=bn.modes,
         confidence=confidence,
     )
-    return StudySection(context, pd.DataFrame(points, columns=POINT_COLUMNS), plot)
+    model = section(reference=a.reference, rows=tuple(rows), outcomes=tuple(outcomes))
+    return StudySection(model, pd.DataFrame(points, columns=POINT_COLUMNS), plot)
 
 
 def _comparison(
@@ -115,50 +184,24 @@ def outcome_sentence(comp: ReferenceComparison, what: str) -> str:
     return f"Outcome: **{ref} {comp.outcome}**. {base}; {detail}."
 
 
-def _outcome(
-    method: str, mode: str, comp: ReferenceComparison | None, headline_bn: str
-) -> dict[str, Any]:
-    """One method × BN mode's comparison, with its sentence for the report."""
-    return {
-        "method": method_label(method),
-        "method_id": method,
-        "bn_mode": mode,
-        "bn": bn_label(mode),
-        "headline": mode == headline_bn,
-        "comparison": comp,
-        "sentence": outcome_sentence(comp, f"held-out test loss ({bn_label(mode)}, SSE per image)")
-        if comp
-        else None,
-    }
-
-
 def _row(
     method: str,
     act: str,
     group: Sequence[StudyRun],
     comps: Mapping[str, ReferenceComparison | None],
     reference: str,
-    modes: Sequence[str],
     confidence: float,
-) -> dict[str, Any]:
+) -> ActivationRow:
     """One table row: a method × activation, its loss and contrast with the reference per mode."""
     ok = [r for r in group if r.ok]
-    cells = {}
-    for mode in modes:
-        c = comps[mode].versus(act) if comps[mode] is not None else None  # this − reference
-        cells[mode] = {
-            "ci": finite_ci((r.loss("test", mode) for r in ok), confidence),
-            "diff": c.difference if c else None,
-            "p_holm": c.p_holm if c else None,
-        }
-    return {
-        "method": method_label(method),
-        "activation": act,
-        "reference": act == reference,
-        "n": len(ok),
-        "failed": len(group) - len(ok),
-        "modes": cells,
+    cells = {
+        mode: ActivationCell(
+            versus(comp, act),  # this − reference
+            finite_ci((r.loss("test", mode) for r in ok), confidence),
+        )
+        for mode, comp in comps.items()
     }
+    return ActivationRow(method, act, act == reference, len(ok), len(group) - len(ok), cells)
 
 
 def _points(

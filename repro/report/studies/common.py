@@ -2,18 +2,20 @@
 modes, the training scale line, the claims a section quotes, per-seed values to pair, and the
 study sections' figures.
 
-Each section's context is a dict the template ``studies.md.j2`` lays out; the parts every
-section shares are typed here (:class:`Scale`, :class:`BNModes`). A study section with a figure
-comes as a :class:`StudySection`: the context and, apart from it, the data its figure is drawn
-from.
+Each section is a frozen dataclass the template ``studies.md.j2`` lays out; the parts the
+sections share are typed here: the training scale (:class:`Scale`), the BatchNorm modes
+(:class:`BNModes`), a failed run (:class:`Failure`), what the activation and multi-step sections
+open with (:class:`StudyHead`) and a variant against the study's reference variant
+(:class:`VersusReference`). A section with a figure comes as a :class:`StudySection`: the
+section and, apart from it, the data its figure is drawn from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 import pandas as pd
 
@@ -21,13 +23,15 @@ from repro.config import BN_MODES, Params
 from repro.report.claims.registry import claims_by_id
 from repro.report.labels import bn_label, dataset_label
 from repro.report.study_runs import StudyRun, finite_or_none
-from repro.stats import MeanCI, mean_ci
+from repro.report.verdicts import Contrast, ReferenceComparison
+from repro.stats import MeanCI, PairedDifference, mean_ci
 
 STUDY_CLAIMS = {
     "activation": ("repro-claim2-elu-best",),
     "multistep": ("repro-extension-two-steps",),
     "cost": ("gon-faster-convergence",),
 }
+NOT_COMPARED = "not compared"  # no contrast with the reference variant (no seed in common with it)
 
 
 def ordered(values: Iterable[Any], preferred: Sequence[Any]) -> list[Any]:
@@ -86,45 +90,61 @@ def bn_context(headline_bn: str) -> BNModes:
     return BNModes(tuple(modes_headline_first(headline_bn)))
 
 
-def failures(runs: Iterable[StudyRun]) -> list[dict[str, Any]]:
-    """The runs that did not finish, listed (never averaged): name, status, first error line."""
-    return [
-        {
-            "name": r.name,
-            "status": r.record.get("status", "unknown"),
-            "error": str(r.record.get("error", "")).strip().splitlines()[0]
+@dataclass(frozen=True)
+class Failure:
+    """A run that did not finish, listed in its section and never averaged."""
+
+    name: str
+    status: str
+    error: str  # the first line of its error, "" when it recorded none
+
+
+def failures(runs: Iterable[StudyRun]) -> tuple[Failure, ...]:
+    """The runs that did not finish: name, status, first error line."""
+    return tuple(
+        Failure(
+            name=r.name,
+            status=str(r.record.get("status", "unknown")),
+            error=str(r.record.get("error", "")).strip().splitlines()[0]
             if r.record.get("error")
             else "",
-        }
+        )
         for r in runs
         if not r.ok
-    ]
+    )
+
+
+@dataclass(frozen=True)
+class VersusReference:
+    """One variant against the study's reference variant (an activation against
+    ``studies.activation.reference``, a k against k = 1): the Holm-corrected paired contrast
+    of :meth:`repro.report.verdicts.ReferenceComparison.versus`, None when not compared."""
+
+    contrast: Contrast | None
+
+    @property
+    def diff(self) -> PairedDifference | None:
+        """This variant minus the reference, paired over matched seeds."""
+        return self.contrast.difference if self.contrast is not None else None
+
+    @property
+    def p_holm(self) -> float | None:
+        return self.contrast.p_holm if self.contrast is not None else None
+
+    @property
+    def verdict(self) -> str:
+        return self.contrast.verdict if self.contrast is not None else NOT_COMPARED
+
+
+def versus(comp: ReferenceComparison | None, variant: str) -> Contrast | None:
+    """``variant`` against the reference of ``comp``; None when there is no comparison or
+    ``variant`` has no contrast in it."""
+    return comp.versus(variant) if comp is not None else None
 
 
 # --------------------------------------------------------------------------------------------
 # Training scale (the "Reduced scale" line of each section)
 # --------------------------------------------------------------------------------------------
-
-
-def study_context(
-    study: str,
-    runs: Sequence[StudyRun],
-    params: Params,
-    claims: Mapping[str, Any],
-    headline_bn: str,
-) -> tuple[list[StudyRun], dict[str, Any]]:
-    """The runs of ``study`` and the keys every study section of the activation and multi-step
-    kind starts with: status, the claims it quotes, scale, dataset, BN modes, failures."""
-    mine = [r for r in runs if r.study == study]
-    return mine, {
-        "status": "run" if mine else "not run",
-        "claims": claims_by_id(claims, STUDY_CLAIMS[study]),
-        "scale": study_scale(params, study),
-        "dataset": dataset_label(params.studies.dataset),
-        "bn": bn_context(headline_bn),
-        "failures": failures(mine),
-        "figure": None,
-    }
 
 
 @dataclass(frozen=True)
@@ -199,27 +219,80 @@ def by_seed(runs: Iterable[StudyRun], get: Callable[[StudyRun], float | None]) -
 
 
 # --------------------------------------------------------------------------------------------
+# The head of a study section
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyHead:
+    """What the activation and multi-step sections open with: whether the study ran, the
+    published claims it tests, its training scale, dataset and BN modes, and its failed runs;
+    ``figure`` is set once the figure is drawn (:func:`with_figure`)."""
+
+    status: str  # "run" or "not run"
+    claims: list[dict[str, Any]]
+    scale: Scale
+    dataset: str
+    bn: BNModes
+    failures: tuple[Failure, ...]
+    figure: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        study: str,
+        mine: Sequence[StudyRun],
+        params: Params,
+        claims: Mapping[str, Any],
+        bn: BNModes,
+        **fields: Any,
+    ) -> Self:
+        """The section of ``study`` from its runs ``mine``; ``fields`` are the subclass's own."""
+        return cls(
+            status="run" if mine else "not run",
+            claims=claims_by_id(claims, STUDY_CLAIMS[study]),
+            scale=study_scale(params, study),
+            dataset=dataset_label(params.studies.dataset),
+            bn=bn,
+            failures=failures(mine),
+            **fields,
+        )
+
+
+def runs_of(study: str, runs: Iterable[StudyRun]) -> list[StudyRun]:
+    """The runs of ``study``."""
+    return [r for r in runs if r.study == study]
+
+
+# --------------------------------------------------------------------------------------------
 # A study section and its figure
 # --------------------------------------------------------------------------------------------
 
 
+C = TypeVar("C")
+
+
 @dataclass(frozen=True)
-class StudySection:
-    """A study section: the template's context, and apart from it the data of its figure.
+class StudySection(Generic[C]):
+    """A section with a figure: the section the template lays out (``context``), and apart
+    from it the data of its figure.
 
     ``plot(points, path)`` draws the figure (a function of :mod:`repro.report.studies.figures`
     with the section's settings bound); no ``plot``, or no points, means no figure.
     """
 
-    context: dict[str, Any]
+    context: C
     points: pd.DataFrame = field(default_factory=pd.DataFrame)
     plot: Callable[[pd.DataFrame, Path], Any] | None = None
 
 
-def with_figure(section: StudySection, fig_dir: Path, name: str) -> dict[str, Any]:
-    """The section's context, with ``figure`` the path of ``study_<name>.png`` once drawn."""
+def with_figure(section: StudySection[C], fig_dir: Path, name: str) -> C:
+    """The section, with ``figure`` the path of ``study_<name>.png`` once drawn."""
     if section.plot is None or section.points.empty:
         return section.context
     fig_dir.mkdir(parents=True, exist_ok=True)
     section.plot(section.points, fig_dir / f"study_{name}.png")
-    return section.context | {"figure": f"figures/study_{name}.png"}
+    figure = f"figures/study_{name}.png"
+    if isinstance(section.context, dict):  # a section still built as a dict (the controls')
+        return section.context | {"figure": figure}
+    return replace(section.context, figure=figure)
