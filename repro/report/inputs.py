@@ -18,6 +18,7 @@ from repro.report.claims.evaluate import Evidence
 from repro.report.loaders import (
     ConvergenceStudy,
     EfficiencyRun,
+    GradientBenchmark,
     Run,
     load_benchmark,
     load_claims,
@@ -69,7 +70,7 @@ class ReportInputs:
         return self.evidence.convergence
 
     @property
-    def bench(self) -> dict[str, Any] | None:
+    def bench(self) -> GradientBenchmark | None:
         """The decoder-gradient benchmark, when it was run."""
         return self.evidence.bench
 

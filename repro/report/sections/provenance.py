@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from repro.report.labels import dataset_label
-from repro.report.loaders import ConvergenceStudy, EfficiencyRun, Run
+from repro.report.loaders import ConvergenceStudy, EfficiencyRun, GradientBenchmark, Run
 from repro.report.study_runs import StudyRun
 
 
@@ -53,7 +53,7 @@ def compute_seconds(
     eff_runs: Sequence[EfficiencyRun],
     study_runs: Sequence[StudyRun],
     convergence: Sequence[ConvergenceStudy],
-    bench: Mapping[str, Any] | None,
+    bench: GradientBenchmark | None,
 ) -> list[dict[str, Any]]:
     """Measured compute per part of the study, as each stage recorded it (start-up excluded)."""
     main = sum(
@@ -67,7 +67,7 @@ def compute_seconds(
         for study in convergence
         for f in (study.summary.get("flows") or {}).values()
     )
-    bench_s = sum(float(r.get("seconds") or 0.0) for r in (bench or {}).get("results", []))
+    bench_s = sum(r.seconds or 0.0 for r in bench.results) if bench else 0.0
     parts = [
         ("main GON/AE/linear-AE runs (training + evaluation)", main),
         ("ablation studies: activation, multi-step, latent size (training)", study),
