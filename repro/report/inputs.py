@@ -17,6 +17,7 @@ from repro.records import DiagnosisMetrics
 from repro.report.claims.evaluate import Evidence
 from repro.report.loaders import (
     ConvergenceStudy,
+    DataManifest,
     EfficiencyRun,
     GradientBenchmark,
     Run,
@@ -51,7 +52,7 @@ class ReportInputs:
     methods: list[str]  # params' methods, then any other found on disk
     runs: list[Run]  # main runs in report order: dataset, method, nz, seed
     references: pd.DataFrame  # reference losses per dataset (references_frame)
-    manifests: dict[str, dict[str, Any] | None]
+    manifests: dict[str, DataManifest | None]
     eff_runs: list[EfficiencyRun]  # report order: dataset, method, train size, seed
     eff_methods: list[str]
     eff_loss: str  # the data-efficiency study's loss

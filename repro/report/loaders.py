@@ -131,9 +131,68 @@ def load_reference(runs_dir: Path, dataset: str) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def load_manifest(data_dir: Path, dataset: str) -> dict[str, Any] | None:
+def _keys_containing(obj: Any, word: str, prefix: str = "") -> list[tuple[str, str]]:
+    """All (dotted key, value) leaves whose key mentions ``word``, at any depth.
+
+    The manifests are written by another module (:func:`repro.data.prepare_dataset`); walking them
+    generically keeps the report working when their nesting changes.
+    """
+    out: list[tuple[str, str]] = []
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if word in str(k).lower() and not isinstance(v, (Mapping, list)):
+                out.append((key, str(v)))
+            else:
+                out.extend(_keys_containing(v, word, key))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(_keys_containing(v, word, f"{prefix}[{i}]"))
+    return out
+
+
+@dataclass(frozen=True)
+class DataManifest:
+    """data/<dataset>.manifest.json: where the data came from and what was hashed and resized.
+
+    ``hashes`` are the (dotted key, digest) leaves whose key mentions sha256, without their
+    ``expected`` twins (a manifest is only written when every actual hash equals its expected
+    one; ``verified`` says whether pinned hashes existed); ``resize`` the leaves describing the
+    resize (not the hashes of resized images).
+    """
+
+    source: str | None
+    verified: bool
+    hashes: tuple[tuple[str, str], ...]
+    resize: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> DataManifest:
+        source = obj.get("source")
+        return cls(
+            source=None if source is None else str(source),
+            verified=bool(obj.get("verified")),
+            hashes=tuple(
+                (k, v) for k, v in _keys_containing(obj, "sha256") if "expected" not in k.lower()
+            ),
+            resize=tuple(
+                (k, v) for k, v in _keys_containing(obj, "resize") if "sha256" not in k.lower()
+            ),
+        )
+
+
+def load_manifest(data_dir: Path, dataset: str) -> DataManifest | None:
+    """The dataset's manifest, or None if the data were not prepared; a file that is not a JSON
+    object is refused with its path."""
     path = data_dir / f"{dataset}.manifest.json"
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    obj = read_json(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(
+            f"{path}: not a data manifest (a JSON object); delete it and re-run stage data"
+        )
+    return DataManifest.from_json(obj)
 
 
 @dataclass(frozen=True)
