@@ -17,7 +17,9 @@ from repro.records import DiagnosisMetrics
 from repro.report.claims.evaluate import Evidence
 from repro.report.loaders import (
     ConvergenceStudy,
+    DataManifest,
     EfficiencyRun,
+    GradientBenchmark,
     Run,
     load_benchmark,
     load_claims,
@@ -50,7 +52,7 @@ class ReportInputs:
     methods: list[str]  # params' methods, then any other found on disk
     runs: list[Run]  # main runs in report order: dataset, method, nz, seed
     references: pd.DataFrame  # reference losses per dataset (references_frame)
-    manifests: dict[str, dict[str, Any] | None]
+    manifests: dict[str, DataManifest | None]
     eff_runs: list[EfficiencyRun]  # report order: dataset, method, train size, seed
     eff_methods: list[str]
     eff_loss: str  # the data-efficiency study's loss
@@ -69,7 +71,7 @@ class ReportInputs:
         return self.evidence.convergence
 
     @property
-    def bench(self) -> dict[str, Any] | None:
+    def bench(self) -> GradientBenchmark | None:
         """The decoder-gradient benchmark, when it was run."""
         return self.evidence.bench
 

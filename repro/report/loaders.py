@@ -9,7 +9,7 @@ pipeline still yields a report in which the missing part is "not run" or "not te
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +131,68 @@ def load_reference(runs_dir: Path, dataset: str) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def load_manifest(data_dir: Path, dataset: str) -> dict[str, Any] | None:
+def _keys_containing(obj: Any, word: str, prefix: str = "") -> list[tuple[str, str]]:
+    """All (dotted key, value) leaves whose key mentions ``word``, at any depth.
+
+    The manifests are written by another module (:func:`repro.data.prepare_dataset`); walking them
+    generically keeps the report working when their nesting changes.
+    """
+    out: list[tuple[str, str]] = []
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if word in str(k).lower() and not isinstance(v, (Mapping, list)):
+                out.append((key, str(v)))
+            else:
+                out.extend(_keys_containing(v, word, key))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(_keys_containing(v, word, f"{prefix}[{i}]"))
+    return out
+
+
+@dataclass(frozen=True)
+class DataManifest:
+    """data/<dataset>.manifest.json: where the data came from and what was hashed and resized.
+
+    ``hashes`` are the (dotted key, digest) leaves whose key mentions sha256, without their
+    ``expected`` twins (a manifest is only written when every actual hash equals its expected
+    one; ``verified`` says whether pinned hashes existed); ``resize`` the leaves describing the
+    resize (not the hashes of resized images).
+    """
+
+    source: str | None
+    verified: bool
+    hashes: tuple[tuple[str, str], ...]
+    resize: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> DataManifest:
+        source = obj.get("source")
+        return cls(
+            source=None if source is None else str(source),
+            verified=bool(obj.get("verified")),
+            hashes=tuple(
+                (k, v) for k, v in _keys_containing(obj, "sha256") if "expected" not in k.lower()
+            ),
+            resize=tuple(
+                (k, v) for k, v in _keys_containing(obj, "resize") if "sha256" not in k.lower()
+            ),
+        )
+
+
+def load_manifest(data_dir: Path, dataset: str) -> DataManifest | None:
+    """The dataset's manifest, or None if the data were not prepared; a file that is not a JSON
+    object is refused with its path."""
     path = data_dir / f"{dataset}.manifest.json"
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    obj = read_json(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(
+            f"{path}: not a data manifest (a JSON object); delete it and re-run stage data"
+        )
+    return DataManifest.from_json(obj)
 
 
 @dataclass(frozen=True)
@@ -205,7 +264,64 @@ def load_convergence(conv_dir: Path) -> list[ConvergenceStudy]:
     ]
 
 
-def load_benchmark(out_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+@dataclass(frozen=True)
+class BenchResult:
+    """One gradient mode of the benchmark: its time, peak and growth of resident memory, forward
+    gradient evaluations, and its gradient's cosine and relative difference against backprop."""
+
+    mode: str | None
+    seconds: float | None
+    peak_rss_mib: float | None
+    rss_growth_mib: float | None
+    forward_nfe: float | None
+    cosine_vs_backprop: float | None
+    relative_difference_vs_backprop: float | None
+
+    @classmethod
+    def from_json(cls, row: Any) -> BenchResult:
+        """A row of ``results``; a ValueError says what is wrong with a malformed one."""
+        if not isinstance(row, Mapping):
+            raise ValueError(f"has a result that is not an object ({row!r})")
+        mode = row.get("mode")
+        if mode is not None and not isinstance(mode, str):
+            raise ValueError(f"has a result whose `mode` is not a string ({mode!r})")
+        values = {f.name: row.get(f.name) for f in fields(cls) if f.name != "mode"}
+        for key, v in values.items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise ValueError(f"has `{key}` = {v!r} for mode {mode!r}, not a number")
+        return cls(mode, **{k: None if v is None else float(v) for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class GradientBenchmark:
+    """reports/bench_gfe_gradients.json (bench/gfe_gradients.py): the machine it ran on, its
+    settings (as the command line gave them) and one result per gradient mode."""
+
+    benchmark: str | None
+    device: str | None
+    machine: str | None
+    torch: str | None
+    settings: tuple[tuple[str, Any], ...]
+    results: tuple[BenchResult, ...]
+
+    @classmethod
+    def from_json(cls, obj: Any) -> GradientBenchmark:
+        """The parsed file; a ValueError says what is wrong with a malformed one."""
+        if not isinstance(obj, Mapping) or not isinstance(obj.get("results"), list):
+            raise ValueError("has no `results` list")
+        settings = obj.get("settings") or {}
+        if not isinstance(settings, Mapping):
+            raise ValueError("has `settings` that are not an object")
+        header = ("benchmark", "device", "machine", "torch")
+        text = {k: None if obj.get(k) is None else str(obj[k]) for k in header}
+        return cls(
+            **text,
+            settings=tuple((str(k), v) for k, v in settings.items()),
+            results=tuple(BenchResult.from_json(r) for r in obj["results"]),
+        )
+
+
+def load_benchmark(out_dir: Path) -> tuple[GradientBenchmark | None, list[str]]:
     """reports/bench_gfe_gradients.json when the benchmark was run; a bad file is a warning."""
     path = out_dir / BENCH_FILE
     if not path.is_file():
@@ -214,9 +330,10 @@ def load_benchmark(out_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
         bench = read_json(path)
     except ValueError as err:
         return None, [f"{BENCH_FILE} could not be read ({err}): benchmark left out"]
-    if not isinstance(bench, Mapping) or not isinstance(bench.get("results"), list):
-        return None, [f"{BENCH_FILE} has no `results` list: benchmark left out"]
-    return dict(bench), []
+    try:
+        return GradientBenchmark.from_json(bench), []
+    except ValueError as err:
+        return None, [f"{BENCH_FILE} {err}: benchmark left out"]
 
 
 def load_diagnosis(runs_dir: Path, dataset: str) -> DiagnosisMetrics | None:

@@ -85,10 +85,9 @@ from repro.report.sections.gradients import gradients_section
 from repro.report.sections.implicit import implicit_section
 from repro.report.sections.protocol import protocol_differences, protocol_values
 from repro.report.sections.provenance import (
+    ProvenanceSection,
     compute_seconds,
-    efficiency_run_records,
     provenance_section,
-    resize_entries,
 )
 from repro.report.sections.published import parameters_section, published_section
 from repro.report.sections.results import (
@@ -164,7 +163,6 @@ def build_report(
         "convergence": convergence,
         **_optional_sections(inputs, out_dir / "figures"),
         "studies": studies,
-        "efficiency_runs": efficiency_run_records(inputs.eff_runs),
         "warnings": [*inputs.warnings, *study_warnings, *speed_warnings],
     }
     path = out_dir / "report.md"
@@ -225,7 +223,7 @@ def _main_context(
     datasets_run = {r.dataset for r in runs}
     bn_modes = bn_modes_of(runs) or [headline_bn]  # columns stay even with no runs
     size = params.data.image_size
-    resize_methods = [v for m in inputs.manifests.values() if m for _, v in resize_entries(m)]
+    resize_methods = [v for m in inputs.manifests.values() if m for _, v in m.resize]
     return {
         "params": params,
         "profile": params.profile,
@@ -263,12 +261,14 @@ def _main_context(
     }
 
 
-def _provenance(inputs: ReportInputs, provenance: Mapping[str, Any]) -> dict[str, Any]:
+def _provenance(inputs: ReportInputs, provenance: Mapping[str, Any]) -> ProvenanceSection:
     """The provenance section, with the measured compute of every part of the study."""
     compute = compute_seconds(
         inputs.runs, inputs.eff_runs, inputs.study_runs, inputs.convergence, inputs.bench
     )
-    return provenance_section(inputs.runs, inputs.manifests, provenance, compute=compute)
+    return provenance_section(
+        inputs.runs, inputs.eff_runs, inputs.manifests, provenance, compute=compute
+    )
 
 
 def _claims_context(

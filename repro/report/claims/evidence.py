@@ -23,6 +23,7 @@ from repro.records import EncodingMetrics
 from repro.report.loaders import (
     ConvergenceStudy,
     EfficiencyRun,
+    GradientBenchmark,
     ModelRun,
     Run,
     load_benchmark,
@@ -59,7 +60,7 @@ class Evidence:
     studies: list[StudyRun] = field(default_factory=list)
     efficiency: list[EfficiencyRun] = field(default_factory=list)
     convergence: list[ConvergenceStudy] = field(default_factory=list)
-    bench: dict[str, Any] | None = None
+    bench: GradientBenchmark | None = None
     encoding: EncodingMetrics | None = None
     variational: list[ModelRun] = field(default_factory=list)
     implicit: list[ModelRun] = field(default_factory=list)

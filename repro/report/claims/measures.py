@@ -74,10 +74,10 @@ def measure_bench(sel: Mapping[str, Any], ev: Evidence) -> Sample:
     """One field of one mode of the decoder-gradient benchmark (a single, repeatable measurement)."""
     if ev.bench is None:
         return Sample(missing="reports/bench_gfe_gradients.json is absent (benchmark not run)")
-    for row in ev.bench.get("results", []):
+    for row in ev.bench.results:
         if (
-            row.get("mode") == sel.get("mode")
-            and (v := finite_or_none(row.get(sel.get("field")))) is not None
+            row.mode == sel.get("mode")
+            and (v := finite_or_none(getattr(row, str(sel.get("field")), None))) is not None
         ):
             return Sample(
                 values={"bench": v}, files=("reports/bench_gfe_gradients.json",), deterministic=True

@@ -7,45 +7,83 @@ or headline BatchNorm mode would silently mix protocols).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from repro.report.labels import dataset_label
-from repro.report.loaders import ConvergenceStudy, EfficiencyRun, Run
+from repro.report.loaders import (
+    ConvergenceStudy,
+    DataManifest,
+    EfficiencyRun,
+    GradientBenchmark,
+    Run,
+)
 from repro.report.study_runs import StudyRun
 
 
-def _keys_containing(obj: Any, word: str, prefix: str = "") -> list[tuple[str, str]]:
-    """All (dotted key, value) leaves whose key mentions ``word``, at any depth.
+@dataclass(frozen=True)
+class ComputePart:
+    """The measured compute of one part of the study, in seconds."""
 
-    The manifests are written by another module; walking them generically keeps the report
-    working when their nesting changes.
-    """
-    out: list[tuple[str, str]] = []
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if word in str(k).lower() and not isinstance(v, (Mapping, list)):
-                out.append((key, str(v)))
-            else:
-                out.extend(_keys_containing(v, word, key))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            out.extend(_keys_containing(v, word, f"{prefix}[{i}]"))
-    return out
+    part: str
+    seconds: float
 
 
-def resize_entries(obj: Any) -> list[tuple[str, str]]:
-    """(dotted key, value) for keys describing the resize (not the hashes of resized images)."""
-    return [(k, v) for k, v in _keys_containing(obj, "resize") if "sha256" not in k.lower()]
+@dataclass(frozen=True)
+class ManifestRow:
+    """A dataset (its label) and its data manifest; None when no manifest was found."""
+
+    dataset: str
+    manifest: DataManifest | None
+
+    @property
+    def present(self) -> bool:
+        return self.manifest is not None
 
 
-def _sha_entries(obj: Any) -> list[tuple[str, str]]:
-    """(dotted key, digest) for every key mentioning sha256 in a manifest.
+@dataclass(frozen=True)
+class RunRecord:
+    """A main run's device, training and evaluation times and MLflow run id."""
 
-    The ``expected`` twins are left out: a manifest is only written when every actual hash
-    equals its expected one (its ``verified`` flag says whether pinned hashes existed).
-    """
-    return [(k, v) for k, v in _keys_containing(obj, "sha256") if "expected" not in k.lower()]
+    name: str
+    device: str | None
+    train_seconds: float | None
+    eval_seconds: float | None
+    mlflow_run_id: str | None
+
+
+@dataclass(frozen=True)
+class EfficiencyRunRecord:
+    """A data-efficiency run's training time (evaluation excluded), whole-run wall time and
+    MLflow run id."""
+
+    name: str
+    train_seconds: float | None
+    wall_seconds: float | None
+    mlflow_run_id: str | None
+
+
+@dataclass(frozen=True)
+class ProvenanceSection:
+    """Compute per part, the provenance block (git commit, params hash, machine: as given),
+    each dataset's manifest, and the per-run records of the main and data-efficiency runs."""
+
+    compute: tuple[ComputePart, ...]
+    entries: tuple[tuple[str, Any], ...]
+    manifests: tuple[ManifestRow, ...]
+    train_seconds: float  # of the main runs
+    eval_seconds: float
+    runs: tuple[RunRecord, ...]  # by name
+    efficiency_runs: tuple[EfficiencyRunRecord, ...]  # in report order
+
+    @property
+    def compute_total(self) -> float:
+        return sum(c.seconds for c in self.compute)
+
+    @property
+    def total_seconds(self) -> float:
+        """The main runs' training and evaluation."""
+        return self.train_seconds + self.eval_seconds
 
 
 def compute_seconds(
@@ -53,9 +91,10 @@ def compute_seconds(
     eff_runs: Sequence[EfficiencyRun],
     study_runs: Sequence[StudyRun],
     convergence: Sequence[ConvergenceStudy],
-    bench: Mapping[str, Any] | None,
-) -> list[dict[str, Any]]:
-    """Measured compute per part of the study, as each stage recorded it (start-up excluded)."""
+    bench: GradientBenchmark | None,
+) -> tuple[ComputePart, ...]:
+    """Measured compute per part of the study, as each stage recorded it (start-up excluded);
+    parts that recorded none are left out."""
     main = sum(
         float(r.metrics.get("train_seconds") or 0.0) + float(r.metrics.get("eval_seconds") or 0.0)
         for r in runs
@@ -67,70 +106,53 @@ def compute_seconds(
         for study in convergence
         for f in (study.summary.get("flows") or {}).values()
     )
-    bench_s = sum(float(r.get("seconds") or 0.0) for r in (bench or {}).get("results", []))
-    parts = [
-        ("main GON/AE/linear-AE runs (training + evaluation)", main),
-        ("ablation studies: activation, multi-step, latent size (training)", study),
-        ("GFE data-efficiency runs", eff),
-        ("GFE convergence study (solvers)", conv),
-        ("GFE decoder-gradient benchmark", bench_s),
-    ]
-    return [{"part": p, "seconds": s} for p, s in parts if s > 0]
+    bench_s = sum(r.seconds or 0.0 for r in bench.results) if bench else 0.0
+    parts = (
+        ComputePart("main GON/AE/linear-AE runs (training + evaluation)", main),
+        ComputePart("ablation studies: activation, multi-step, latent size (training)", study),
+        ComputePart("GFE data-efficiency runs", eff),
+        ComputePart("GFE convergence study (solvers)", conv),
+        ComputePart("GFE decoder-gradient benchmark", bench_s),
+    )
+    return tuple(p for p in parts if p.seconds > 0)
 
 
 def provenance_section(
     runs: Sequence[Run],
-    manifests: Mapping[str, dict[str, Any] | None],
+    eff_runs: Sequence[EfficiencyRun],
+    manifests: Mapping[str, DataManifest | None],
     provenance: Mapping[str, Any],
     *,
-    compute: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
+    compute: Sequence[ComputePart] = (),
+) -> ProvenanceSection:
     """Compute per part (:func:`compute_seconds`), the provenance block, each dataset's
-    manifest (hashes, resize) and each main run's device, timings and MLflow run id."""
-    train_s = sum(float(r.metrics.get("train_seconds") or 0.0) for r in runs)
-    eval_s = sum(float(r.metrics.get("eval_seconds") or 0.0) for r in runs)
-    return {
-        "compute": list(compute),
-        "compute_total": sum(float(c["seconds"]) for c in compute),
-        "entries": list(provenance.items()),
-        "manifests": [
-            {
-                "dataset": dataset_label(d),
-                "present": m is not None,
-                "source": (m or {}).get("source"),
-                "verified": (m or {}).get("verified"),
-                "hashes": _sha_entries(m or {}),
-                "resize": resize_entries(m or {}),
-            }
-            for d, m in manifests.items()
-        ],
-        "train_seconds": train_s,
-        "eval_seconds": eval_s,
-        "total_seconds": train_s + eval_s,
-        "runs": [
-            {
-                "name": r.name,
-                "device": r.metrics.get("device"),
-                "train_seconds": r.metrics.get("train_seconds"),
-                "eval_seconds": r.metrics.get("eval_seconds"),
-                "mlflow_run_id": r.metrics.get("mlflow_run_id"),
-            }
+    manifest (hashes, resize) and each main and data-efficiency run's record."""
+    return ProvenanceSection(
+        compute=tuple(compute),
+        entries=tuple(provenance.items()),
+        manifests=tuple(ManifestRow(dataset_label(d), m) for d, m in manifests.items()),
+        train_seconds=sum(float(r.metrics.get("train_seconds") or 0.0) for r in runs),
+        eval_seconds=sum(float(r.metrics.get("eval_seconds") or 0.0) for r in runs),
+        runs=tuple(
+            RunRecord(
+                name=r.name,
+                device=r.metrics.get("device"),
+                train_seconds=r.metrics.get("train_seconds"),
+                eval_seconds=r.metrics.get("eval_seconds"),
+                mlflow_run_id=r.metrics.get("mlflow_run_id"),
+            )
             for r in sorted(runs, key=lambda r: r.name)
-        ],
-    }
-
-
-def efficiency_run_records(eff_runs: Sequence[EfficiencyRun]) -> list[dict[str, Any]]:
-    """Per data-efficiency run: its training time and MLflow run id."""
-    return [
-        {
-            "name": r.name,
-            "train_seconds": r.final("train_seconds"),
-            "wall_seconds": r.metrics.get("wall_seconds"),
-            "mlflow_run_id": r.metrics.get("mlflow_run_id"),
-        }
-        for r in eff_runs
-    ]
+        ),
+        efficiency_runs=tuple(
+            EfficiencyRunRecord(
+                name=r.name,
+                train_seconds=r.final("train_seconds"),
+                wall_seconds=r.metrics.get("wall_seconds"),
+                mlflow_run_id=r.metrics.get("mlflow_run_id"),
+            )
+            for r in eff_runs
+        ),
+    )
 
 
 def consistency_warnings(runs: Sequence[Run], profile: str, headline_bn: str) -> list[str]:
