@@ -197,6 +197,21 @@ def test_the_main_report_summarises_the_session_beside_its_own_verdicts(tmp_path
     assert "| GPU session (no epochs, 3 seeds) |" in md
 
 
+def test_a_study_cut_off_by_a_failed_phase_is_not_finished(tmp_path: Path) -> None:
+    # repro.session_runs.run_studies records a study's status only when it is skipped or done;
+    # a studies phase that fails while one runs archives it without one.
+    phases = [{"name": "studies", "status": "failed", "seconds": 5.0, "detail": "OOM"}]
+    cut = {"activation": {"runs": 4, "predicted_seconds": 10.0}}
+    runs = _session_dir(tmp_path / "runs" / "gpu", SESSION | {"phases": phases, "studies": cut})
+    section = _section(tmp_path / "runs", tmp_path / "figures")  # the main report's summary
+    assert section.present and section.session.studies == (
+        StudyOutcome("activation", "not finished", None, None),
+    )
+    md = _render(_section(runs, tmp_path / "figures"))  # the GPU report's own
+    assert "| studies | failed | 5 | OOM |" in md
+    assert "- Study `activation`: **not finished**.\n" in md
+
+
 def test_without_a_session_the_section_says_how_to_make_one(tmp_path: Path) -> None:
     section = _section(tmp_path / "runs", tmp_path / "figures")
     assert section == GPUSection() and not section.present and section.paper is None
@@ -227,7 +242,7 @@ def test_verdict_rows_keep_the_claims_either_report_tested() -> None:
         ({"environment": {"torch": "2.x"}}, "KeyError: 'code_fingerprint'"),
         ({"phases": [{"name": "train"}]}, "KeyError: 'status'"),
         ({"train": {"calibration": 0.5}}, "KeyError: 'epochs'"),
-        ({"studies": {"activation": "ok"}}, "TypeError"),
+        ({"studies": {"activation": "ok"}}, "AttributeError"),
     ],
 )
 def test_a_malformed_session_is_refused_naming_its_file(

@@ -114,10 +114,10 @@ class SessionTrain:
 
 @dataclass(frozen=True)
 class StudyOutcome:
-    """One ablation study of the session: ran, or skipped and why."""
+    """One ablation study of the session: ran, skipped and why, or not finished."""
 
     name: str
-    status: str
+    status: str  # ok | skipped | not finished (the studies phase failed while it ran)
     reason: str | None
     wall_seconds: float | None
 
@@ -215,7 +215,7 @@ class ImportedSession:
             studies=tuple(
                 StudyOutcome(
                     name=str(name),
-                    status=str(s["status"]),
+                    status=str(s.get("status", "not finished")),
                     reason=_text(s.get("reason")),
                     wall_seconds=_number(s.get("wall_seconds")),
                 )
