@@ -212,6 +212,17 @@ def test_a_study_cut_off_by_a_failed_phase_is_not_finished(tmp_path: Path) -> No
     assert "- Study `activation`: **not finished**.\n" in md
 
 
+def test_a_session_whose_environment_phase_failed_is_still_summarised(tmp_path: Path) -> None:
+    # repro.gpu_session records the environment inside its phase: a failure leaves none.
+    _session_dir(
+        tmp_path / "runs" / "gpu", {k: v for k, v in SESSION.items() if k != "environment"}
+    )
+    section = _section(tmp_path / "runs", tmp_path / "figures")  # the main report's summary
+    assert section.session.environment == Environment(*[None] * 8)
+    md = _render(section)
+    assert "Scale: 5 epochs over 50,000 images, 3 seeds, nz 32, on None.\n" in md
+
+
 def test_without_a_session_the_section_says_how_to_make_one(tmp_path: Path) -> None:
     section = _section(tmp_path / "runs", tmp_path / "figures")
     assert section == GPUSection() and not section.present and section.paper is None
@@ -239,7 +250,7 @@ def test_verdict_rows_keep_the_claims_either_report_tested() -> None:
 @pytest.mark.parametrize(
     ("change", "why"),
     [
-        ({"environment": {"torch": "2.x"}}, "KeyError: 'code_fingerprint'"),
+        ({"environment": ["not", "an object"]}, "AttributeError"),
         ({"phases": [{"name": "train"}]}, "KeyError: 'status'"),
         ({"train": {"calibration": 0.5}}, "KeyError: 'epochs'"),
         ({"studies": {"activation": "ok"}}, "AttributeError"),

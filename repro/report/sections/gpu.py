@@ -63,12 +63,13 @@ def _text(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Environment:
-    """Where a session ran: session.json's ``environment`` (:func:`repro.gpu_session.environment`)."""
+    """Where a session ran: session.json's ``environment`` (:func:`repro.gpu_session.environment`);
+    all None when the environment phase failed (the main report's summary renders without it)."""
 
     torch: str | None
     cuda: str | None
     date: str | None
-    code_fingerprint: str
+    code_fingerprint: str | None
     gpu: str | None  # the CUDA device's name; None on a CPU (a dry run)
     cpu: str | None  # recorded on a CPU only
     gpu_memory_free_gib: float | None  # recorded on a GPU only
@@ -84,7 +85,7 @@ class Environment:
             torch=_text(raw.get("torch")),
             cuda=_text(raw.get("cuda")),
             date=_text(raw.get("date")),
-            code_fingerprint=str(raw["code_fingerprint"]),
+            code_fingerprint=_text(raw.get("code_fingerprint")),
             gpu=_text(raw.get("gpu")),
             cpu=_text(raw.get("cpu")),
             gpu_memory_free_gib=_number(raw.get("gpu_memory_free_gib")),
