@@ -43,7 +43,10 @@ from typing import Any
 from repro.config import DATASETS, DataConfig, Params
 from repro.report.controls.convergence import convergence_section, draw_convergence_figures
 from repro.report.controls.cost import cost_section
-from repro.report.controls.linear_encoder import linear_encoder_section
+from repro.report.controls.linear_encoder import (
+    draw_linear_encoder_figure,
+    linear_encoder_section,
+)
 from repro.report.labels import dataset_label
 from repro.report.studies.activation import activation_section
 from repro.report.studies.common import StudySection, ordered, with_figure
@@ -100,13 +103,10 @@ def studies_context(
     )
     fig_dir = out_dir / "figures"
     sections = {name: with_figure(s, fig_dir, name) for name, s in studies.items()}
-    sections["linear_encoder"] = with_figure(linear, fig_dir, "linear_encoder")
+    sections["linear_encoder"] = draw_linear_encoder_figure(linear, fig_dir, confidence=confidence)
     methods = ordered({r.method for r in main_runs}, params.train.methods)
-    sections["cost"] = cost_section(main_runs, runs, eff_runs, params, claims) | {
-        "convergence": draw_convergence_figures(
-            convergence, fig_dir, methods=methods, confidence=confidence
-        )
-    }
+    speed = draw_convergence_figures(convergence, fig_dir, methods=methods, confidence=confidence)
+    sections["cost"] = cost_section(main_runs, runs, eff_runs, params, claims, convergence=speed)
     sections["datasets_note"] = datasets_note(params.data, datasets_run)
     sections["confidence"] = confidence
     return sections, warnings
