@@ -92,8 +92,7 @@ class ThresholdRow:
 @dataclass(frozen=True)
 class GonVsAE:
     """GON − AE steps and seconds to the threshold, paired over the ``common`` seeds where both
-    reached it (None when the paired test is undefined), with the verdicts of
-    :func:`_speed_verdict`."""
+    reached it (None when there is no such seed), with the verdicts of :func:`_speed_verdict`."""
 
     gon: ThresholdRow
     ae: ThresholdRow
@@ -116,7 +115,7 @@ class GonVsAE:
 class SpeedItem:
     """One dataset × nz: the threshold (None without an AE curve) and the AE's final loss it
     is a multiple of, each method's time to it, GON vs the AE, GON − each rival along training;
-    apart from these, the data of its figure panels."""
+    apart from these, the data of its panel in the two figures."""
 
     dataset: str
     dataset_id: str
