@@ -19,7 +19,7 @@ from factories import main_metrics, study_cell
 from repro.config import DATASETS, Params, RunSpec, load_params
 from repro.report import build_report
 from repro.report.controls.convergence import convergence_section, paired_curve_difference
-from repro.report.controls.cost import parameter_rows
+from repro.report.controls.cost import ParameterRow, parameter_rows
 from repro.report.loaders import load_claims
 from repro.report.sections import studies as report_studies
 from repro.report.studies.activation import activation_section
@@ -413,19 +413,19 @@ def test_parameter_rows_include_efficiency_runs() -> None:
         metrics = {"architecture": "mlp", "nz": 20, "n_params": 1687944}
 
     rows = parameter_rows([], [], [Eff()], params().train)
-    assert rows == [
-        {
-            "source": "data efficiency",
-            "method": "gfe_adaptive",
-            "architecture": "mlp",
-            "nz": 20,
-            "activation": None,
-            "steps": None,
-            "method_label": "GFE (adaptive step)",
-            "n_params": [1687944],
-            "n_params_decoder": [],
-        }
-    ]
+    assert rows == (
+        ParameterRow(
+            source="data efficiency",
+            method="gfe_adaptive",
+            architecture="mlp",
+            nz=20,
+            activation=None,
+            steps=None,
+            n_params=(1687944,),
+            n_params_decoder=(),
+        ),
+    )
+    assert rows[0].method_label == "GFE (adaptive step)"
 
 
 def test_convergence_censored_runs_are_not_averaged(full: tuple[Path, str]) -> None:
@@ -455,11 +455,13 @@ def test_convergence_mean_over_reached_runs_only(tmp_path: Path) -> None:
     from repro.report.loaders import load_runs
 
     main, _ = load_runs(tmp_path / "runs")
-    conv = convergence_section(main, params(), confidence=0.95).context
-    gon = next(r for r in conv["items"][0]["rows"] if r["method_id"] == "gon")
-    assert gon["reached"] == 2 and [x["seed"] for x in gon["censored"]] == [2]
-    assert gon["steps"].n == 2  # the censored seed is not in the mean (never as 0)
-    assert conv["items"][0]["gon_vs_ae"]["steps_verdict"].startswith("GON not faster")
+    conv = convergence_section(main, params(), confidence=0.95)
+    gon = next(r for r in conv.items[0].rows if r.method_id == "gon")
+    assert gon.reached == 2 and [x.seed for x in gon.censored] == [2]
+    assert gon.n == 3
+    assert gon.steps is not None and gon.steps.n == 2  # the censored seed is not in the mean
+    assert conv.items[0].gon_vs_ae is not None
+    assert conv.items[0].gon_vs_ae.steps_verdict.startswith("GON not faster")
 
 
 def test_figures_and_studies_csv(full: tuple[Path, str]) -> None:

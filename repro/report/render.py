@@ -79,7 +79,7 @@ from repro.report.sections.efficiency import (
     efficiency_section,
 )
 from repro.report.sections.encoding import encoding_section
-from repro.report.sections.figures import write_figures, write_gfe_figures
+from repro.report.sections.figures import MainFigures, write_figures, write_gfe_figures
 from repro.report.sections.gpu import gpu_section
 from repro.report.sections.gradients import gradients_section
 from repro.report.sections.implicit import implicit_section
@@ -213,9 +213,7 @@ def _efficiency(
     return section, rows, finals, curves
 
 
-def _main_context(
-    inputs: ReportInputs, results: pd.DataFrame, figs: Mapping[str, Any]
-) -> dict[str, Any]:
+def _main_context(inputs: ReportInputs, results: pd.DataFrame, figs: MainFigures) -> dict[str, Any]:
     """The template's settings and the main-run sections: datasets, published numbers,
     parameters, figures and protocol differences."""
     params, claims, runs = inputs.params, inputs.claims, inputs.runs

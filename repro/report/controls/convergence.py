@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from repro.config import Params
 from repro.report.controls import figures as controls_figures
 from repro.report.controls.figures import ConvergencePanel
 from repro.report.labels import dataset_label, method_label
-from repro.report.studies.common import finite_ci, main_scale, ordered, rank
+from repro.report.studies.common import Scale, finite_ci, main_scale, ordered, rank
 from repro.report.study_runs import CURVE_COLUMNS, read_curve
 from repro.report.verdicts import (
     ABOVE,
@@ -35,18 +35,113 @@ from repro.report.verdicts import (
     side_of_zero,
     significance_level,
 )
-from repro.stats import PairedDifference, paired_by_key, paired_difference, time_to_threshold
+from repro.stats import (
+    MeanCI,
+    PairedDifference,
+    paired_by_key,
+    paired_difference,
+    time_to_threshold,
+)
 
 RIVALS = ("ae", "ae_linear")  # GON's rivals along training: the conv AE, the linear-encoder AE
 Reached = dict[int, tuple[float, float]]  # seed → (steps, seconds) to the threshold
 
 
 @dataclass(frozen=True)
-class ConvergenceSection:
-    """The subsection's template context and, apart from it, the panels of its two figures."""
+class AlongTraining:
+    """GON − one rival along training (% of the rival's loss): the last curve point's paired
+    difference and the side of zero its interval lies on, the step from which the interval
+    stays on that side (None: it never settles, or spans zero at the end), and the steps at
+    which GON is significantly ahead (interval below zero) or behind (above)."""
 
-    context: dict[str, Any]
-    panels: list[ConvergencePanel] = field(default_factory=list)
+    rival: str
+    last_step: int
+    last: PairedDifference
+    last_side: str
+    settled_from: int | None
+    steps_gon_ahead: tuple[int, ...]
+    steps_gon_behind: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Censored:
+    """A run whose held-out curve never reached the threshold: its last step and final loss."""
+
+    seed: int
+    last_step: int
+    final: float
+
+
+@dataclass(frozen=True)
+class ThresholdRow:
+    """One method's time to the threshold over its runs: steps and seconds over the runs that
+    reached it (None when none did), the censored ones apart."""
+
+    method: str
+    method_id: str
+    reached: int
+    censored: tuple[Censored, ...]
+    steps: MeanCI | None
+    seconds: MeanCI | None
+
+    @property
+    def n(self) -> int:
+        return self.reached + len(self.censored)
+
+
+@dataclass(frozen=True)
+class GonVsAE:
+    """GON − AE steps and seconds to the threshold, paired over the ``common`` seeds where both
+    reached it (None when there is no such seed), with the verdicts of :func:`_speed_verdict`."""
+
+    gon: ThresholdRow
+    ae: ThresholdRow
+    common: int
+    steps: PairedDifference | None
+    seconds: PairedDifference | None
+    steps_verdict: str
+    seconds_verdict: str
+
+    @property
+    def gon_censored(self) -> int:
+        return len(self.gon.censored)
+
+    @property
+    def ae_censored(self) -> int:
+        return len(self.ae.censored)
+
+
+@dataclass(frozen=True)
+class SpeedItem:
+    """One dataset × nz: the threshold (None without an AE curve) and the AE's final loss it
+    is a multiple of, each method's time to it, GON vs the AE, GON − each rival along training;
+    apart from these, the data of its panel in the two figures."""
+
+    dataset: str
+    dataset_id: str
+    nz: int
+    along_training: tuple[AlongTraining, ...]
+    panel: ConvergencePanel = field(repr=False, compare=False)
+    threshold: float | None = None
+    ae_final: float | None = None
+    rows: tuple[ThresholdRow, ...] = ()
+    gon_vs_ae: GonVsAE | None = None
+
+
+@dataclass(frozen=True)
+class ConvergenceSpeed:
+    """The convergence-speed subsection; the figures' paths are set once drawn."""
+
+    factor: float
+    scale: Scale
+    items: tuple[SpeedItem, ...] = ()
+    missing_curves: tuple[str, ...] = ()
+    figure: str | None = None
+    figure_difference: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "run" if self.items else "not run"
 
 
 def paired_curve_difference(
@@ -85,7 +180,7 @@ def paired_curve_difference(
     return pd.DataFrame(rows, columns=cols)
 
 
-def _crossing_summary(diff: pd.DataFrame, rival: str, confidence: float) -> dict[str, Any] | None:
+def _along_training(diff: pd.DataFrame, rival: str) -> AlongTraining | None:
     """Where the paired difference's interval lies along training: ahead, behind, undecided."""
     d = diff[(diff["rival"] == rival) & (diff["step"] > 0)].sort_values("step")
     if d.empty:
@@ -99,10 +194,10 @@ def _crossing_summary(diff: pd.DataFrame, rival: str, confidence: float) -> dict
         while i > 0 and side[i - 1] == side[-1]:
             i -= 1
         settled = int(d["step"].iloc[i])
-    return {
-        "rival": method_label(rival),
-        "last_step": int(last["step"]),
-        "last": PairedDifference(
+    return AlongTraining(
+        rival=method_label(rival),
+        last_step=int(last["step"]),
+        last=PairedDifference(
             mean=float(last["mean"]),
             low=float(last["low"]),
             high=float(last["high"]),
@@ -110,16 +205,16 @@ def _crossing_summary(diff: pd.DataFrame, rival: str, confidence: float) -> dict
             std=math.nan,
             p_value=math.nan,
         ),
-        "last_side": side[-1],
-        "settled_from": settled,
-        "steps_gon_ahead": [int(s) for s, x in zip(d["step"], side, strict=True) if x == BELOW],
-        "steps_gon_behind": [int(s) for s, x in zip(d["step"], side, strict=True) if x == ABOVE],
-    }
+        last_side=side[-1],
+        settled_from=settled,
+        steps_gon_ahead=tuple(int(s) for s, x in zip(d["step"], side, strict=True) if x == BELOW),
+        steps_gon_behind=tuple(int(s) for s, x in zip(d["step"], side, strict=True) if x == ABOVE),
+    )
 
 
 def convergence_section(
     main_runs: Sequence[Any], params: Params, *, confidence: float
-) -> ConvergenceSection:
+) -> ConvergenceSpeed:
     """Steps and seconds until each main run's held-out learning curve reaches the threshold.
 
     The threshold of a dataset × nz is ``report.convergence_threshold`` × the AE's final
@@ -128,31 +223,23 @@ def convergence_section(
     """
     factor = params.report.convergence_threshold
     curves = {id(r): c for r in main_runs if (c := read_curve(r)) is not None}
-    base: dict[str, Any] = {
-        "status": "run" if curves else "not run",
-        "factor": factor,
-        "scale": main_scale(params),
-        "items": [],
-        "figure": None,
-        "figure_difference": None,
-        "missing_curves": sorted(r.name for r in main_runs if id(r) not in curves)
-        if curves
-        else [],
-    }
     if not curves:
-        return ConvergenceSection(base)
+        return ConvergenceSpeed(factor=factor, scale=main_scale(params))
     listed, methods_pref = params.data.datasets, params.train.methods
     keys = sorted(
         {(r.dataset, int(r.nz)) for r in main_runs if id(r) in curves},
         key=lambda k: (rank(k[0], listed), k[1]),
     )
-    items, panels = [], []
+    items = []
     for dataset, nz in keys:
         runs = [r for r in main_runs if (r.dataset, int(r.nz)) == (dataset, nz) and id(r) in curves]
-        item, panel = _item(dataset, nz, runs, curves, factor, methods_pref, confidence)
-        items.append(item)
-        panels.append(panel)
-    return ConvergenceSection(base | {"items": items}, panels)
+        items.append(_item(dataset, nz, runs, curves, factor, methods_pref, confidence))
+    return ConvergenceSpeed(
+        factor=factor,
+        scale=main_scale(params),
+        items=tuple(items),
+        missing_curves=tuple(sorted(r.name for r in main_runs if id(r) not in curves)),
+    )
 
 
 def _item(
@@ -163,7 +250,7 @@ def _item(
     factor: float,
     methods_pref: Sequence[str],
     confidence: float,
-) -> tuple[dict[str, Any], ConvergencePanel]:
+) -> SpeedItem:
     """One dataset × nz: the threshold, each method's time to it, GON vs the AE; the curves."""
     ae_final = [
         float(curves[id(r)]["test_mse_per_pixel"].iloc[-1]) for r in runs if r.method == "ae"
@@ -179,47 +266,44 @@ def _item(
         [paired_curve_difference(long, rival, confidence, relative=True) for rival in RIVALS],
         ignore_index=True,
     )
-    item: dict[str, Any] = {
-        "dataset": dataset_label(dataset),
-        "dataset_id": dataset,
-        "nz": nz,
-        "threshold": None,
-        "ae_final": None,
-        "rows": [],
-        "gon_vs_ae": None,
-        "along_training": [
-            c for rival in RIVALS if (c := _crossing_summary(relative, rival, confidence))
-        ],
-    }
+    along = tuple(a for rival in RIVALS if (a := _along_training(relative, rival)))
     if not ae_final:
-        return item, ConvergencePanel(dataset, nz, long, relative, None)
+        panel = ConvergencePanel(dataset, nz, long, relative, None)
+        return SpeedItem(dataset_label(dataset), dataset, nz, along, panel)
     ae_mean = sum(ae_final) / len(ae_final)
     threshold = factor * ae_mean
-    item |= {"threshold": threshold, "ae_final": ae_mean}
     reached: dict[str, Reached] = {}
+    rows: dict[str, ThresholdRow] = {}
     for method in ordered({r.method for r in runs}, methods_pref):
         of_method = [x for x in runs if x.method == method]
         reached[method], censored = _time_to_threshold(of_method, curves, threshold)
-        item["rows"].append(
-            {
-                "method": method_label(method),
-                "method_id": method,
-                "n": len(reached[method]) + len(censored),
-                "reached": len(reached[method]),
-                "censored": censored,
-                "steps": finite_ci((v[0] for v in reached[method].values()), confidence),
-                "seconds": finite_ci((v[1] for v in reached[method].values()), confidence),
-            }
+        rows[method] = ThresholdRow(
+            method=method_label(method),
+            method_id=method,
+            reached=len(reached[method]),
+            censored=censored,
+            steps=finite_ci((v[0] for v in reached[method].values()), confidence),
+            seconds=finite_ci((v[1] for v in reached[method].values()), confidence),
         )
-    rows = {r["method_id"]: r for r in item["rows"]}
+    gon_vs_ae = None
     if "gon" in rows and "ae" in rows:
-        item["gon_vs_ae"] = _gon_vs_ae(reached["gon"], reached["ae"], rows, confidence)
-    return item, ConvergencePanel(dataset, nz, long, relative, threshold)
+        gon_vs_ae = _gon_vs_ae(reached["gon"], reached["ae"], rows["gon"], rows["ae"], confidence)
+    return SpeedItem(
+        dataset=dataset_label(dataset),
+        dataset_id=dataset,
+        nz=nz,
+        along_training=along,
+        panel=ConvergencePanel(dataset, nz, long, relative, threshold),
+        threshold=threshold,
+        ae_final=ae_mean,
+        rows=tuple(rows.values()),
+        gon_vs_ae=gon_vs_ae,
+    )
 
 
 def _time_to_threshold(
     runs: Sequence[Any], curves: Mapping[int, pd.DataFrame], threshold: float
-) -> tuple[Reached, list[dict[str, Any]]]:
+) -> tuple[Reached, tuple[Censored, ...]]:
     """Steps and seconds to the threshold per seed; the runs that never reach it (censored)."""
     per_seed: Reached = {}
     censored = []
@@ -229,15 +313,15 @@ def _time_to_threshold(
         secs = time_to_threshold(c["train_seconds"], c["test_mse_per_pixel"], threshold)
         if math.isnan(steps):
             censored.append(
-                {
-                    "seed": int(r.seed),
-                    "last_step": int(c["step"].iloc[-1]),
-                    "final": float(c["test_mse_per_pixel"].iloc[-1]),
-                }
+                Censored(
+                    seed=int(r.seed),
+                    last_step=int(c["step"].iloc[-1]),
+                    final=float(c["test_mse_per_pixel"].iloc[-1]),
+                )
             )
         else:
             per_seed[int(r.seed)] = (steps, secs)
-    return per_seed, censored
+    return per_seed, tuple(censored)
 
 
 def _speed_verdict(
@@ -257,8 +341,8 @@ def _speed_verdict(
 
 
 def _gon_vs_ae(
-    gon: Reached, ae: Reached, rows: Mapping[str, dict[str, Any]], confidence: float
-) -> dict[str, Any]:
+    gon: Reached, ae: Reached, gon_row: ThresholdRow, ae_row: ThresholdRow, confidence: float
+) -> GonVsAE:
     """Paired GON − AE steps and seconds to threshold over seeds where both reached it."""
     steps, seconds = (
         paired_by_key(
@@ -266,45 +350,45 @@ def _gon_vs_ae(
         )
         for i in (0, 1)
     )
-    g_cens, a_cens = len(rows["gon"]["censored"]), len(rows["ae"]["censored"])
-    return {
-        "common": len(set(gon) & set(ae)),
-        "gon_censored": g_cens,
-        "ae_censored": a_cens,
-        "steps": steps,
-        "seconds": seconds,
-        "steps_verdict": _speed_verdict(steps, g_cens, a_cens, confidence),
-        "seconds_verdict": _speed_verdict(seconds, g_cens, a_cens, confidence),
-        "gon": rows["gon"],
-        "ae": rows["ae"],
-    }
+    g_cens, a_cens = len(gon_row.censored), len(ae_row.censored)
+    return GonVsAE(
+        gon=gon_row,
+        ae=ae_row,
+        common=len(set(gon) & set(ae)),
+        steps=steps,
+        seconds=seconds,
+        steps_verdict=_speed_verdict(steps, g_cens, a_cens, confidence),
+        seconds_verdict=_speed_verdict(seconds, g_cens, a_cens, confidence),
+    )
 
 
 def draw_convergence_figures(
-    section: ConvergenceSection, fig_dir: Path, *, methods: Sequence[str], confidence: float
-) -> dict[str, Any]:
+    section: ConvergenceSpeed, fig_dir: Path, *, methods: Sequence[str], confidence: float
+) -> ConvergenceSpeed:
     """The learning curves and the paired differences along training, when there are curves;
-    the section's context with the figures' paths.
+    the section with the figures' paths.
 
     ``methods``: the params' method order, so that a method keeps its colour when another is
     absent.
     """
-    context, panels = dict(section.context), section.panels
+    panels = [item.panel for item in section.items]
     if not panels:
-        return context
+        return section
     fig_dir.mkdir(parents=True, exist_ok=True)
     controls_figures.plot_convergence_curves(
         panels,
         fig_dir / "study_convergence.png",
-        factor=context["factor"],
+        factor=section.factor,
         methods=list(methods),
         confidence=confidence,
     )
-    context["figure"] = "figures/study_convergence.png"
+    figure_difference = None
     diff_panels = [p for p in panels if not p.diff.empty]
     if diff_panels:
         controls_figures.plot_paired_difference(
             diff_panels, fig_dir / "study_paired_difference.png", confidence=confidence
         )
-        context["figure_difference"] = "figures/study_paired_difference.png"
-    return context
+        figure_difference = "figures/study_paired_difference.png"
+    return replace(
+        section, figure="figures/study_convergence.png", figure_difference=figure_difference
+    )

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -28,21 +27,118 @@ from repro.report.sections.results import (
 from repro.stats import MeanCI
 
 
-@dataclass
+@dataclass(frozen=True)
+class HeadlineRow:
+    """One method × nz in the headline BN mode: held-out test loss over seeds, both units."""
+
+    method: str
+    nz: int
+    sse: MeanCI
+    mse: MeanCI | None
+
+    @property
+    def n(self) -> int:
+        return self.sse.n
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """A reference loss (all-zero image, mean training image, PCA), computed once, no seeds."""
+
+    name: str
+    sse: float
+    mse: float
+
+
+@dataclass(frozen=True)
+class BNRow:
+    """One method × nz × BN mode: validation and test loss over seeds in both units (None
+    where not measured)."""
+
+    method: str
+    nz: int
+    bn: str
+    val_sse_per_image: MeanCI | None
+    val_mse_per_pixel: MeanCI | None
+    test_sse_per_image: MeanCI | None
+    test_mse_per_pixel: MeanCI | None
+
+    @property
+    def n(self) -> int:
+        """Seeds of the most complete cell."""
+        cells = (
+            self.val_sse_per_image,
+            self.val_mse_per_pixel,
+            self.test_sse_per_image,
+            self.test_mse_per_pixel,
+        )
+        return max((c.n for c in cells if c is not None), default=0)
+
+
+@dataclass(frozen=True)
+class BNRatio:
+    """Running / batch statistics test loss of one method × nz: the means over the seeds with
+    both, the per-seed ratios and the mean test latent norm ‖z‖ per mode (None: not recorded)."""
+
+    method: str
+    nz: int
+    running: float
+    batch: float
+    per_seed: tuple[float, ...]  # seeds with a positive batch loss
+    latent_norm_running: float | None
+    latent_norm_batch: float | None
+    n: int
+
+    @property
+    def ratio(self) -> float:
+        """Ratio of the means."""
+        return self.running / self.batch if self.batch > 0 else math.inf
+
+    @property
+    def ratio_min(self) -> float:
+        return min(self.per_seed) if self.per_seed else math.nan
+
+    @property
+    def ratio_max(self) -> float:
+        return max(self.per_seed) if self.per_seed else math.nan
+
+
+@dataclass(frozen=True)
+class SpreadRow:
+    """Batch-order spread of one method × nz: the test loss re-evaluated with the test set
+    shuffled, per run (``n`` runs measured it), next to the mean test loss in the headline mode."""
+
+    method: str
+    nz: int
+    n: int
+    shuffles: tuple[int, ...]
+    std_mean: float  # mean over runs of the std over shuffles
+    max_abs_diff: float  # largest absolute difference over runs
+    mean_loss: float  # NaN when no run has a headline test loss
+
+    @property
+    def relative(self) -> float:
+        return self.max_abs_diff / self.mean_loss if self.mean_loss > 0 else math.nan
+
+
+@dataclass(frozen=True)
 class DatasetSection:
-    """Everything the template shows for one dataset."""
+    """Everything the template shows for one dataset (status "not run" without runs)."""
 
     name: str
     label: str
-    status: str  # "run" | "not run"
-    nzs: list[int] = field(default_factory=list)
-    headline_rows: list[dict[str, Any]] = field(default_factory=list)
-    reference_rows: list[dict[str, Any]] = field(default_factory=list)
-    comparisons: list[Comparison] = field(default_factory=list)
-    missing_methods: list[str] = field(default_factory=list)
-    bn_rows: list[dict[str, Any]] = field(default_factory=list)
-    bn_ratios: list[dict[str, Any]] = field(default_factory=list)
-    spread_rows: list[dict[str, Any]] = field(default_factory=list)
+    nzs: tuple[int, ...] = ()
+    headline_rows: tuple[HeadlineRow, ...] = ()
+    reference_rows: tuple[ReferenceRow, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
+    missing_methods: tuple[str, ...] = ()
+    bn_rows: tuple[BNRow, ...] = ()
+    bn_ratios: tuple[BNRatio, ...] = ()
+    spread_rows: tuple[SpreadRow, ...] = ()
+
+    @property
+    def status(self) -> str:
+        return "run" if self.nzs else "not run"
 
 
 def _latent_norm(run: Run, bn_mode: str) -> float | None:
@@ -51,9 +147,14 @@ def _latent_norm(run: Run, bn_mode: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _mean_or_none(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def _headline_rows(
     results: pd.DataFrame, dataset: str, methods: Sequence[str], nzs: Sequence[int], bn: str
-) -> tuple[list[dict[str, Any]], list[Comparison]]:
+) -> tuple[tuple[HeadlineRow, ...], tuple[Comparison, ...]]:
+    """Test loss per method × nz in the headline mode; per nz the best method vs the runner-up."""
     rows, comparisons = [], []
     for nz in nzs:
         cis: dict[str, MeanCI] = {}
@@ -63,28 +164,23 @@ def _headline_rows(
             if sse is None:
                 continue
             cis[method] = sse
-            rows.append(
-                {
-                    "method": method_label(method),
-                    "nz": nz,
-                    "n": sse.n,
-                    "sse": sse,
-                    "mse": ci_of(results, "mse_per_pixel", **key),
-                }
-            )
+            mse = ci_of(results, "mse_per_pixel", **key)
+            rows.append(HeadlineRow(method=method_label(method), nz=nz, sse=sse, mse=mse))
         comparison = compare_methods(cis, nz)
         if comparison is not None:
             comparisons.append(comparison)
-    return rows, comparisons
+    return tuple(rows), tuple(comparisons)
 
 
-def _reference_rows(refs: pd.DataFrame, dataset: str, nzs: Sequence[int]) -> list[dict[str, Any]]:
+def _reference_rows(
+    refs: pd.DataFrame, dataset: str, nzs: Sequence[int]
+) -> tuple[ReferenceRow, ...]:
     sel = refs[refs["dataset"] == dataset]
     sel = sel[sel["nz"].isna() | sel["nz"].isin(list(nzs))]
-    return [
-        {"name": r["name"], "sse": r["sse_per_image"], "mse": r["mse_per_pixel"]}
+    return tuple(
+        ReferenceRow(name=r["name"], sse=r["sse_per_image"], mse=r["mse_per_pixel"])
         for _, r in sel.iterrows()
-    ]
+    )
 
 
 def _bn_rows(
@@ -93,7 +189,7 @@ def _bn_rows(
     methods: Sequence[str],
     nzs: Sequence[int],
     modes: Sequence[str],
-) -> list[dict[str, Any]]:
+) -> tuple[BNRow, ...]:
     rows = []
     for nz in nzs:
         for method in methods:
@@ -106,22 +202,13 @@ def _bn_rows(
                 }
                 if all(v is None for v in cells.values()):
                     continue
-                n = max((c.n for c in cells.values() if c is not None), default=0)
-                rows.append(
-                    {
-                        "method": method_label(method),
-                        "nz": nz,
-                        "bn": bn_label(mode),
-                        "n": n,
-                        **cells,
-                    }
-                )
-    return rows
+                rows.append(BNRow(method=method_label(method), nz=nz, bn=bn_label(mode), **cells))
+    return tuple(rows)
 
 
 def _bn_ratios(
     runs: Sequence[Run], methods: Sequence[str], nzs: Sequence[int]
-) -> list[dict[str, Any]]:
+) -> tuple[BNRatio, ...]:
     """running / batch test loss per method: ratio of means and per-seed range."""
     out = []
     for nz in nzs:
@@ -135,37 +222,28 @@ def _bn_ratios(
             ]
             if not pairs:
                 continue
-            running_mean = sum(p[0] for p in pairs) / len(pairs)
-            batch_mean = sum(p[1] for p in pairs) / len(pairs)
-            per_seed = [a / b for a, b in pairs if b > 0]
             norms = {
                 mode: [v for r in group if (v := _latent_norm(r, mode)) is not None]
                 for mode in ("running", "batch")
             }
             out.append(
-                {
-                    "method": method_label(method),
-                    "nz": nz,
-                    "n": len(pairs),
-                    "running": running_mean,
-                    "batch": batch_mean,
-                    "ratio": running_mean / batch_mean if batch_mean > 0 else math.inf,
-                    "ratio_min": min(per_seed) if per_seed else math.nan,
-                    "ratio_max": max(per_seed) if per_seed else math.nan,
-                    "latent_norm_running": sum(norms["running"]) / len(norms["running"])
-                    if norms["running"]
-                    else None,
-                    "latent_norm_batch": sum(norms["batch"]) / len(norms["batch"])
-                    if norms["batch"]
-                    else None,
-                }
+                BNRatio(
+                    method=method_label(method),
+                    nz=nz,
+                    running=sum(p[0] for p in pairs) / len(pairs),
+                    batch=sum(p[1] for p in pairs) / len(pairs),
+                    per_seed=tuple(a / b for a, b in pairs if b > 0),
+                    latent_norm_running=_mean_or_none(norms["running"]),
+                    latent_norm_batch=_mean_or_none(norms["batch"]),
+                    n=len(pairs),
+                )
             )
-    return out
+    return tuple(out)
 
 
 def _spread_rows(
     runs: Sequence[Run], methods: Sequence[str], nzs: Sequence[int], bn: str
-) -> list[dict[str, Any]]:
+) -> tuple[SpreadRow, ...]:
     """Batch-order spread of the test loss, relative to the loss itself, per configuration."""
     out = []
     for nz in nzs:
@@ -179,23 +257,21 @@ def _spread_rows(
             if not spreads:
                 continue
             stds = [float(s["test_sse_per_image_std"]) for s in spreads]
-            diffs = [float(s["test_sse_per_image_max_abs_diff"]) for s in spreads]
             losses = [
                 v for r in group if (v := run_loss(r, bn, "test", "sse_per_image")) is not None
             ]
-            mean_loss = sum(losses) / len(losses) if losses else math.nan
             out.append(
-                {
-                    "method": method_label(method),
-                    "nz": nz,
-                    "n": len(spreads),
-                    "shuffles": sorted({int(s.get("shuffles", 0)) for s in spreads}),
-                    "std_mean": sum(stds) / len(stds),
-                    "max_abs_diff": max(diffs),
-                    "relative": max(diffs) / mean_loss if mean_loss > 0 else math.nan,
-                }
+                SpreadRow(
+                    method=method_label(method),
+                    nz=nz,
+                    n=len(spreads),
+                    shuffles=tuple(sorted({int(s.get("shuffles", 0)) for s in spreads})),
+                    std_mean=sum(stds) / len(stds),
+                    max_abs_diff=max(float(s["test_sse_per_image_max_abs_diff"]) for s in spreads),
+                    mean_loss=sum(losses) / len(losses) if losses else math.nan,
+                )
             )
-    return out
+    return tuple(out)
 
 
 def dataset_sections(
@@ -208,24 +284,43 @@ def dataset_sections(
     headline_bn: str,
 ) -> list[DatasetSection]:
     """One section per dataset listed in params (plus any found on disk); absent ones 'not run'."""
-    sections = []
-    for dataset in datasets:
-        ds_runs = [r for r in runs if r.dataset == dataset]
-        section = DatasetSection(
-            name=dataset, label=dataset_label(dataset), status="run" if ds_runs else "not run"
+    return [
+        _dataset_section(
+            dataset,
+            [r for r in runs if r.dataset == dataset],
+            results,
+            refs,
+            methods=methods,
+            headline_bn=headline_bn,
         )
-        if ds_runs:
-            ds_methods = ordered((r.method for r in ds_runs), methods)
-            section.nzs = sorted({r.nz for r in ds_runs})
-            section.missing_methods = [method_label(m) for m in methods if m not in ds_methods]
-            section.headline_rows, section.comparisons = _headline_rows(
-                results, dataset, ds_methods, section.nzs, headline_bn
-            )
-            section.reference_rows = _reference_rows(refs, dataset, section.nzs)
-            section.bn_rows = _bn_rows(
-                results, dataset, ds_methods, section.nzs, bn_modes_of(ds_runs)
-            )
-            section.bn_ratios = _bn_ratios(ds_runs, ds_methods, section.nzs)
-            section.spread_rows = _spread_rows(ds_runs, ds_methods, section.nzs, headline_bn)
-        sections.append(section)
-    return sections
+        for dataset in datasets
+    ]
+
+
+def _dataset_section(
+    dataset: str,
+    ds_runs: Sequence[Run],
+    results: pd.DataFrame,
+    refs: pd.DataFrame,
+    *,
+    methods: Sequence[str],
+    headline_bn: str,
+) -> DatasetSection:
+    """One dataset's tables from its runs and the results summary."""
+    if not ds_runs:
+        return DatasetSection(name=dataset, label=dataset_label(dataset))
+    ds_methods = ordered((r.method for r in ds_runs), methods)
+    nzs = tuple(sorted({r.nz for r in ds_runs}))
+    headline_rows, comparisons = _headline_rows(results, dataset, ds_methods, nzs, headline_bn)
+    return DatasetSection(
+        name=dataset,
+        label=dataset_label(dataset),
+        nzs=nzs,
+        headline_rows=headline_rows,
+        reference_rows=_reference_rows(refs, dataset, nzs),
+        comparisons=comparisons,
+        missing_methods=tuple(method_label(m) for m in methods if m not in ds_methods),
+        bn_rows=_bn_rows(results, dataset, ds_methods, nzs, bn_modes_of(ds_runs)),
+        bn_ratios=_bn_ratios(ds_runs, ds_methods, nzs),
+        spread_rows=_spread_rows(ds_runs, ds_methods, nzs, headline_bn),
+    )

@@ -1,17 +1,17 @@
 """The report's figures: what the main runs and the GFE studies allow, written under figures/.
 
-Drawing is :mod:`repro.report.figures.runs` and :mod:`repro.report.figures.gfe`; this module decides which figures the inputs allow,
-writes them and returns their paths (or the sections with them) for the template. A figure
-with no data is left out and the report says so.
+Drawing is :mod:`repro.report.figures.runs` and :mod:`repro.report.figures.gfe`; this module
+decides which figures the inputs allow, writes them and returns their paths
+(:class:`MainFigures`, or the sections with them) for the template. A figure with no data is
+left out and the report says so.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -52,6 +52,28 @@ def histories_long(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+@dataclass(frozen=True)
+class ReconGrid:
+    """A copied reconstruction grid: the run it comes from and its path under the report."""
+
+    dataset: str
+    method: str
+    nz: int
+    seed: int
+    path: str
+    run: str
+
+
+@dataclass(frozen=True)
+class MainFigures:
+    """The main runs' figures: paths under the report, None (or no grids) when not drawn."""
+
+    curves: str | None = None  # training curves per epoch
+    curves_time: str | None = None  # the same against wall-clock time
+    test: str | None = None  # held-out test losses with the reference losses
+    recon: tuple[ReconGrid, ...] = ()
+
+
 def write_figures(
     out_dir: Path,
     runs: Sequence[Run],
@@ -60,11 +82,11 @@ def write_figures(
     *,
     methods: Sequence[str],
     confidence: float,
-) -> dict[str, Any]:
+) -> MainFigures:
     """Draw what the inputs allow; a figure with no data is left out and the report says so."""
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {"curves": None, "curves_time": None, "test": None, "recon": []}
+    paths: dict[str, str] = {}
     hist = histories_long(runs)
     views = {} if hist.empty else {"curves": "epoch"}
     if views and hist["wall_seconds"].notna().all():  # every run logged its epoch times
@@ -74,7 +96,7 @@ def write_figures(
         fig_runs.plot_training_curves(
             hist, fig_dir / name, x=x, methods=methods, confidence=confidence
         )
-        out[key] = f"figures/{name}"
+        paths[key] = f"figures/{name}"
     if not results.empty and (results["split"] == "test").any():
         fig_runs.plot_test_losses(
             results,
@@ -83,12 +105,11 @@ def write_figures(
             methods=methods,
             confidence=confidence,
         )
-        out["test"] = "figures/test_losses.png"
-    out["recon"] = _copy_recon_grids(fig_dir, runs)
-    return out
+        paths["test"] = "figures/test_losses.png"
+    return MainFigures(**paths, recon=_copy_recon_grids(fig_dir, runs))
 
 
-def _copy_recon_grids(fig_dir: Path, runs: Sequence[Run]) -> list[dict[str, Any]]:
+def _copy_recon_grids(fig_dir: Path, runs: Sequence[Run]) -> tuple[ReconGrid, ...]:
     """Copy the lowest-seed (normally seed 0) reconstruction grid of each dataset × method × nz.
 
     ``runs`` must already be in report order (dataset, method, nz, seed).
@@ -105,16 +126,16 @@ def _copy_recon_grids(fig_dir: Path, runs: Sequence[Run]) -> list[dict[str, Any]
         with atomic_write(fig_dir / name, "wb") as fh:
             fh.write(r.recon.read_bytes())
         out.append(
-            {
-                "dataset": dataset_label(dataset),
-                "method": method_label(method),
-                "nz": nz,
-                "seed": r.seed,
-                "path": f"figures/{name}",
-                "run": r.name,
-            }
+            ReconGrid(
+                dataset=dataset_label(dataset),
+                method=method_label(method),
+                nz=nz,
+                seed=r.seed,
+                path=f"figures/{name}",
+                run=r.name,
+            )
         )
-    return out
+    return tuple(out)
 
 
 def write_gfe_figures(

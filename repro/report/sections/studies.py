@@ -43,8 +43,12 @@ from typing import Any
 
 from repro.config import DATASETS, DataConfig, Params
 from repro.report.controls.convergence import convergence_section, draw_convergence_figures
-from repro.report.controls.cost import cost_section
-from repro.report.controls.linear_encoder import linear_encoder_section
+from repro.report.controls.cost import CostSection, cost_section
+from repro.report.controls.linear_encoder import (
+    LinearEncoderSection,
+    draw_linear_encoder_figure,
+    linear_encoder_section,
+)
 from repro.report.labels import dataset_label
 from repro.report.studies.activation import ActivationSection, activation_section
 from repro.report.studies.common import ordered, with_figure
@@ -73,8 +77,8 @@ class Studies:
     activation: ActivationSection
     multistep: MultistepSection
     latent: LatentSection
-    linear_encoder: Any  # the controls' sections: repro.report.controls
-    cost: Any
+    linear_encoder: LinearEncoderSection
+    cost: CostSection
     datasets_note: DatasetsNote
     confidence: float
 
@@ -122,17 +126,13 @@ def studies_context(
     )
     fig_dir = out_dir / "figures"
     methods = ordered({r.method for r in main_runs}, params.train.methods)
+    speed = draw_convergence_figures(convergence, fig_dir, methods=methods, confidence=confidence)
     studies = Studies(
         activation=with_figure(activation, fig_dir, "activation"),
         multistep=with_figure(multistep, fig_dir, "multistep"),
         latent=with_figure(latent, fig_dir, "latent"),
-        linear_encoder=with_figure(linear, fig_dir, "linear_encoder"),
-        cost=cost_section(main_runs, runs, eff_runs, params, claims)
-        | {
-            "convergence": draw_convergence_figures(
-                convergence, fig_dir, methods=methods, confidence=confidence
-            )
-        },
+        linear_encoder=draw_linear_encoder_figure(linear, fig_dir, confidence=confidence),
+        cost=cost_section(main_runs, runs, eff_runs, params, claims, convergence=speed),
         datasets_note=datasets_note(params.data, datasets_run),
         confidence=confidence,
     )

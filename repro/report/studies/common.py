@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pandas as pd
 
@@ -25,6 +25,9 @@ from repro.report.labels import bn_label, dataset_label
 from repro.report.study_runs import StudyRun, finite_or_none
 from repro.report.verdicts import Contrast, ReferenceComparison
 from repro.stats import MeanCI, PairedDifference, mean_ci
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+; annotations only (PEP 673)
 
 STUDY_CLAIMS = {
     "activation": ("repro-claim2-elu-best",),
@@ -293,6 +296,4 @@ def with_figure(section: StudySection[C], fig_dir: Path, name: str) -> C:
     fig_dir.mkdir(parents=True, exist_ok=True)
     section.plot(section.points, fig_dir / f"study_{name}.png")
     figure = f"figures/study_{name}.png"
-    if isinstance(section.context, dict):  # a section still built as a dict (the controls')
-        return section.context | {"figure": figure}
     return replace(section.context, figure=figure)
