@@ -71,6 +71,11 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
+def mean_or_none(values: Sequence[float]) -> float | None:
+    """The arithmetic mean of ``values``; None when there are none."""
+    return sum(values) / len(values) if len(values) else None
+
+
 def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> MeanCI:
     """Mean and two-sided Student-t interval: mean ± t_{(1+c)/2, n-1} · s / √n.
 

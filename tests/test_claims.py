@@ -15,16 +15,9 @@ import pytest
 from factories import main_metrics
 
 from repro.config import RunSpec, params_from_dict
-from repro.report.claims.evaluate import (
-    CSV_COLUMNS,
-    ClaimsError,
-    Evidence,
-    collect_evidence,
-    evaluate_claims,
-    load_registry,
-    validate_registry,
-    write_claims_csv,
-)
+from repro.report.claims.evaluate import CSV_COLUMNS, evaluate_claims, write_claims_csv
+from repro.report.claims.evidence import ClaimsError, Evidence, collect_evidence
+from repro.report.claims.registry import load_registry, validate_registry
 from repro.report.verdicts import (
     INCONCLUSIVE,
     NOT_REPRODUCED,

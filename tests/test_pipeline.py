@@ -556,7 +556,7 @@ def test_an_undeclared_param_is_caught():
 def test_report_judges_every_claim_and_has_an_offline_html_twin(study: TinyStudy):
     import csv
 
-    from repro.report.claims.evaluate import load_registry
+    from repro.report.claims.registry import load_registry
     from repro.report.html import external_references
 
     reports = study.repo / "reports"

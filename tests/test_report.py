@@ -1017,7 +1017,7 @@ def test_protocol_differences_name_the_gfe_deviations_from_params():
 def test_every_claim_is_in_the_claims_table_with_source_and_verdict(
     gfe_report: tuple[Path, str],
 ) -> None:
-    from repro.report.claims.evaluate import load_registry
+    from repro.report.claims.registry import load_registry
 
     _, text = gfe_report
     claims = section(text, "Claims and verdicts", "##")
@@ -1034,7 +1034,7 @@ def test_every_claim_is_in_the_claims_table_with_source_and_verdict(
 
 
 def test_executive_summary_counts_add_up_to_the_claims(gfe_report: tuple[Path, str]) -> None:
-    from repro.report.claims.evaluate import load_registry
+    from repro.report.claims.registry import load_registry
 
     _, text = gfe_report
     summary = section(text, "Executive summary", "##")
@@ -1060,3 +1060,10 @@ def test_limitations_follow_the_params(gfe_report: tuple[Path, str]) -> None:
     lim = section(text, "Limitations", "##")
     assert "Scale: the `quick` profile" in lim
     assert "SmallNORB" in lim and "BatchNorm mode" in lim
+
+
+def test_display_order_puts_the_listed_values_first_and_the_rest_by_their_text():
+    from repro.report.formatting import ordered
+
+    assert ordered(["ae", "vae", "gon", "ae"], ["gon", "ae", "gon", "gfe"]) == ["gon", "ae", "vae"]
+    assert ordered(["elu", None, "relu"], ["relu"]) == ["relu", None, "elu"]

@@ -258,7 +258,7 @@ def test_the_pipeline_report_opens_in_chromium_with_every_figure_and_claim(
     tmp_path: Path, chromium: tuple[str, str]
 ) -> None:
     """The report the report stage writes (synthetic metrics, real code), as a reader opens it."""
-    from repro.report.claims.evaluate import load_registry
+    from repro.report.claims.registry import load_registry
     from tests.test_report import build_gfe
 
     report, text = build_gfe(tmp_path, gon_runs=True)

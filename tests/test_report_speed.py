@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from repro.io import write_json
-from repro.report.sections.speed import (
+from repro.report.bench_records import (
     BatchPoint,
     Benchmark,
     BenchmarkFile,
@@ -23,9 +23,8 @@ from repro.report.sections.speed import (
     PipelineRun,
     PipelineSpeed,
     ScalingRun,
-    SpeedSection,
-    speed_section,
 )
+from repro.report.sections.speed import SpeedSection, speed_section
 
 BENCH = {
     "machine": {"device_name": "test CPU"},

@@ -108,3 +108,10 @@ def test_samples_needed_is_the_first_n_whose_t_interval_is_narrow_enough():
     assert samples_needed(0.0, 1.0) == 2  # no spread: any interval is a point
     assert samples_needed(1.0, 0.0) is None  # a mean on the edge is never decided
     assert samples_needed(float("nan"), 1.0) is None  # one seed: no spread to plan with
+
+
+def test_mean_or_none_is_the_mean_and_none_for_no_values():
+    from repro.stats import mean_or_none
+
+    assert mean_or_none([1.0, 2.0, 6.0]) == 3.0
+    assert mean_or_none([]) is None

@@ -8,7 +8,7 @@ a number, an interval or a list; this module decides how it is printed and rende
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,14 @@ STAT_COLUMNS = (
     "mse_per_pixel_ci_low",
     "mse_per_pixel_ci_high",
 )
+
+
+def ordered(values: Iterable[Any], preferred: Sequence[Any]) -> list[Any]:
+    """Unique values in display order: those in ``preferred`` first, in its order, the rest
+    sorted by their text."""
+    seen = set(values)
+    first = [v for v in dict.fromkeys(preferred) if v in seen]
+    return first + sorted(seen - set(first), key=str)
 
 
 def fmt_list(values: Iterable[Any]) -> str:

@@ -14,7 +14,8 @@ import pandas as pd
 
 from repro.config import Params
 from repro.records import DiagnosisMetrics
-from repro.report.claims.evaluate import Evidence
+from repro.report.claims.evidence import Evidence
+from repro.report.formatting import ordered
 from repro.report.loaders import (
     ConvergenceStudy,
     DataManifest,
@@ -35,7 +36,7 @@ from repro.report.loaders import (
 )
 from repro.report.sections.efficiency import efficiency_warnings, study_loss
 from repro.report.sections.provenance import consistency_warnings
-from repro.report.sections.results import ordered, references_frame
+from repro.report.sections.results import references_frame
 from repro.report.study_runs import StudyRun, load_studies
 
 

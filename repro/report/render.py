@@ -57,12 +57,8 @@ import pandas as pd
 
 from repro.config import Params
 from repro.io import atomic_write
-from repro.report.claims.evaluate import (
-    ClaimResult,
-    evaluate_claims,
-    load_registry,
-    write_claims_csv,
-)
+from repro.report.claims.evaluate import ClaimResult, evaluate_claims, write_claims_csv
+from repro.report.claims.registry import load_registry
 from repro.report.dvc_plots import write_plot_data
 from repro.report.formatting import render_markdown
 from repro.report.html import write_html

@@ -22,16 +22,9 @@ from typing import Any
 
 from repro.config import DATASETS, Params
 from repro.io import atomic_write
-
-# The registry's and the evidence's names are re-exported: the report, the GPU session and the
-# tests read the claims' whole interface from here.
-from repro.report.claims.evidence import (  # noqa: F401
-    ClaimsError,
-    Evidence,
-    collect_evidence,
-)
+from repro.report.claims.evidence import Evidence
 from repro.report.claims.measures import MEASURES
-from repro.report.claims.registry import load_registry, validate_registry  # noqa: F401
+from repro.report.claims.registry import validate_registry
 from repro.report.labels import dataset_label, method_label
 from repro.report.verdicts import (
     NOT_TESTED,

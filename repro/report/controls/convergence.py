@@ -21,8 +21,9 @@ import pandas as pd
 from repro.config import Params
 from repro.report.controls import figures as controls_figures
 from repro.report.controls.figures import ConvergencePanel
+from repro.report.formatting import ordered
 from repro.report.labels import dataset_label, method_label
-from repro.report.studies.common import Scale, finite_ci, main_scale, ordered, rank
+from repro.report.studies.common import Scale, finite_ci, main_scale, rank
 from repro.report.study_runs import CURVE_COLUMNS, read_curve
 from repro.report.verdicts import (
     ABOVE,

@@ -16,9 +16,9 @@ import pandas as pd
 
 from repro.report.claims.registry import claims_by_id
 from repro.report.figures import common as figures
+from repro.report.formatting import ordered
 from repro.report.labels import FLOWS, dataset_label, flow_label, loss_label
 from repro.report.loaders import ConvergenceStudy
-from repro.report.sections.results import ordered
 from repro.report.verdicts import SPANS, side_of_zero
 from repro.stats import paired_difference
 

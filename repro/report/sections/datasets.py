@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from repro.report.formatting import ordered
 from repro.report.labels import bn_label, dataset_label, method_label
 from repro.report.loaders import Run
 from repro.report.sections.results import (
@@ -21,10 +22,9 @@ from repro.report.sections.results import (
     bn_modes_of,
     ci_of,
     compare_methods,
-    ordered,
     run_loss,
 )
-from repro.stats import MeanCI
+from repro.stats import MeanCI, mean_or_none
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,6 @@ def _latent_norm(run: Run, bn_mode: str) -> float | None:
     return None if value is None else float(value)
 
 
-def _mean_or_none(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def _headline_rows(
     results: pd.DataFrame, dataset: str, methods: Sequence[str], nzs: Sequence[int], bn: str
 ) -> tuple[tuple[HeadlineRow, ...], tuple[Comparison, ...]]:
@@ -233,8 +229,8 @@ def _bn_ratios(
                     running=sum(p[0] for p in pairs) / len(pairs),
                     batch=sum(p[1] for p in pairs) / len(pairs),
                     per_seed=tuple(a / b for a, b in pairs if b > 0),
-                    latent_norm_running=_mean_or_none(norms["running"]),
-                    latent_norm_batch=_mean_or_none(norms["batch"]),
+                    latent_norm_running=mean_or_none(norms["running"]),
+                    latent_norm_batch=mean_or_none(norms["batch"]),
                     n=len(pairs),
                 )
             )

@@ -18,7 +18,7 @@ from repro.config import EfficiencyConfig, GFEConfig, Params
 from repro.names import GFE_METHODS
 from repro.report.claims.registry import claims_by_id
 from repro.report.figures import common as figures
-from repro.report.formatting import fmt_list
+from repro.report.formatting import fmt_list, ordered
 from repro.report.labels import dataset_label, loss_label, method_label
 from repro.report.loaders import EfficiencyRun
 from repro.report.sections.results import (
@@ -26,9 +26,8 @@ from repro.report.sections.results import (
     RESULTS_COLUMNS,
     Comparison,
     compare_methods,
-    ordered,
 )
-from repro.stats import MeanCI, mean_ci
+from repro.stats import MeanCI, mean_ci, mean_or_none
 
 # Settings every efficiency run records; a run that disagrees with params is flagged.
 EFFICIENCY_SETTINGS = ("architecture", "nz", "steps", "batch_size", "eval_images", "loss")
@@ -65,10 +64,6 @@ def efficiency_warnings(
     if unscored:
         out.append(f"efficiency runs without a final test_{loss}: {', '.join(unscored)}: left out")
     return out
-
-
-def _mean_or_none(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def efficiency_frames(
@@ -187,8 +182,8 @@ def efficiency_results(
                 "loss_mean": study.mean,
                 "loss_ci_low": study.low,
                 "loss_ci_high": study.high,
-                "train_seconds_mean": _mean_or_none(_finite(group["train_seconds"])),
-                "train_nfe_mean": _mean_or_none(_finite(group["train_nfe"])),
+                "train_seconds_mean": mean_or_none(_finite(group["train_seconds"])),
+                "train_nfe_mean": mean_or_none(_finite(group["train_nfe"])),
             }
         )
     return pd.DataFrame(rows, columns=[*RESULTS_COLUMNS, *EFFICIENCY_COLUMNS])
@@ -349,7 +344,7 @@ def _rows(
                     loss=mean_ci(g["final_loss"], confidence),
                     sse=mean_ci(sse, confidence) if sse else None,
                     **{
-                        col: _mean_or_none(_finite(g[col]))
+                        col: mean_or_none(_finite(g[col]))
                         for col in ("train_seconds", "train_nfe", "encode_seconds", "encode_nfe")
                     },
                 )

@@ -26,7 +26,8 @@ import yaml
 from repro.config import Params, load_params, params_from_dict
 from repro.costs import Projection, StepTime, project
 from repro.io import read_json
-from repro.report.claims.evaluate import ClaimResult, collect_evidence, evaluate_claims
+from repro.report.claims.evaluate import ClaimResult, evaluate_claims
+from repro.report.claims.evidence import collect_evidence
 from repro.report.figures import common as figures
 from repro.report.labels import method_label
 from repro.session import PARAMS_FILE, SESSION_FILE, check_schema

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from repro.report.claims.registry import claims_by_id
+from repro.report.formatting import ordered
 from repro.report.loaders import BenchResult, GradientBenchmark
-from repro.report.sections.results import ordered
 
 BENCH_MODES = ("backprop", "adjoint", "approximate")
 # The published claim shown next to this section (id in claims.yaml).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from repro.io import atomic_write
-from repro.report.formatting import STAT_COLUMNS
+from repro.report.formatting import STAT_COLUMNS, ordered
 from repro.report.labels import method_label
 from repro.report.loaders import Run
 from repro.stats import MeanCI, mean_ci
@@ -50,12 +50,6 @@ EFFICIENCY_COLUMNS = [
     "train_seconds_mean",
     "train_nfe_mean",
 ]
-
-
-def ordered(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
-    """Unique values, those in ``preferred`` first in its order, the rest sorted."""
-    seen = set(values)
-    return [v for v in preferred if v in seen] + sorted(seen - set(preferred))
 
 
 def run_loss(run: Run, bn_mode: str, split: str, unit: str) -> float | None:

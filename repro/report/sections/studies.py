@@ -49,9 +49,10 @@ from repro.report.controls.linear_encoder import (
     draw_linear_encoder_figure,
     linear_encoder_section,
 )
+from repro.report.formatting import ordered
 from repro.report.labels import dataset_label
 from repro.report.studies.activation import ActivationSection, activation_section
-from repro.report.studies.common import ordered, with_figure
+from repro.report.studies.common import with_figure
 from repro.report.studies.latent import LatentSection, latent_section
 from repro.report.studies.multistep import MultistepSection, multistep_section
 from repro.report.studies.table import studies_table, write_studies_csv

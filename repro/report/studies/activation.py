@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from repro.config import Params
+from repro.report.formatting import ordered
 from repro.report.labels import bn_label, method_label
 from repro.report.studies import figures as study_figures
 from repro.report.studies.common import (
@@ -24,7 +25,6 @@ from repro.report.studies.common import (
     bn_context,
     by_seed,
     finite_ci,
-    ordered,
     runs_of,
     versus,
 )

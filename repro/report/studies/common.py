@@ -37,13 +37,6 @@ STUDY_CLAIMS = {
 NOT_COMPARED = "not compared"  # no contrast with the reference variant (no seed in common with it)
 
 
-def ordered(values: Iterable[Any], preferred: Sequence[Any]) -> list[Any]:
-    """Unique values, those in ``preferred`` first in its order, the rest sorted."""
-    seen = set(values)
-    first = [v for v in dict.fromkeys(preferred) if v in seen]
-    return first + sorted(seen - set(first), key=str)
-
-
 def rank(value: str, listed: Sequence[str]) -> tuple[int, str]:
     """Sort key: position in the params' list, unlisted values after it by name."""
     return (listed.index(value) if value in listed else len(listed), value)

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from repro.config import Params
-from repro.report.formatting import published_text
+from repro.report.formatting import ordered, published_text
 from repro.report.labels import dataset_label, method_label
 from repro.report.studies import figures as study_figures
 from repro.report.studies.common import (
@@ -27,7 +27,6 @@ from repro.report.studies.common import (
     failures,
     finite_ci,
     main_scale,
-    ordered,
     runs_of,
     study_scale,
 )
