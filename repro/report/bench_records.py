@@ -29,7 +29,8 @@ def _object(raw: Any, what: str) -> Mapping[str, Any]:
     return raw
 
 
-def _optional(value: Any, kind: Callable[[Any], T]) -> T | None:
+def optional(value: Any, kind: Callable[[Any], T]) -> T | None:
+    """``kind(value)``, or None for a field the file leaves null or out."""
     return None if value is None else kind(value)
 
 
@@ -79,7 +80,7 @@ class PhaseTimes:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> PhaseTimes:
-        return cls(**{f.name: _optional(raw.get(f.name), float) for f in fields(cls)})
+        return cls(**{f.name: optional(raw.get(f.name), float) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -153,10 +154,10 @@ class BenchmarkFile:
                 and b.get("ours") is not None
                 and b.get("baseline") is not None
             ),
-            machine=_optional(_one(raw.get("machine"), "device_name"), str),
-            torch=_optional(raw.get("torch"), str),
-            threads=_optional(_one(raw.get("threads"), "ours"), int),
-            setting=_optional(raw.get("setting"), str),
+            machine=optional(_one(raw.get("machine"), "device_name"), str),
+            torch=optional(raw.get("torch"), str),
+            threads=optional(_one(raw.get("threads"), "ours"), int),
+            setting=optional(raw.get("setting"), str),
             phases=_phase_rows(_object(raw.get("profile"), "profile")),
             compile=_compile_results(_object(raw.get("compile"), "compile")),
         )
@@ -220,9 +221,9 @@ class ScalingRun:
     def parse(cls, raw: Mapping[str, Any]) -> ScalingRun:
         return cls(
             device=str(raw.get("device", "cpu")),
-            machine=_optional(raw.get("machine"), str),
-            threads=_optional(raw.get("threads"), int),
-            timing=_optional(raw.get("timing"), str),
+            machine=optional(raw.get("machine"), str),
+            threads=optional(raw.get("threads"), int),
+            timing=optional(raw.get("timing"), str),
             images=int(raw.get("images_per_epoch") or 0),
             batch_size=tuple(
                 BatchPoint(int(r["batch_size"]), float(r["images_per_s"]))
@@ -231,9 +232,9 @@ class ScalingRun:
             models=tuple(
                 ModelsPoint(
                     n_models=int(r["n_models"]),
-                    batched_seconds=_optional(r.get("batched_seconds"), float),
-                    sequential_seconds=_optional(r.get("sequential_seconds"), float),
-                    ratio=_optional(r.get("ratio"), float),
+                    batched_seconds=optional(r.get("batched_seconds"), float),
+                    sequential_seconds=optional(r.get("sequential_seconds"), float),
+                    ratio=optional(r.get("ratio"), float),
                 )
                 for r in raw.get("models") or ()
             ),
@@ -263,8 +264,8 @@ class PipelineRun:
             wall_seconds=float(raw["wall_seconds"]),
             model_steps=int(raw.get("model_steps", 0)),
             rate=float(raw["model_steps_per_second"]),
-            threads=_optional(raw.get("num_threads"), int),
-            workers=workers if isinstance(workers, str) else _optional(workers, int),
+            threads=optional(raw.get("num_threads"), int),
+            workers=workers if isinstance(workers, str) else optional(workers, int),
         )
 
 

@@ -26,6 +26,7 @@ import yaml
 from repro.config import Params, load_params, params_from_dict
 from repro.costs import Projection, StepTime, project
 from repro.io import read_json
+from repro.report.bench_records import optional
 from repro.report.claims.evaluate import ClaimResult, evaluate_claims
 from repro.report.claims.evidence import collect_evidence
 from repro.report.figures import common as figures
@@ -54,14 +55,6 @@ def read_session(session_dir: Path) -> tuple[dict[str, Any], Params] | None:
         return session, params_from_dict(yaml.safe_load(fh), "the session's params")
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 @dataclass(frozen=True)
 class Environment:
     """Where a session ran: session.json's ``environment`` (:func:`repro.gpu_session.environment`);
@@ -83,14 +76,14 @@ class Environment:
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Environment:
         return cls(
-            torch=_text(raw.get("torch")),
-            cuda=_text(raw.get("cuda")),
-            date=_text(raw.get("date")),
-            code_fingerprint=_text(raw.get("code_fingerprint")),
-            gpu=_text(raw.get("gpu")),
-            cpu=_text(raw.get("cpu")),
-            gpu_memory_free_gib=_number(raw.get("gpu_memory_free_gib")),
-            gpu_memory_total_gib=_number(raw.get("gpu_memory_total_gib")),
+            torch=optional(raw.get("torch"), str),
+            cuda=optional(raw.get("cuda"), str),
+            date=optional(raw.get("date"), str),
+            code_fingerprint=optional(raw.get("code_fingerprint"), str),
+            gpu=optional(raw.get("gpu"), str),
+            cpu=optional(raw.get("cpu"), str),
+            gpu_memory_free_gib=optional(raw.get("gpu_memory_free_gib"), float),
+            gpu_memory_total_gib=optional(raw.get("gpu_memory_total_gib"), float),
         )
 
 
@@ -205,11 +198,11 @@ class ImportedSession:
                 )
                 for p in session.get("phases", [])
             ),
-            budget_seconds=_number(session.get("budget_seconds")),
-            wall_seconds=_number(session.get("wall_seconds")),
+            budget_seconds=optional(session.get("budget_seconds"), float),
+            wall_seconds=optional(session.get("wall_seconds"), float),
             train=SessionTrain(
                 epochs=int(train["epochs"]),
-                calibration=_number(train.get("calibration")),
+                calibration=optional(train.get("calibration"), float),
                 skipped=tuple(map(str, train.get("skipped") or ())),
             )
             if train
@@ -218,8 +211,8 @@ class ImportedSession:
                 StudyOutcome(
                     name=str(name),
                     status=str(s.get("status", "not finished")),
-                    reason=_text(s.get("reason")),
-                    wall_seconds=_number(s.get("wall_seconds")),
+                    reason=optional(s.get("reason"), str),
+                    wall_seconds=optional(s.get("wall_seconds"), float),
                 )
                 for name, s in (session.get("studies") or {}).items()
             ),
