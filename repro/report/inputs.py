@@ -103,7 +103,7 @@ def load_inputs(runs_dir: Path, data_dir: Path, out_dir: Path, params: Params) -
     warnings += bench_warnings
     study_runs = load_studies(runs_dir / "studies")[0]
     convergence = load_convergence(runs_dir / "convergence")
-    # The claim rules read what repro.report.claims.evaluate.collect_evidence would load, in its order.
+    # The claim rules read what repro.report.claims.evidence.collect_evidence would load, in its order.
     evidence = Evidence(
         params=params,
         main=main_loaded,
